@@ -1,0 +1,175 @@
+//! The running service: its shared state ([`App`]) and [`run`], the one entry point used by
+//! `main`, the integration tests and the benchmarks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tokio::net::TcpListener;
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clicks::{ClickRecorder, FlushSettings, run_flusher};
+use crate::config::Config;
+use crate::domain::{ClientIp, TrustedProxies, UrlPolicy};
+use crate::http::{ConnectionLimits, handle_admin, handle_public, serve};
+use crate::ids::{CodeCodec, IdGenerator};
+use crate::lease::{holder_name, keep_worker_lease};
+use crate::storage::Db;
+
+/// Unwritten click rows kept while Postgres is unreachable (about 100 MB at worst).
+const MAX_PENDING_CLICK_ROWS: usize = 1_000_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// What every handler shares. Built once from the configuration.
+pub struct App {
+    pub db: Db,
+    pub ids: Arc<IdGenerator>,
+    pub codec: CodeCodec,
+    pub clicks: Arc<ClickRecorder>,
+    pub url_policy: UrlPolicy,
+    pub trusted_proxies: TrustedProxies,
+    pub public_base_url: String,
+    pub redirect_status: StatusCode,
+    pub redirect_cache_control: HeaderValue,
+    /// Cancelled when the service stops accepting (SIGTERM): readiness goes 503 at once.
+    shutdown: CancellationToken,
+}
+
+impl App {
+    pub fn new(config: &Config, db: Db, shutdown: CancellationToken) -> Self {
+        App {
+            db,
+            ids: Arc::new(IdGenerator::new()),
+            codec: CodeCodec::new(&config.code_key),
+            clicks: Arc::new(ClickRecorder::new()),
+            url_policy: UrlPolicy {
+                own_host: config.public_host.clone(),
+                blocklist: config.blocklist.clone(),
+            },
+            trusted_proxies: config.trusted_proxies.clone(),
+            public_base_url: config.public_base_url.clone(),
+            redirect_status: config.redirect_status,
+            redirect_cache_control: HeaderValue::from_str(&format!(
+                "private, max-age={}",
+                config.redirect_max_age
+            ))
+            .expect("digits are a valid header value"),
+            shutdown,
+        }
+    }
+
+    /// The client a request is attributed to.
+    pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> ClientIp {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .map(HeaderValue::as_bytes);
+        self.trusted_proxies.client_ip(peer.ip(), forwarded)
+    }
+
+    /// False once shutdown has begun.
+    pub fn is_accepting(&self) -> bool {
+        !self.shutdown.is_cancelled()
+    }
+}
+
+/// The two bound listeners.
+pub struct Listeners {
+    pub main: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Serves until `shutdown` is cancelled, then drains within `config.shutdown_grace`:
+/// readiness turns 503, the main listener stops accepting and finishes in-flight requests,
+/// pending clicks are written, the worker-id lease is released, and `run` returns.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if config.code_key_is_development {
+        tracing::warn!("SHORTENER_CODE_KEY is not set: using the public development key");
+    }
+    let db = Db::connect_lazy(&config.database_url, &config.replica_urls, &config.pool)?;
+    let app = Arc::new(App::new(&config, db.clone(), shutdown.clone()));
+
+    let background = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(keep_worker_lease(
+        db.clone(),
+        Arc::clone(&app.ids),
+        config.worker_id,
+        holder_name(),
+        background.clone(),
+    ));
+    tasks.spawn(run_flusher(
+        Arc::clone(&app.clicks),
+        db.clone(),
+        FlushSettings {
+            interval: config.stats_flush_interval,
+            max_pending_rows: MAX_PENDING_CLICK_ROWS,
+        },
+        background.clone(),
+    ));
+    tasks.spawn(prune_periodically(db.clone(), background.clone()));
+
+    let limits = ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+    };
+    let admin_stop = CancellationToken::new();
+    let admin = tokio::spawn(serve(
+        listeners.admin,
+        limits.clone(),
+        {
+            let app = Arc::clone(&app);
+            move |request, peer| handle_admin(Arc::clone(&app), request, peer)
+        },
+        admin_stop.clone(),
+    ));
+    let main = tokio::spawn(serve(
+        listeners.main,
+        limits,
+        {
+            let app = Arc::clone(&app);
+            move |request, peer| handle_public(Arc::clone(&app), request, peer)
+        },
+        shutdown.clone(),
+    ));
+    tracing::info!(listen = %config.listen, admin = %config.admin_listen, "serving");
+
+    shutdown.cancelled().await;
+    let deadline = Instant::now() + config.shutdown_grace;
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining requests");
+    if timeout_at(deadline, main).await.is_err() {
+        tracing::error!("requests still in flight at the end of the grace period");
+    }
+    background.cancel();
+    tasks.close();
+    if timeout_at(deadline, tasks.wait()).await.is_err() {
+        tracing::error!(
+            "background tasks did not finish within the grace period; unwritten clicks are lost"
+        );
+    }
+    admin_stop.cancel();
+    let _ = timeout_at(deadline, admin).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn prune_periodically(db: Db, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+        match db.prune_expired().await {
+            Ok(rows) => tracing::debug!(rows, "pruned expired idempotency keys and stats batches"),
+            Err(error) => tracing::warn!(%error, "pruning failed; will retry"),
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The command line and environment, parsed and validated once, before anything binds.
+//!
+//! clap reads every option as text (flag, else environment variable, else default); then
+//! [`ServeArgs::validate`] checks all of them and reports every problem together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use http::StatusCode;
+
+use crate::domain::{Blocklist, IpNet, TrustedProxies};
+use crate::ids::{CodeKey, MAX_WORKER_ID, WorkerId};
+use crate::storage::PoolSettings;
+
+/// The code key used when none is configured. Development only: anyone can read it here.
+pub const DEVELOPMENT_CODE_KEY: &str = "shortener development key: public, never use in production";
+const MIN_CODE_KEY_LEN: usize = 16;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shortener",
+    version,
+    about = "A URL shortener built for high redirect volume"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: the main listener and the admin listener.
+    Serve(Box<ServeArgs>),
+    /// Apply the SQL migrations to DATABASE_URL, idempotently, then exit.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Postgres primary, e.g. postgres://user@host:5432/shortener.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the main (public) listener.
+    #[arg(long, env = "SHORTENER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// Address of the admin listener (/metrics, /healthz, /readyz).
+    #[arg(long, env = "SHORTENER_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: String,
+    /// Base of every short_url; URLs pointing at its host are refused.
+    #[arg(
+        long,
+        env = "SHORTENER_PUBLIC_BASE_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub public_base_url: String,
+    /// Postgres primary (required).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Comma-separated Postgres read replicas.
+    #[arg(
+        long,
+        env = "DATABASE_REPLICA_URLS",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub database_replica_urls: String,
+    /// Fixed Snowflake worker id 0..=1023 (e.g. a StatefulSet ordinal); leased at start-up if unset.
+    #[arg(long, env = "SHORTENER_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Secret key of the code permutation (at least 16 characters).
+    #[arg(long, env = "SHORTENER_CODE_KEY", hide_env_values = true)]
+    pub code_key: Option<String>,
+    /// File holding the secret key of the code permutation.
+    #[arg(long, env = "SHORTENER_CODE_KEY_FILE")]
+    pub code_key_file: Option<PathBuf>,
+    /// Status of redirects: 301, 302, 307 or 308.
+    #[arg(long, env = "SHORTENER_REDIRECT_STATUS", default_value = "302")]
+    pub redirect_status: String,
+    /// max-age, in seconds, of the `Cache-Control: private` header on redirects.
+    #[arg(long, env = "SHORTENER_REDIRECT_MAX_AGE", default_value = "0")]
+    pub redirect_max_age: String,
+    /// Comma-separated CIDRs whose X-Forwarded-For is believed.
+    #[arg(long, env = "SHORTENER_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// How often click tallies are written to Postgres, e.g. 1s or 250ms.
+    #[arg(long, env = "SHORTENER_STATS_FLUSH_INTERVAL", default_value = "1s")]
+    pub stats_flush_interval: String,
+    /// File of blocked hosts, one a line (subdomains are blocked too).
+    #[arg(long, env = "SHORTENER_BLOCKLIST_FILE")]
+    pub blocklist_file: Option<PathBuf>,
+    /// Deadline for draining requests and flushing after SIGTERM.
+    #[arg(long, env = "SHORTENER_SHUTDOWN_GRACE", default_value = "25s")]
+    pub shutdown_grace: String,
+    /// Time a client has to send request headers; also closes keep-alive connections idle this long.
+    #[arg(long, env = "SHORTENER_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
+    /// Most open connections on the main listener; further clients wait in the accept backlog.
+    #[arg(long, env = "SHORTENER_MAX_CONNECTIONS", default_value = "10000")]
+    pub max_connections: String,
+    /// Connections per Postgres pool (the primary and each replica).
+    #[arg(long, env = "SHORTENER_DB_POOL_SIZE", default_value = "16")]
+    pub db_pool_size: String,
+    /// How long a request waits for a Postgres connection before it is answered 503.
+    #[arg(long, env = "SHORTENER_DB_ACQUIRE_TIMEOUT", default_value = "250ms")]
+    pub db_acquire_timeout: String,
+    /// Server-side limit on every SQL statement.
+    #[arg(long, env = "SHORTENER_DB_STATEMENT_TIMEOUT", default_value = "2s")]
+    pub db_statement_timeout: String,
+}
+
+/// The validated configuration of `shortener serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Without a trailing slash.
+    pub public_base_url: String,
+    pub public_host: String,
+    pub database_url: String,
+    pub replica_urls: Vec<String>,
+    pub worker_id: Option<WorkerId>,
+    pub code_key: CodeKey,
+    pub code_key_is_development: bool,
+    pub redirect_status: StatusCode,
+    pub redirect_max_age: u32,
+    pub trusted_proxies: TrustedProxies,
+    pub stats_flush_interval: Duration,
+    pub blocklist: Blocklist,
+    pub shutdown_grace: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub pool: PoolSettings,
+}
+
+/// Every configuration problem found, one a line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration ({} problems):", self.0.len())?;
+        for error in &self.0 {
+            writeln!(f, "  - {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ServeArgs {
+    pub fn validate(self) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut check = |name: &str, result: Result<(), String>| {
+            if let Err(error) = result {
+                errors.push(format!("{name}: {error}"));
+            }
+        };
+        let mut listen = None;
+        check(
+            "SHORTENER_LISTEN",
+            parse_into(&self.listen, &mut listen, parse_addr),
+        );
+        let mut admin_listen = None;
+        check(
+            "SHORTENER_ADMIN_LISTEN",
+            parse_into(&self.admin_listen, &mut admin_listen, parse_addr),
+        );
+        let mut public = None;
+        check(
+            "SHORTENER_PUBLIC_BASE_URL",
+            parse_into(&self.public_base_url, &mut public, parse_base_url),
+        );
+        let database_url = self.database_url.filter(|url| !url.is_empty());
+        check(
+            "DATABASE_URL",
+            database_url
+                .as_deref()
+                .map_or(Err("is required".into()), parse_pg_url),
+        );
+        let replica_urls = split_list(&self.database_replica_urls);
+        for url in &replica_urls {
+            check("DATABASE_REPLICA_URLS", parse_pg_url(url));
+        }
+        let mut worker_id = None;
+        if let Some(raw) = &self.worker_id {
+            check(
+                "SHORTENER_WORKER_ID",
+                parse_into(raw, &mut worker_id, parse_worker_id),
+            );
+        }
+        let mut code_key = None;
+        check(
+            "SHORTENER_CODE_KEY",
+            read_code_key(self.code_key, self.code_key_file).map(|key| code_key = Some(key)),
+        );
+        let mut redirect_status = None;
+        check(
+            "SHORTENER_REDIRECT_STATUS",
+            parse_into(
+                &self.redirect_status,
+                &mut redirect_status,
+                parse_redirect_status,
+            ),
+        );
+        let mut redirect_max_age = None;
+        check(
+            "SHORTENER_REDIRECT_MAX_AGE",
+            parse_into(&self.redirect_max_age, &mut redirect_max_age, |raw| {
+                raw.parse::<u32>().map_err(|e| e.to_string())
+            }),
+        );
+        let mut proxies = Vec::new();
+        for raw in split_list(&self.trusted_proxies) {
+            check(
+                "SHORTENER_TRUSTED_PROXIES",
+                raw.parse::<IpNet>().map(|net| proxies.push(net)),
+            );
+        }
+        let mut flush_interval = None;
+        check(
+            "SHORTENER_STATS_FLUSH_INTERVAL",
+            parse_into(
+                &self.stats_flush_interval,
+                &mut flush_interval,
+                parse_duration,
+            ),
+        );
+        let mut blocklist = Some(Blocklist::default());
+        if let Some(path) = &self.blocklist_file {
+            check(
+                "SHORTENER_BLOCKLIST_FILE",
+                read_blocklist(path).map(|list| blocklist = Some(list)),
+            );
+        }
+        let mut grace = None;
+        check(
+            "SHORTENER_SHUTDOWN_GRACE",
+            parse_into(&self.shutdown_grace, &mut grace, parse_duration),
+        );
+        let mut header_timeout = None;
+        check(
+            "SHORTENER_HEADER_READ_TIMEOUT",
+            parse_into(
+                &self.header_read_timeout,
+                &mut header_timeout,
+                parse_duration,
+            ),
+        );
+        let mut max_connections = None;
+        check(
+            "SHORTENER_MAX_CONNECTIONS",
+            parse_into(
+                &self.max_connections,
+                &mut max_connections,
+                parse_positive::<usize>,
+            ),
+        );
+        let mut pool_size = None;
+        check(
+            "SHORTENER_DB_POOL_SIZE",
+            parse_into(&self.db_pool_size, &mut pool_size, parse_positive::<u32>),
+        );
+        let mut acquire_timeout = None;
+        check(
+            "SHORTENER_DB_ACQUIRE_TIMEOUT",
+            parse_into(
+                &self.db_acquire_timeout,
+                &mut acquire_timeout,
+                parse_duration,
+            ),
+        );
+        let mut statement_timeout = None;
+        check(
+            "SHORTENER_DB_STATEMENT_TIMEOUT",
+            parse_into(
+                &self.db_statement_timeout,
+                &mut statement_timeout,
+                parse_duration,
+            ),
+        );
+
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let (public_base_url, public_host) = public.expect("validated");
+        let (code_key, code_key_is_development) = code_key.expect("validated");
+        Ok(Config {
+            listen: listen.expect("validated"),
+            admin_listen: admin_listen.expect("validated"),
+            public_base_url,
+            public_host,
+            database_url: database_url.expect("validated"),
+            replica_urls,
+            worker_id,
+            code_key,
+            code_key_is_development,
+            redirect_status: redirect_status.expect("validated"),
+            redirect_max_age: redirect_max_age.expect("validated"),
+            trusted_proxies: TrustedProxies::new(proxies),
+            stats_flush_interval: flush_interval.expect("validated"),
+            blocklist: blocklist.expect("validated"),
+            shutdown_grace: grace.expect("validated"),
+            header_read_timeout: header_timeout.expect("validated"),
+            max_connections: max_connections.expect("validated"),
+            pool: PoolSettings {
+                max_size: pool_size.expect("validated"),
+                acquire_timeout: acquire_timeout.expect("validated"),
+                connect_timeout: Duration::from_secs(2),
+                statement_timeout: statement_timeout.expect("validated"),
+            },
+        })
+    }
+}
+
+fn parse_into<T>(
+    raw: &str,
+    slot: &mut Option<T>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<(), String> {
+    *slot = Some(parse(raw.trim())?);
+    Ok(())
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn parse_addr(raw: &str) -> Result<SocketAddr, String> {
+    raw.parse()
+        .map_err(|_| format!("'{raw}' is not a socket address such as 0.0.0.0:8080"))
+}
+
+fn parse_base_url(raw: &str) -> Result<(String, String), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("'{raw}' is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(format!(
+            "'{raw}' must be an http(s) URL without query or fragment"
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("'{raw}' has no host"))?
+        .to_owned();
+    Ok((url.as_str().trim_end_matches('/').to_owned(), host))
+}
+
+/// Checks the shape of a Postgres URL without echoing it: it may hold a password.
+fn parse_pg_url(raw: &str) -> Result<(), String> {
+    raw.parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|_| "is not a valid Postgres connection string (value not shown)".into())
+}
+
+fn parse_worker_id(raw: &str) -> Result<WorkerId, String> {
+    raw.parse::<u16>()
+        .ok()
+        .and_then(WorkerId::new)
+        .ok_or_else(|| format!("'{raw}' is not a worker id in 0..={MAX_WORKER_ID}"))
+}
+
+fn parse_redirect_status(raw: &str) -> Result<StatusCode, String> {
+    match raw {
+        "301" | "302" | "307" | "308" => Ok(StatusCode::from_bytes(raw.as_bytes()).expect("valid")),
+        _ => Err(format!("'{raw}' is not one of 301, 302, 307, 308")),
+    }
+}
+
+fn parse_positive<T: std::str::FromStr + PartialOrd + Default>(raw: &str) -> Result<T, String> {
+    match raw.parse::<T>() {
+        Ok(value) if value > T::default() => Ok(value),
+        _ => Err(format!("'{raw}' is not a positive whole number")),
+    }
+}
+
+/// Parses `250ms`, `1s`, `2m`, `1h`: a positive whole number and a unit.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let error = || format!("'{raw}' is not a duration such as 250ms, 1s, 2m or 1h");
+    let number: u64 = number.parse().map_err(|_| error())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        "h" => Duration::from_secs(number * 3600),
+        _ => return Err(error()),
+    };
+    if duration.is_zero() {
+        return Err(format!("'{raw}' must be longer than zero"));
+    }
+    Ok(duration)
+}
+
+/// Start-up only: reading these small files synchronously happens before the runtime serves.
+fn read_code_key(key: Option<String>, file: Option<PathBuf>) -> Result<(CodeKey, bool), String> {
+    let secret = match (key.filter(|k| !k.is_empty()), file) {
+        (Some(_), Some(_)) => {
+            return Err("set SHORTENER_CODE_KEY or SHORTENER_CODE_KEY_FILE, not both".into());
+        }
+        (Some(key), None) => key,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| {
+                format!(
+                    "cannot read SHORTENER_CODE_KEY_FILE {}: {e}",
+                    path.display()
+                )
+            })?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        (None, None) => return Ok((CodeKey::derive(DEVELOPMENT_CODE_KEY.as_bytes()), true)),
+    };
+    if secret.len() < MIN_CODE_KEY_LEN {
+        return Err(format!(
+            "the code key must be at least {MIN_CODE_KEY_LEN} characters (value not shown)"
+        ));
+    }
+    Ok((CodeKey::derive(secret.as_bytes()), false))
+}
+
+fn read_blocklist(path: &std::path::Path) -> Result<Blocklist, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Blocklist::parse(&text).map_err(|errors| format!("{}: {}", path.display(), errors.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<Config, ConfigErrors> {
+        let argv = ["shortener", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args.validate(),
+            Command::Migrate(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "1", "s", "1.5s", "-1s", "0s", "10 s", "1d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_minimal_configuration_takes_the_documented_defaults() {
+        let config = serve(&["--database-url", "postgres://localhost/x"]).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.public_base_url, "http://localhost:8080");
+        assert_eq!(config.redirect_status, StatusCode::FOUND);
+        assert_eq!(config.stats_flush_interval, Duration::from_secs(1));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(25));
+        assert!(config.code_key_is_development);
+    }
+
+    #[test]
+    fn every_problem_is_reported_together() {
+        let errors = serve(&[
+            "--listen",
+            "nowhere",
+            "--database-url",
+            "",
+            "--redirect-status",
+            "303",
+            "--stats-flush-interval",
+            "soon",
+            "--worker-id",
+            "1024",
+            "--trusted-proxies",
+            "10.0.0.0/8,bogus",
+            "--code-key",
+            "short",
+        ])
+        .unwrap_err()
+        .0;
+        for name in [
+            "SHORTENER_LISTEN",
+            "DATABASE_URL",
+            "SHORTENER_REDIRECT_STATUS",
+            "SHORTENER_STATS_FLUSH_INTERVAL",
+            "SHORTENER_WORKER_ID",
+            "SHORTENER_TRUSTED_PROXIES",
+            "SHORTENER_CODE_KEY",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(name)),
+                "{name} missing from {errors:?}"
+            );
+        }
+        assert_eq!(errors.len(), 7);
+    }
+}

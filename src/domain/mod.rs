@@ -1,0 +1,17 @@
+//! Validated newtypes: input is parsed into these at the HTTP edge, and inner code takes only them.
+//!
+//! Nothing here does I/O; every rule is a pure function of its input and the configuration.
+
+mod alias;
+mod client_ip;
+mod code;
+mod expiry;
+mod idempotency_key;
+mod target_url;
+
+pub use alias::{Alias, AliasError, RESERVED_WORDS};
+pub use client_ip::{ClientIp, IpNet, TrustedProxies};
+pub use code::Code;
+pub use expiry::{ExpiresAt, ExpiryError, now_micros};
+pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError};
+pub use target_url::{Blocklist, MAX_URL_LEN, TargetUrl, UrlError, UrlPolicy};

@@ -1,0 +1,331 @@
+//! Target URLs: parsed with the WHATWG rules of the `url` crate, refused unless plainly safe to
+//! redirect to, and stored in canonical ASCII form (punycode host, percent-encoded path).
+
+use std::collections::HashSet;
+
+use thiserror::Error;
+use url::{Host, Url};
+
+/// Longest canonical URL we store, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// A validated, canonical `http`/`https` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUrl(String);
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum UrlError {
+    #[error("url is longer than {MAX_URL_LEN} bytes")]
+    TooLong,
+    #[error("url contains control characters (tabs, line breaks or other)")]
+    ControlCharacter,
+    #[error("url is not a valid absolute URL: {0}")]
+    Malformed(String),
+    #[error("only http and https URLs can be shortened")]
+    Scheme,
+    #[error("URLs with user information (user:password@) are refused")]
+    Userinfo,
+    #[error("url has no host")]
+    NoHost,
+    #[error("the host of this url is blocked")]
+    Blocked,
+    #[error("url points at this service itself")]
+    OwnHost,
+    #[error("the host of this url mixes scripts or imitates another domain (IDN look-alike)")]
+    Confusable,
+}
+
+/// What a target must not point at.
+#[derive(Debug, Clone, Default)]
+pub struct UrlPolicy {
+    /// The host of this service's public base URL, in ASCII.
+    pub own_host: String,
+    pub blocklist: Blocklist,
+}
+
+/// Hosts that may not be linked to; an entry also blocks its subdomains.
+#[derive(Debug, Clone, Default)]
+pub struct Blocklist(HashSet<String>);
+
+impl Blocklist {
+    /// Parses one host a line; blank lines and `#` comments are skipped. Every bad line is reported.
+    pub fn parse(text: &str) -> Result<Self, Vec<String>> {
+        let mut hosts = HashSet::new();
+        let mut errors = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            match Host::parse(entry) {
+                Ok(host) => {
+                    hosts.insert(host.to_string());
+                }
+                Err(error) => errors.push(format!("line {}: '{entry}': {error}", number + 1)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Blocklist(hosts))
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn blocks(&self, host: &str) -> bool {
+        let mut candidate = host;
+        loop {
+            if self.0.contains(candidate) {
+                return true;
+            }
+            match candidate.split_once('.') {
+                Some((_, parent)) if !parent.is_empty() => candidate = parent,
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl TargetUrl {
+    pub fn parse(raw: &str, policy: &UrlPolicy) -> Result<Self, UrlError> {
+        // Percent-encoding at most triples a character; anything longer cannot fit.
+        if raw.len() > MAX_URL_LEN * 3 {
+            return Err(UrlError::TooLong);
+        }
+        let raw = raw.trim_matches(' ');
+        // The WHATWG parser silently drops tabs and newlines ("java\tscript:"); refuse them instead.
+        if raw.chars().any(char::is_control) {
+            return Err(UrlError::ControlCharacter);
+        }
+        let url = Url::parse(raw).map_err(|error| UrlError::Malformed(error.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(UrlError::Scheme);
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(UrlError::Userinfo);
+        }
+        let host = url.host_str().ok_or(UrlError::NoHost)?;
+        if host.eq_ignore_ascii_case(&policy.own_host) {
+            return Err(UrlError::OwnHost);
+        }
+        if let Some(Host::Domain(domain)) = url.host() {
+            let domain = domain.trim_end_matches('.');
+            if policy.blocklist.blocks(domain) {
+                return Err(UrlError::Blocked);
+            }
+            if is_confusable(domain) {
+                return Err(UrlError::Confusable);
+            }
+        }
+        let canonical = String::from(url);
+        if canonical.len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong);
+        }
+        Ok(TargetUrl(canonical))
+    }
+
+    /// A URL read back from storage, already validated when it was stored.
+    pub fn from_trusted(canonical: String) -> Self {
+        TargetUrl(canonical)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The check repeated just before a redirect is sent.
+    pub fn is_redirectable(target: &str) -> bool {
+        target.starts_with("https://") || target.starts_with("http://")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Latin,
+    Cyrillic,
+    Greek,
+    Armenian,
+}
+
+fn script(c: char) -> Option<Script> {
+    match c {
+        'a'..='z' | 'A'..='Z' | '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' => {
+            Some(Script::Latin)
+        }
+        '\u{0400}'..='\u{052F}' => Some(Script::Cyrillic),
+        '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' => Some(Script::Greek),
+        '\u{0530}'..='\u{058F}' => Some(Script::Armenian),
+        _ => None,
+    }
+}
+
+/// Letters of other scripts that look like Latin letters once lower-cased by IDNA.
+const LATIN_LOOKALIKES: &str = "аеорсухіјѕһԁԛԝӏьοινκραυօսոհցզ";
+
+/// A host imitates another when one label mixes Latin, Cyrillic, Greek or Armenian letters
+/// (`pаypal` with a Cyrillic `а`), or when a label under an ASCII top-level domain is written
+/// wholly in look-alike letters of another script (`аррӏе.com`). Whole-script labels such as
+/// `пример.рф` stay allowed.
+fn is_confusable(ascii_domain: &str) -> bool {
+    let tld_is_ascii = ascii_domain
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| !tld.starts_with("xn--"));
+    ascii_domain.split('.').any(|label| {
+        let Some(encoded) = label.strip_prefix("xn--") else {
+            return false;
+        };
+        let Some(unicode) = idna::punycode::decode_to_string(encoded) else {
+            return true;
+        };
+        let mut scripts = unicode.chars().filter_map(script);
+        let Some(first) = scripts.next() else {
+            return false;
+        };
+        if scripts.any(|other| other != first) {
+            return true;
+        }
+        let letters_all_lookalikes = unicode
+            .chars()
+            .filter(|c| script(*c).is_some())
+            .all(|c| LATIN_LOOKALIKES.contains(c));
+        first != Script::Latin && tld_is_ascii && letters_all_lookalikes
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> UrlPolicy {
+        UrlPolicy {
+            own_host: "sho.rt".into(),
+            blocklist: Blocklist::parse("# bad places\nevil.example\n\nmalware.test # trailing\n")
+                .unwrap(),
+        }
+    }
+
+    fn parse(raw: &str) -> Result<String, UrlError> {
+        TargetUrl::parse(raw, &policy()).map(TargetUrl::into_string)
+    }
+
+    #[test]
+    fn canonicalises_to_ascii() {
+        assert_eq!(
+            parse("HTTPS://Example.COM").unwrap(),
+            "https://example.com/"
+        );
+        assert_eq!(
+            parse("https://bücher.example/a b?q=ü#frag").unwrap(),
+            "https://xn--bcher-kva.example/a%20b?q=%C3%BC#frag"
+        );
+        assert_eq!(
+            parse("http://example.com:80/x").unwrap(),
+            "http://example.com/x"
+        );
+        assert_eq!(
+            parse("  https://example.com/  ").unwrap(),
+            "https://example.com/"
+        );
+        assert_eq!(
+            parse("https://пример.рф/").unwrap(),
+            "https://xn--e1afmkfd.xn--p1ai/"
+        );
+    }
+
+    #[test]
+    fn refuses_other_schemes_in_any_case_and_with_hidden_whitespace() {
+        for raw in [
+            "JaVaScRiPt:alert(1)",
+            "javascript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "file:///etc/passwd",
+            "ftp://example.com/",
+            "mailto:a@example.com",
+            "ws://example.com/",
+        ] {
+            assert_eq!(parse(raw), Err(UrlError::Scheme), "{raw}");
+        }
+        for raw in [
+            "java\tscript:alert(1)",
+            "https://exa\nmple.com/",
+            "https://a.example/\r\nX: y",
+        ] {
+            assert_eq!(parse(raw), Err(UrlError::ControlCharacter), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_relative_malformed_and_userinfo() {
+        for raw in [
+            "/relative/path",
+            "example.com",
+            "//example.com/x",
+            "http://[::1]:99999/",
+            "https://",
+            "",
+        ] {
+            assert!(matches!(parse(raw), Err(UrlError::Malformed(_))), "{raw}");
+        }
+        assert_eq!(
+            parse("https://user:pw@host.example/"),
+            Err(UrlError::Userinfo)
+        );
+        assert_eq!(
+            parse("https://bank.com@evil.example/"),
+            Err(UrlError::Userinfo)
+        );
+    }
+
+    #[test]
+    fn refuses_long_blocked_and_own_hosts() {
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert_eq!(parse(&long), Err(UrlError::TooLong));
+        assert_eq!(
+            parse(&format!("https://example.com/{}", "a".repeat(10_000))),
+            Err(UrlError::TooLong)
+        );
+        // Percent-encoding happens before the length check.
+        let expands = format!("https://example.com/{}", "é".repeat(400));
+        assert_eq!(parse(&expands), Err(UrlError::TooLong));
+        assert_eq!(parse("https://evil.example/x"), Err(UrlError::Blocked));
+        assert_eq!(parse("https://EVIL.example./x"), Err(UrlError::Blocked));
+        assert_eq!(
+            parse("https://deep.sub.malware.test/"),
+            Err(UrlError::Blocked)
+        );
+        assert!(parse("https://notevil.example/").is_ok());
+        assert_eq!(parse("http://SHO.RT:8080/abc"), Err(UrlError::OwnHost));
+    }
+
+    #[test]
+    fn refuses_idn_look_alikes() {
+        for raw in [
+            "https://pаypal.com/", // Cyrillic а inside a Latin label
+            "https://аррӏе.com/",  // wholly Cyrillic look-alikes under .com
+            "https://gοοgle.com/", // Greek omicrons
+            "https://xn--pypal-4ve.com/",
+        ] {
+            assert_eq!(parse(raw), Err(UrlError::Confusable), "{raw}");
+        }
+        assert!(parse("https://münchen.de/").is_ok());
+    }
+
+    #[test]
+    fn blocklist_reports_every_bad_line() {
+        let errors = Blocklist::parse("good.example\nbad host\n[::1\n").unwrap_err();
+        assert_eq!(errors.len(), 2);
+        assert!(errors[0].starts_with("line 2"));
+    }
+}

@@ -1,0 +1,22 @@
+//! HTTP: the only module that knows hyper types.
+//!
+//! `server` accepts connections and enforces connection-level limits; `router` maps a method
+//! and path to one handler in `routes`; handlers parse input into `domain` types, call into
+//! `storage`, `ids` and `clicks`, and answer with `problem` for every error.
+
+mod body;
+mod problem;
+mod router;
+mod routes;
+mod server;
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+pub use problem::ApiError;
+pub use router::{handle_admin, handle_public};
+pub use server::{ConnectionLimits, serve};
+
+/// Every response body is complete before it is sent.
+pub type Body = Full<Bytes>;
+pub type Response = http::Response<Body>;

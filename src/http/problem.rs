@@ -1,0 +1,181 @@
+//! Every error answer: RFC 9457 problem details (`application/problem+json`).
+//!
+//! Details describe what the client did or can do; they never carry SQL, backend host names
+//! or stack traces. Server-side causes are logged where they happen, not sent.
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+use thiserror::Error;
+
+use super::Response;
+use crate::domain::{AliasError, ExpiryError, IdempotencyKeyError, UrlError};
+use crate::storage::StorageError;
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    InvalidUrl(#[from] UrlError),
+    #[error(transparent)]
+    InvalidAlias(#[from] AliasError),
+    #[error(transparent)]
+    InvalidExpiry(#[from] ExpiryError),
+    #[error(transparent)]
+    InvalidIdempotencyKey(#[from] IdempotencyKeyError),
+    #[error("no link has this code")]
+    NotFound,
+    #[error("this path does not support the method; allowed: {0}")]
+    MethodNotAllowed(&'static str),
+    #[error("the alias '{0}' is already taken")]
+    AliasTaken(String),
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyKeyInUse,
+    #[error("this link has expired or was disabled")]
+    Gone,
+    #[error("the request body is larger than 8 KiB")]
+    PayloadTooLarge,
+    #[error("the request body must be sent as Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("the service cannot reach its database right now; retry shortly")]
+    Unavailable,
+    #[error("metrics are not exported yet")]
+    NotImplemented,
+    #[error("the server failed to handle this request")]
+    Internal,
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                ApiError::Unavailable
+            }
+            StorageError::Database(error) => {
+                tracing::error!(%error, "database error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    r#type: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl ApiError {
+    /// Status, problem type slug and title.
+    fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid-json", "Malformed JSON"),
+            InvalidRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+            ),
+            InvalidUrl(_) => (StatusCode::BAD_REQUEST, "invalid-url", "URL refused"),
+            InvalidAlias(_) => (StatusCode::BAD_REQUEST, "invalid-alias", "Alias refused"),
+            InvalidExpiry(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-expires-at",
+                "Invalid expires_at",
+            ),
+            InvalidIdempotencyKey(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-idempotency-key",
+                "Invalid Idempotency-Key",
+            ),
+            NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            AliasTaken(_) => (StatusCode::CONFLICT, "alias-taken", "Alias taken"),
+            IdempotencyKeyInUse => (
+                StatusCode::CONFLICT,
+                "idempotency-key-in-use",
+                "Request in progress",
+            ),
+            Gone => (StatusCode::GONE, "gone", "Link gone"),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Body too large",
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            ),
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            NotImplemented => (
+                StatusCode::NOT_IMPLEMENTED,
+                "not-implemented",
+                "Not implemented",
+            ),
+            Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind().0
+    }
+
+    pub fn into_response(self) -> Response {
+        let (status, slug, title) = self.kind();
+        let body = ProblemBody {
+            r#type: format!("urn:shortener:problem:{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = http::Response::new(Full::new(Bytes::from(json)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match self {
+            ApiError::Unavailable | ApiError::IdempotencyKeyInUse => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
+        response
+    }
+}

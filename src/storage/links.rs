@@ -1,0 +1,204 @@
+//! Links: lookups for redirects, and the create transaction with its idempotency record.
+
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+
+use super::{Db, StorageError, pool};
+
+/// A link as stored.
+#[derive(Debug, Clone)]
+pub struct LinkRecord {
+    pub id: i64,
+    pub code: String,
+    pub target_url: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+impl LinkRecord {
+    fn from_row(row: &Row) -> Self {
+        LinkRecord {
+            id: row.get(0),
+            code: row.get(1),
+            target_url: row.get(2),
+            created_at: row.get(3),
+            expires_at: row.get(4),
+            disabled_at: row.get(5),
+        }
+    }
+
+    /// Expired or disabled links answer 410.
+    pub fn is_gone(&self, now: OffsetDateTime) -> bool {
+        self.disabled_at.is_some() || self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A link about to be inserted.
+#[derive(Debug)]
+pub struct NewLink<'a> {
+    pub id: i64,
+    pub code: &'a str,
+    pub target_url: &'a str,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// The idempotency record written in the same transaction as the link.
+#[derive(Debug)]
+pub struct IdempotentRequest<'a> {
+    /// Whose key this is (the client IP): one client cannot replay another's responses.
+    pub scope: &'a str,
+    pub key: &'a str,
+    /// SHA-256 of the normalised request body.
+    pub fingerprint: &'a [u8],
+    /// The response stored for replays.
+    pub status: u16,
+    pub body: &'a str,
+}
+
+/// What became of a create.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// The code (an alias, or in theory a generated code) belongs to another link.
+    CodeTaken,
+    /// The id is already in use: the caller retries with a fresh id.
+    IdTaken,
+    /// The key was used before with the same body: answer what was answered then.
+    Replayed {
+        status: u16,
+        body: String,
+    },
+    /// The key was used before with another body.
+    KeyReused,
+    /// Another request with this key is being processed right now.
+    KeyInUse,
+}
+
+impl Db {
+    /// The link named by `code`. `decoded_id` is the id a generated-shape code decodes to.
+    /// Tries a replica first; a miss or a failure there falls through to the primary, so a link
+    /// created a moment ago resolves even while the replica lags.
+    pub async fn find_link(
+        &self,
+        code: &str,
+        decoded_id: Option<i64>,
+    ) -> Result<Option<LinkRecord>, StorageError> {
+        if let Some(replica) = self.replica()
+            && let Ok(Some(link)) = find_on(replica, code, decoded_id).await
+        {
+            return Ok(Some(link));
+        }
+        find_on(&self.primary, code, decoded_id).await
+    }
+
+    /// Inserts `link` and, when given, its idempotency record, in one transaction.
+    pub async fn create_link(
+        &self,
+        link: &NewLink<'_>,
+        idempotency: Option<&IdempotentRequest<'_>>,
+    ) -> Result<CreateOutcome, StorageError> {
+        let mut conn = self.primary().await?;
+        let pool::PgConn { client, write, .. } = &mut *conn;
+        let statements = write
+            .as_ref()
+            .ok_or_else(|| StorageError::Unavailable("primary opened read-only".into()))?;
+        let tx = client.transaction().await?;
+
+        if let Some(request) = idempotency {
+            // A transaction-scoped advisory lock on (scope, key): a concurrent request with the
+            // same key sees it taken and answers 409 instead of waiting; a crash releases it.
+            let lock_name = format!("{}\n{}", request.scope, request.key);
+            let locked: bool = tx
+                .query_one(&statements.idempotency_lock, &[&lock_name])
+                .await?
+                .get(0);
+            if !locked {
+                return Ok(CreateOutcome::KeyInUse);
+            }
+            let stored = tx
+                .query_opt(&statements.idempotency_get, &[&request.scope, &request.key])
+                .await?;
+            if let Some(row) = stored {
+                let fresh: bool = row.get(3);
+                if fresh {
+                    let fingerprint: &[u8] = row.get(0);
+                    if fingerprint != request.fingerprint {
+                        return Ok(CreateOutcome::KeyReused);
+                    }
+                    let status: i16 = row.get(1);
+                    return Ok(CreateOutcome::Replayed {
+                        status: status as u16,
+                        body: row.get(2),
+                    });
+                }
+                tx.execute(
+                    &statements.idempotency_delete,
+                    &[&request.scope, &request.key],
+                )
+                .await?;
+            }
+        }
+
+        let inserted = tx
+            .execute(
+                &statements.insert_link,
+                &[
+                    &link.id,
+                    &link.code,
+                    &link.target_url,
+                    &link.created_at,
+                    &link.expires_at,
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(0) => return Ok(CreateOutcome::CodeTaken),
+            Ok(_) => {}
+            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Ok(CreateOutcome::IdTaken);
+            }
+            Err(error) => return Err(error.into()),
+        }
+
+        if let Some(request) = idempotency {
+            tx.execute(
+                &statements.idempotency_insert,
+                &[
+                    &request.scope,
+                    &request.key,
+                    &request.fingerprint,
+                    &(request.status as i16),
+                    &request.body,
+                    &link.id,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(CreateOutcome::Created)
+    }
+}
+
+async fn find_on(
+    pool: &pool::PgPool,
+    code: &str,
+    decoded_id: Option<i64>,
+) -> Result<Option<LinkRecord>, StorageError> {
+    let conn = pool::checkout(pool).await?;
+    let row = match decoded_id {
+        Some(id) => {
+            conn.client
+                .query_opt(&conn.read.find_by_id_then_code, &[&id, &code])
+                .await?
+        }
+        None => {
+            conn.client
+                .query_opt(&conn.read.find_by_code, &[&code])
+                .await?
+        }
+    };
+    Ok(row.as_ref().map(LinkRecord::from_row))
+}

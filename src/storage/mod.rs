@@ -1,0 +1,105 @@
+//! Postgres: the pools, the prepared statements, and every SQL statement the service runs.
+//!
+//! Only this module speaks SQL. Reads that may go to a replica fall back to the primary
+//! (read-your-writes); every write goes to the primary. Nothing here knows about HTTP.
+
+mod janitor;
+mod links;
+mod migrate;
+mod pool;
+mod stats;
+pub mod worker_lease;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use thiserror::Error;
+
+pub use links::{CreateOutcome, IdempotentRequest, LinkRecord, NewLink};
+pub use migrate::migrate;
+pub use pool::{PgConn, PoolSettings};
+pub use stats::{ClickRows, DailyClicks};
+
+use pool::{PgPool, Role};
+
+/// Why a storage call failed, as far as callers need to branch on it.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// No connection in time, the connection broke, or the server shed the query:
+    /// worth retrying later (HTTP 503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a schema out of step with the code (HTTP 500).
+    #[error("database error: {0}")]
+    Database(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for StorageError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        // No SQLSTATE: the connection itself failed. Classes 08 (connection), 53 (resources)
+        // and 57 (operator intervention, statement timeout) are transient too.
+        let transient = error.is_closed()
+            || error.code().is_none_or(|state| {
+                let code = state.code();
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
+            });
+        if transient {
+            StorageError::Unavailable(error.to_string())
+        } else {
+            StorageError::Database(error)
+        }
+    }
+}
+
+/// The primary and the read replicas.
+#[derive(Clone)]
+pub struct Db {
+    primary: PgPool,
+    replicas: Vec<PgPool>,
+    next_replica: std::sync::Arc<AtomicUsize>,
+}
+
+impl Db {
+    /// Builds the pools without connecting: connections are made in the background and on demand,
+    /// so the service starts (and reports not-ready) while a database is down.
+    pub fn connect_lazy(
+        primary_url: &str,
+        replica_urls: &[String],
+        settings: &PoolSettings,
+    ) -> Result<Self, StorageError> {
+        let primary = pool::build(primary_url, Role::Primary, settings)?;
+        let replicas = replica_urls
+            .iter()
+            .map(|url| pool::build(url, Role::Replica, settings))
+            .collect::<Result<_, _>>()?;
+        Ok(Db {
+            primary,
+            replicas,
+            next_replica: Default::default(),
+        })
+    }
+
+    async fn primary(&self) -> Result<bb8::PooledConnection<'_, pool::PgManager>, StorageError> {
+        pool::checkout(&self.primary).await
+    }
+
+    /// The next replica in round-robin order, if any are configured.
+    fn replica(&self) -> Option<&PgPool> {
+        if self.replicas.is_empty() {
+            return None;
+        }
+        let index = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
+        Some(&self.replicas[index])
+    }
+
+    /// True when the primary or any replica answers a trivial query.
+    pub async fn is_reachable(&self) -> bool {
+        for pool in std::iter::once(&self.primary).chain(&self.replicas) {
+            if let Ok(conn) = pool::checkout(pool).await
+                && conn.client.simple_query("").await.is_ok()
+            {
+                return true;
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,89 @@
+//! Click statistics: batched, effectively-once upserts and the daily series.
+
+use time::{Date, OffsetDateTime};
+
+use super::{Db, StorageError};
+
+/// One batch of click tallies in columns, ready for `UNNEST`: one entry per (link, day).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClickRows {
+    pub link_ids: Vec<i64>,
+    pub days: Vec<Date>,
+    pub clicks: Vec<i64>,
+    pub bot_clicks: Vec<i64>,
+    pub last_click_at: Vec<OffsetDateTime>,
+}
+
+impl ClickRows {
+    pub fn len(&self) -> usize {
+        self.link_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.link_ids.is_empty()
+    }
+}
+
+/// One day of one link's statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyClicks {
+    pub day: Date,
+    pub clicks: i64,
+    pub bot_clicks: i64,
+    pub last_click_at: OffsetDateTime,
+}
+
+impl Db {
+    /// Adds `rows` to the daily tallies unless `batch_id` was applied before. The batch id is
+    /// recorded in the same transaction, so a retry after a lost COMMIT acknowledgement counts
+    /// nothing twice. Answers whether this call applied the batch.
+    pub async fn apply_click_batch(
+        &self,
+        batch_id: i64,
+        rows: &ClickRows,
+    ) -> Result<bool, StorageError> {
+        let mut conn = self.primary().await?;
+        let statements = conn.write()?;
+        let (claim, upsert) = (
+            statements.claim_batch.clone(),
+            statements.upsert_clicks.clone(),
+        );
+        let tx = conn.client.transaction().await?;
+        if tx.execute(&claim, &[&batch_id]).await? == 0 {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        tx.execute(
+            &upsert,
+            &[
+                &rows.link_ids,
+                &rows.days,
+                &rows.clicks,
+                &rows.bot_clicks,
+                &rows.last_click_at,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every day with clicks for `link_id`, oldest first, read from the primary (where the
+    /// flusher writes) so the lag stays within one flush interval.
+    pub async fn daily_clicks(&self, link_id: i64) -> Result<Vec<DailyClicks>, StorageError> {
+        let conn = self.primary().await?;
+        let rows = conn
+            .client
+            .query(&conn.write()?.daily_clicks, &[&link_id])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| DailyClicks {
+                day: row.get(0),
+                clicks: row.get(1),
+                bot_clicks: row.get(2),
+                last_click_at: row.get(3),
+            })
+            .collect())
+    }
+}
