@@ -16,12 +16,15 @@ use crate::config::Config;
 use crate::domain::{ClientIp, TrustedProxies, UrlPolicy};
 use crate::http::{ConnectionLimits, handle_admin, handle_public, serve};
 use crate::ids::{CodeCodec, IdGenerator};
-use crate::lease::{holder_name, keep_worker_lease};
+use crate::lease::LeaseKeeper;
 use crate::storage::Db;
 
 /// Unwritten click rows kept while Postgres is unreachable (about 100 MB at worst).
 const MAX_PENDING_CLICK_ROWS: usize = 1_000_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How long start-up waits for the first worker-id lease before serving without one
+/// (creates answer 503 until the background keeper gets it).
+const FIRST_LEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// What every handler shares. Built once from the configuration.
 pub struct App {
@@ -99,13 +102,9 @@ pub async fn run(
 
     let background = CancellationToken::new();
     let tasks = TaskTracker::new();
-    tasks.spawn(keep_worker_lease(
-        db.clone(),
-        Arc::clone(&app.ids),
-        config.worker_id,
-        holder_name(),
-        background.clone(),
-    ));
+    let mut lease = LeaseKeeper::new(db.clone(), Arc::clone(&app.ids), config.worker_id);
+    let _ = tokio::time::timeout(FIRST_LEASE_WAIT, lease.step()).await;
+    tasks.spawn(lease.run(background.clone()));
     tasks.spawn(run_flusher(
         Arc::clone(&app.clicks),
         db.clone(),

@@ -21,89 +21,110 @@ const RENEW_EVERY: Duration = Duration::from_secs(10);
 const SAFETY_MARGIN: Duration = Duration::from_secs(5);
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
-/// A name for this process in the lease table: host, pid and a random part.
-pub fn holder_name() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown-host".into());
-    format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..))
-}
-
-/// Keeps a lease until `stop` is cancelled, then releases it.
-pub async fn keep_worker_lease(
+/// Holds (or keeps trying to hold) one worker-id lease for this process.
+pub struct LeaseKeeper {
     db: Db,
     ids: Arc<IdGenerator>,
-    fixed: Option<WorkerId>,
+    range: RangeInclusive<u16>,
     holder: String,
-    stop: CancellationToken,
-) {
-    let range: RangeInclusive<u16> = match fixed {
-        Some(worker) => worker.get()..=worker.get(),
-        None => 0..=MAX_WORKER_ID,
-    };
-    let mut held: Option<(WorkerId, Instant)> = None;
-    loop {
-        let wait = match held {
-            None => match db
-                .acquire_worker_id(&holder, range.clone(), LEASE_TTL)
-                .await
-            {
-                Ok(Some(lease)) => {
-                    ids.assign(lease.worker, lease.high_water_ms);
-                    held = Some((lease.worker, Instant::now() + LEASE_TTL - SAFETY_MARGIN));
-                    tracing::info!(worker_id = lease.worker.get(), "worker id leased");
-                    RENEW_EVERY
-                }
-                Ok(None) => {
-                    tracing::warn!(
-                        ?range,
-                        "every worker id in range is held by a live instance"
-                    );
-                    RETRY_EVERY
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot lease a worker id yet");
-                    RETRY_EVERY
-                }
-            },
-            Some((worker, valid_until)) => {
-                let sent = Instant::now();
-                match db
-                    .renew_worker_id(worker, &holder, ids.high_water_ms(), LEASE_TTL)
-                    .await
-                {
-                    Ok(true) => {
-                        held = Some((worker, sent + LEASE_TTL - SAFETY_MARGIN));
-                        RENEW_EVERY
-                    }
-                    Ok(false) => {
-                        ids.revoke();
-                        held = None;
-                        tracing::error!(worker_id = worker.get(), "worker id lease lost");
-                        Duration::ZERO
-                    }
-                    Err(error) if Instant::now() >= valid_until => {
-                        ids.revoke();
-                        held = None;
-                        tracing::error!(%error, "worker id lease could not be renewed in time");
-                        RETRY_EVERY
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "worker id lease renewal failed; retrying");
-                        RETRY_EVERY
-                    }
-                }
-            }
+    /// The worker id held, and until when it is safe to issue ids with it.
+    held: Option<(WorkerId, Instant)>,
+}
+
+impl LeaseKeeper {
+    /// `fixed`: the configured `SHORTENER_WORKER_ID`, leased like any other so that two
+    /// instances configured with the same id cannot both issue ids.
+    pub fn new(db: Db, ids: Arc<IdGenerator>, fixed: Option<WorkerId>) -> Self {
+        let range = match fixed {
+            Some(worker) => worker.get()..=worker.get(),
+            None => 0..=MAX_WORKER_ID,
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.cancelled() => break,
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown-host".into());
+        LeaseKeeper {
+            db,
+            ids,
+            range,
+            holder: format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..)),
+            held: None,
         }
     }
-    ids.revoke();
-    if let Some((worker, _)) = held
-        && let Err(error) = db
-            .release_worker_id(worker, &holder, ids.high_water_ms())
-            .await
-    {
-        tracing::warn!(%error, "worker id lease not released; it expires by itself");
+
+    /// One acquire or renew; answers how long to wait before the next.
+    pub async fn step(&mut self) -> Duration {
+        match self.held {
+            None => self.acquire().await,
+            Some((worker, valid_until)) => self.renew(worker, valid_until).await,
+        }
+    }
+
+    /// Keeps the lease until `stop` is cancelled, then releases it.
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let wait = self.step().await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        self.ids.revoke();
+        if let Some((worker, _)) = self.held {
+            let released = self
+                .db
+                .release_worker_id(worker, &self.holder, self.ids.high_water_ms())
+                .await;
+            if let Err(error) = released {
+                tracing::warn!(%error, "worker id lease not released; it expires by itself");
+            }
+        }
+    }
+
+    async fn acquire(&mut self) -> Duration {
+        let sent = Instant::now();
+        match self.db.acquire_worker_id(&self.holder, self.range.clone(), LEASE_TTL).await {
+            Ok(Some(lease)) => {
+                self.ids.assign(lease.worker, lease.high_water_ms);
+                self.held = Some((lease.worker, sent + LEASE_TTL - SAFETY_MARGIN));
+                tracing::info!(worker_id = lease.worker.get(), "worker id leased");
+                RENEW_EVERY
+            }
+            Ok(None) => {
+                tracing::warn!(range = ?self.range, "every worker id in range is held by a live instance");
+                RETRY_EVERY
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot lease a worker id yet");
+                RETRY_EVERY
+            }
+        }
+    }
+
+    async fn renew(&mut self, worker: WorkerId, valid_until: Instant) -> Duration {
+        let sent = Instant::now();
+        let renewed = self
+            .db
+            .renew_worker_id(worker, &self.holder, self.ids.high_water_ms(), LEASE_TTL)
+            .await;
+        match renewed {
+            Ok(true) => {
+                self.held = Some((worker, sent + LEASE_TTL - SAFETY_MARGIN));
+                RENEW_EVERY
+            }
+            Ok(false) => {
+                self.ids.revoke();
+                self.held = None;
+                tracing::error!(worker_id = worker.get(), "worker id lease lost; re-acquiring");
+                Duration::ZERO
+            }
+            Err(error) if Instant::now() >= valid_until => {
+                self.ids.revoke();
+                self.held = None;
+                tracing::error!(%error, "worker id lease could not be renewed in time");
+                RETRY_EVERY
+            }
+            Err(error) => {
+                tracing::warn!(%error, "worker id lease renewal failed; retrying");
+                RETRY_EVERY
+            }
+        }
     }
 }

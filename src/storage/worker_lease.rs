@@ -23,7 +23,8 @@ const ACQUIRE_ATTEMPTS: usize = 5;
 
 impl Db {
     /// Takes the lowest free (or expired) worker id in `range` for `holder`, or `None` when all
-    /// are held by live instances.
+    /// are held by live instances. A lease `holder` already has (an attempt whose answer was
+    /// lost) counts as free for it.
     pub async fn acquire_worker_id(
         &self,
         holder: &str,
@@ -39,12 +40,13 @@ impl Db {
                     "INSERT INTO worker_leases (worker_id, holder, expires_at) \
                      SELECT g, $1, now() + make_interval(secs => $2::float8) \
                      FROM generate_series($3::int, $4::int) AS g \
-                     WHERE NOT EXISTS (SELECT 1 FROM worker_leases l \
-                                       WHERE l.worker_id = g AND l.expires_at > now()) \
+                     WHERE NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker_id = g \
+                                       AND l.expires_at > now() AND l.holder <> $1) \
                      ORDER BY g LIMIT 1 \
                      ON CONFLICT (worker_id) DO UPDATE \
                        SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
                        WHERE worker_leases.expires_at <= now() \
+                          OR worker_leases.holder = EXCLUDED.holder \
                      RETURNING worker_id, high_water_ms",
                     &[&holder, &ttl.as_secs_f64(), &low, &high],
                 )

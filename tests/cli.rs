@@ -1,0 +1,76 @@
+//! The binary: configuration errors, help, and `migrate`.
+
+mod common;
+
+use std::process::Command;
+
+fn shortener() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shortener"));
+    command.env_clear();
+    command
+}
+
+#[test]
+fn bad_configuration_reports_every_problem_and_exits_64() {
+    let output = shortener()
+        .args(["serve", "--listen", "bogus", "--redirect-status", "200"])
+        .env("SHORTENER_STATS_FLUSH_INTERVAL", "soon")
+        .env("DATABASE_URL", "postgres://user:hunter2@db.internal/x")
+        .env("SHORTENER_CODE_KEY", "hunter2")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for name in ["SHORTENER_LISTEN", "SHORTENER_REDIRECT_STATUS", "SHORTENER_STATS_FLUSH_INTERVAL", "SHORTENER_CODE_KEY"] {
+        assert!(stderr.contains(name), "{name} missing: {stderr}");
+    }
+    assert!(!stderr.contains("hunter2"), "a secret was printed: {stderr}");
+}
+
+#[test]
+fn missing_database_url_exits_64() {
+    let output = shortener().arg("serve").output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL"));
+}
+
+#[test]
+fn help_documents_every_option_without_secrets() {
+    let output = shortener()
+        .args(["serve", "--help"])
+        .env("SHORTENER_CODE_KEY", "super-secret-code-key")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for variable in [
+        "SHORTENER_LISTEN", "SHORTENER_ADMIN_LISTEN", "SHORTENER_PUBLIC_BASE_URL", "DATABASE_URL",
+        "DATABASE_REPLICA_URLS", "SHORTENER_WORKER_ID", "SHORTENER_CODE_KEY", "SHORTENER_CODE_KEY_FILE",
+        "SHORTENER_REDIRECT_STATUS", "SHORTENER_TRUSTED_PROXIES", "SHORTENER_STATS_FLUSH_INTERVAL",
+        "SHORTENER_BLOCKLIST_FILE", "SHORTENER_SHUTDOWN_GRACE",
+    ] {
+        assert!(help.contains(variable), "{variable} missing from --help");
+    }
+    assert!(!help.contains("super-secret-code-key"));
+    assert!(shortener().arg("--help").output().unwrap().status.success());
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent() {
+    let url = common::fresh_database().await;
+    for _ in 0..2 {
+        let status = shortener().arg("migrate").env("DATABASE_URL", &url).status().unwrap();
+        assert!(status.success());
+    }
+    let db = common::connect(&url).await;
+    let tables: i64 = db
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name IN \
+             ('links', 'idempotency_keys', 'link_clicks_daily', 'stats_batches', 'worker_leases')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 5);
+}

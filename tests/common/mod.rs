@@ -1,0 +1,265 @@
+//! Test helpers: a fresh, migrated database per test, the real server on ephemeral ports, and
+//! a minimal HTTP/1.1 client over a raw socket (so tests can also send what no client would).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use shortener::config::{Cli, Command, Config};
+use shortener::{Listeners, run};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+pub const PUBLIC_BASE: &str = "http://sho.rt";
+
+/// The server Postgres that tests create their databases in.
+pub fn admin_url() -> String {
+    std::env::var("SHORTENER_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates and migrates a database of its own for one test; answers its URL.
+pub async fn fresh_database() -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "shortener_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..)
+    );
+    let admin = connect(&admin_url()).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create the test database");
+    let mut url = admin_url();
+    let cut = url.rfind('/').expect("admin URL names a database");
+    url.truncate(cut + 1);
+    url.push_str(&name);
+    shortener::storage::migrate(&url).await.expect("migrate the test database");
+    url
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to the test Postgres (is it running? `make services`)");
+    tokio::spawn(connection);
+    client
+}
+
+/// The test configuration: `extra` flags override the defaults below.
+pub fn config(database_url: &str, extra: &[&str]) -> Config {
+    let defaults = [
+        ("--database-url", database_url),
+        ("--public-base-url", PUBLIC_BASE),
+        ("--stats-flush-interval", "100ms"),
+        ("--shutdown-grace", "5s"),
+        ("--code-key", "integration-test-code-key"),
+    ];
+    let mut argv = vec!["shortener", "serve"];
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            argv.extend([flag, value]);
+        }
+    }
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from(argv).expect("valid flags").command {
+        Command::Serve(args) => args.validate().expect("valid test configuration"),
+        Command::Migrate(_) => unreachable!(),
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub db_url: String,
+    pub stop: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// The server on a fresh database.
+pub async fn spawn_app(extra: &[&str]) -> TestApp {
+    let db_url = fresh_database().await;
+    spawn_app_on(&db_url, extra).await
+}
+
+/// The server on an existing database.
+pub async fn spawn_app_on(db_url: &str, extra: &[&str]) -> TestApp {
+    spawn_with(config(db_url, extra), db_url).await
+}
+
+pub async fn spawn_with(config: Config, db_url: &str) -> TestApp {
+    let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(run(Listeners { main, admin }, config, stop.clone()));
+    TestApp {
+        addr,
+        admin: admin_addr,
+        db_url: db_url.to_owned(),
+        stop,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> TestResponse {
+        send(self.addr, "GET", path, &[], b"").await
+    }
+
+    pub async fn shorten(&self, body: &str) -> TestResponse {
+        self.shorten_with(body, &[]).await
+    }
+
+    pub async fn shorten_with(&self, body: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let mut all = vec![("Content-Type", "application/json")];
+        all.extend_from_slice(headers);
+        send(self.addr, "POST", "/shorten", &all, body.as_bytes()).await
+    }
+
+    /// Creates a link to `url` and answers its code.
+    pub async fn create(&self, url: &str) -> String {
+        let response = self.shorten(&serde_json::json!({ "url": url }).to_string()).await;
+        assert_eq!(response.status, 201, "{}", response.text());
+        response.json()["code"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        connect(&self.db_url).await
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        self.db()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Stops the server as SIGTERM would and waits for `run` to return.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("run returns within the grace period")
+            .expect("run does not panic")
+            .expect("run ends cleanly");
+    }
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// Asserts an RFC 9457 problem with `status`, and answers its body.
+    pub fn assert_problem(&self, status: u16) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        let body = self.json();
+        assert_eq!(body["status"], status);
+        for field in ["type", "title", "detail"] {
+            assert!(body[field].is_string(), "problem without {field}: {body}");
+        }
+        body
+    }
+}
+
+/// Sends one request on a new connection (`Connection: close`) and reads the whole answer.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> TestResponse {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    send_raw(addr, &bytes).await
+}
+
+/// Writes `raw` and parses whatever comes back until the server closes the connection.
+pub async fn send_raw(addr: SocketAddr, raw: &[u8]) -> TestResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(raw).await.expect("write request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers within 10 s")
+        .expect("read answer");
+    parse_response(&answer)
+}
+
+pub fn parse_response(answer: &[u8]) -> TestResponse {
+    let split = answer
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete response: {:?}", String::from_utf8_lossy(answer)));
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    TestResponse {
+        status,
+        headers,
+        body: answer[split + 4..].to_vec(),
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

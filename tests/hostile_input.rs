@@ -1,0 +1,108 @@
+//! Bad input (RELIABILITY B1, B4, B5): refused with a clear error, nothing stored.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{send, send_raw, spawn_app};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn the_hostile_url_corpus_is_refused_and_nothing_is_stored() {
+    let blocklist = std::env::temp_dir().join(format!("blocklist-{}", std::process::id()));
+    std::fs::write(&blocklist, "blocked.example\n").unwrap();
+    let app = spawn_app(&["--blocklist-file", blocklist.to_str().unwrap()]).await;
+    let long = format!("https://example.com/{}", "a".repeat(10 * 1024));
+    let hostile = [
+        "JaVaScRiPt:alert(1)",
+        "javascript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "java\nscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "DATA:text/html;base64,PHNjcmlwdD4=",
+        "file:///etc/passwd",
+        "ftp://example.com/file",
+        "vbscript:msgbox(1)",
+        "https://user:pw@host.example/",
+        "https://bank.com@evil.example/",
+        "http://[::1]:99999/",
+        "https://example.com/\r\nSet-Cookie: a=b",
+        "https://exa\rmple.com/",
+        long.as_str(),
+        "https://pаypal.com/",
+        "https://аррӏе.com/",
+        "http://sho.rt/abc",
+        "https://SHO.RT:443/loop",
+        "https://blocked.example/x",
+        "https://www.blocked.example/x",
+        "/relative/path",
+        "//example.com/protocol-relative",
+        "example.com",
+        "",
+    ];
+    for url in hostile {
+        let body = json!({ "url": url }).to_string();
+        if body.len() > 8 * 1024 {
+            // Too long for the body limit: refused before the URL is even parsed.
+            app.shorten(&body).await.assert_problem(413);
+            continue;
+        }
+        let problem = app.shorten(&body).await.assert_problem(400);
+        assert!(!problem["detail"].as_str().unwrap().is_empty(), "{url:?}");
+    }
+    // A long URL under the body limit but over 2048 bytes.
+    let over = json!({ "url": format!("https://example.com/{}", "a".repeat(3000)) }).to_string();
+    app.shorten(&over).await.assert_problem(400);
+    assert_eq!(app.count("links").await, 0);
+    app.shutdown().await;
+    let _ = std::fs::remove_file(blocklist);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_without_being_read() {
+    let app = spawn_app(&[]).await;
+    // Declares 1 MiB, sends 10 bytes: the answer comes from the header alone.
+    let head = "POST /shorten HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                Content-Length: 1048576\r\nConnection: close\r\n\r\n0123456789";
+    send_raw(app.addr, head.as_bytes()).await.assert_problem(413);
+    // Chunked, no length: cut off at the limit while reading.
+    let mut chunked = String::from(
+        "POST /shorten HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for _ in 0..20 {
+        chunked.push_str(&format!("400\r\n{}\r\n", "x".repeat(0x400)));
+    }
+    chunked.push_str("0\r\n\r\n");
+    send_raw(app.addr, chunked.as_bytes()).await.assert_problem(413);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_are_431() {
+    let app = spawn_app(&[]).await;
+    let many: Vec<(String, String)> = (0..200).map(|i| (format!("X-H{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let response = send(app.addr, "GET", "/abc", &many, b"").await;
+    assert_eq!(response.status, 431);
+    let huge = "a".repeat(64 * 1024);
+    let response = send(app.addr, "GET", "/abc", &[("X-Huge", &huge)], b"").await;
+    assert_eq!(response.status, 431);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_header_senders_are_cut_off_while_others_are_served() {
+    let app = spawn_app(&["--header-read-timeout", "500ms"]).await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /abc HTTP/1.1\r\nHost: t\r\n").await.unwrap();
+    let code = app.create("https://example.com/").await;
+    assert_eq!(app.get(&format!("/{code}")).await.status, 302);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the slow connection was not closed at the header-read timeout");
+    app.shutdown().await;
+}

@@ -1,0 +1,122 @@
+//! Idempotency-Key semantics of POST /shorten (RELIABILITY F10, without Redis).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{send, spawn_app};
+
+const BODY: &str = r#"{"url": "https://example.com/idempotent"}"#;
+
+#[tokio::test]
+async fn a_retry_with_the_same_key_replays_the_first_answer() {
+    let app = spawn_app(&[]).await;
+    let key = [("Idempotency-Key", "retry-1")];
+    let first = app.shorten_with(BODY, &key).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    // Same JSON, other spacing and key order: the same request.
+    let again = app
+        .shorten_with("{ \"url\" :\n \"https://example.com/idempotent\" }", &key)
+        .await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(app.count("links").await, 1);
+    assert_eq!(app.count("idempotency_keys").await, 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_422() {
+    let app = spawn_app(&[]).await;
+    let key = [("Idempotency-Key", "k")];
+    assert_eq!(app.shorten_with(BODY, &key).await.status, 201);
+    let other = app.shorten_with(r#"{"url": "https://example.com/other"}"#, &key).await;
+    other.assert_problem(422);
+    assert_eq!(app.count("links").await, 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_keys_are_400_and_change_nothing() {
+    let app = spawn_app(&[]).await;
+    let long = "k".repeat(256);
+    for key in ["", "has space", long.as_str(), "tab\tkey"] {
+        app.shorten_with(BODY, &[("Idempotency-Key", key)]).await.assert_problem(400);
+    }
+    let two = send(
+        app.addr,
+        "POST",
+        "/shorten",
+        &[("Content-Type", "application/json"), ("Idempotency-Key", "a"), ("Idempotency-Key", "b")],
+        BODY.as_bytes(),
+    )
+    .await;
+    two.assert_problem(400);
+    assert_eq!(app.count("links").await, 0);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn keys_are_scoped_per_client() {
+    let app = spawn_app(&["--trusted-proxies", "127.0.0.0/8"]).await;
+    let as_client = |ip: &'static str| [("Idempotency-Key", "shared"), ("X-Forwarded-For", ip)];
+    let first = app.shorten_with(BODY, &as_client("198.51.100.1")).await;
+    let second = app.shorten_with(BODY, &as_client("198.51.100.2")).await;
+    assert_eq!((first.status, second.status), (201, 201));
+    assert_ne!(first.json()["code"], second.json()["code"]);
+    assert_eq!(second.header("idempotent-replayed"), None);
+    assert_eq!(app.count("links").await, 2);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_create_one_link() {
+    let app = Arc::new(spawn_app(&[]).await);
+    for round in 0..10 {
+        let key = format!("concurrent-{round}");
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let app = Arc::clone(&app);
+                let key = key.clone();
+                tokio::spawn(async move { app.shorten_with(BODY, &[("Idempotency-Key", &key)]).await })
+            })
+            .collect();
+        let mut bodies = std::collections::HashSet::new();
+        for task in tasks {
+            let response = task.await.unwrap();
+            match response.status {
+                201 => {
+                    bodies.insert(response.body);
+                }
+                409 => {
+                    response.assert_problem(409);
+                }
+                other => panic!("unexpected {other}: {}", response.text()),
+            }
+        }
+        assert_eq!(bodies.len(), 1, "every 201 carries the same body");
+    }
+    assert_eq!(app.count("links").await, 10);
+    Arc::into_inner(app).unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn stale_keys_can_be_used_again() {
+    let app = spawn_app(&[]).await;
+    let key = [("Idempotency-Key", "old")];
+    assert_eq!(app.shorten_with(BODY, &key).await.status, 201);
+    app.db()
+        .await
+        .execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'", &[])
+        .await
+        .unwrap();
+    let fresh = app.shorten_with(r#"{"url": "https://example.com/new"}"#, &key).await;
+    assert_eq!(fresh.status, 201);
+    assert_eq!(fresh.header("idempotent-replayed"), None);
+    assert_eq!(app.count("links").await, 2);
+    assert_eq!(app.count("idempotency_keys").await, 1);
+    app.shutdown().await;
+}

@@ -1,0 +1,138 @@
+//! Start-up, readiness, degraded operation and shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect, eventually, send, spawn_app, spawn_app_on};
+use shortener::ids::WorkerId;
+use shortener::storage::{Db, PoolSettings};
+
+#[tokio::test]
+async fn health_and_readiness_on_the_admin_listener() {
+    let app = spawn_app(&[]).await;
+    let health = send(app.admin, "GET", "/healthz", &[], b"").await;
+    assert_eq!(health.status, 200);
+    let ready = eventually(Duration::from_secs(5), || async {
+        send(app.admin, "GET", "/readyz", &[], b"").await.status == 200
+    })
+    .await;
+    assert!(ready);
+    send(app.admin, "GET", "/nothing", &[], b"").await.assert_problem(404);
+    // The public listener does not serve the probes.
+    app.get("/healthz").await.assert_problem(404);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_database_the_service_is_unready_and_answers_503() {
+    // A port where nothing listens.
+    let app = spawn_app_on("postgres://postgres@127.0.0.1:1/none", &[]).await;
+    send(app.admin, "GET", "/healthz", &[], b"").await;
+    let ready = send(app.admin, "GET", "/readyz", &[], b"").await;
+    ready.assert_problem(503);
+    let started = std::time::Instant::now();
+    let create = app.shorten(r#"{"url": "https://example.com/"}"#).await;
+    create.assert_problem(503);
+    assert_eq!(create.header("retry-after"), Some("1"));
+    assert!(started.elapsed() < Duration::from_secs(2), "503 took {:?}", started.elapsed());
+    let redirect = app.get("/AAAAAAAAAAA").await;
+    redirect.assert_problem(503);
+    let body = redirect.text();
+    assert!(!body.contains("127.0.0.1") && !body.to_lowercase().contains("sql"), "{body}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_writes_pending_clicks_and_releases_the_lease() {
+    let app = spawn_app(&["--stats-flush-interval", "1h"]).await;
+    let code = app.create("https://example.com/").await;
+    for _ in 0..3 {
+        assert_eq!(app.get(&format!("/{code}")).await.status, 302);
+    }
+    let db = app.db().await;
+    assert_eq!(app.count("link_clicks_daily").await, 0, "flushed before the interval");
+    app.shutdown().await;
+    let clicks: i64 = db
+        .query_one("SELECT coalesce(sum(clicks), 0)::bigint FROM link_clicks_daily", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(clicks, 3);
+    let live: i64 = db
+        .query_one("SELECT count(*) FROM worker_leases WHERE expires_at > now()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(live, 0);
+}
+
+#[tokio::test]
+async fn readiness_turns_503_as_soon_as_shutdown_begins() {
+    let app = spawn_app(&[]).await;
+    // Hold a connection open with a half-sent request so draining takes a while.
+    let mut held = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /abc HTTP/1.1\r\n").await.unwrap();
+    app.stop.cancel();
+    let unready = eventually(Duration::from_secs(2), || async {
+        send(app.admin, "GET", "/readyz", &[], b"").await.status == 503
+    })
+    .await;
+    assert!(unready);
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(10), app.handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_lease_different_worker_ids() {
+    let first = spawn_app(&[]).await;
+    let second = spawn_app_on(&first.db_url, &[]).await;
+    let a = first.create("https://example.com/a").await;
+    let b = second.create("https://example.com/b").await;
+    // Each redirects the other's link.
+    assert_eq!(first.get(&format!("/{b}")).await.status, 302);
+    assert_eq!(second.get(&format!("/{a}")).await.status, 302);
+    let db = connect(&first.db_url).await;
+    let workers: Vec<i32> = db
+        .query("SELECT worker_id FROM worker_leases WHERE expires_at > now() ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(workers, vec![0, 1]);
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fixed_worker_id_held_by_a_live_instance_is_not_shared() {
+    let db_url = common::fresh_database().await;
+    let settings = PoolSettings {
+        max_size: 2,
+        acquire_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        statement_timeout: Duration::from_secs(2),
+    };
+    let db = Db::connect_lazy(&db_url, &[], &settings).unwrap();
+    let ttl = Duration::from_secs(30);
+    let seven = WorkerId::new(7).unwrap();
+    let lease = db.acquire_worker_id("a", 7..=7, ttl).await.unwrap().unwrap();
+    assert_eq!(lease.worker, seven);
+    assert_eq!(db.acquire_worker_id("b", 7..=7, ttl).await.unwrap(), None);
+    // The holder itself may take it again (an answer lost in transit).
+    assert!(db.acquire_worker_id("a", 7..=7, ttl).await.unwrap().is_some());
+    assert!(db.renew_worker_id(seven, "a", 1234, ttl).await.unwrap());
+    assert!(!db.renew_worker_id(seven, "b", 1234, ttl).await.unwrap());
+    db.release_worker_id(seven, "a", 5678).await.unwrap();
+    let taken = db.acquire_worker_id("b", 7..=7, ttl).await.unwrap().unwrap();
+    assert_eq!(taken.high_water_ms, 5678, "the next holder starts above the last one");
+    // An instance configured with a held id serves, but creates nothing until it is free.
+    let app = spawn_app_on(&db_url, &["--worker-id", "7"]).await;
+    app.shorten(r#"{"url": "https://example.com/"}"#).await.assert_problem(503);
+    app.shutdown().await;
+}
