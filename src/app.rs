@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -37,6 +38,8 @@ pub struct App {
     pub public_base_url: String,
     pub redirect_status: StatusCode,
     pub redirect_cache_control: HeaderValue,
+    /// Set once the main listener serves.
+    started: AtomicBool,
     /// Cancelled when the service stops accepting (SIGTERM): readiness goes 503 at once.
     shutdown: CancellationToken,
 }
@@ -60,6 +63,7 @@ impl App {
                 config.redirect_max_age
             ))
             .expect("digits are a valid header value"),
+            started: AtomicBool::new(false),
             shutdown,
         }
     }
@@ -74,9 +78,15 @@ impl App {
         self.trusted_proxies.client_ip(peer.ip(), forwarded)
     }
 
-    /// False once shutdown has begun.
-    pub fn is_accepting(&self) -> bool {
-        !self.shutdown.is_cancelled()
+    /// Why the service cannot take traffic now, if it cannot (besides the database).
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.shutdown.is_cancelled() {
+            Some("the service is shutting down")
+        } else if !self.started.load(Ordering::Acquire) {
+            Some("the service is starting")
+        } else {
+            None
+        }
     }
 }
 
@@ -102,9 +112,6 @@ pub async fn run(
 
     let background = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let mut lease = LeaseKeeper::new(db.clone(), Arc::clone(&app.ids), config.worker_id);
-    let _ = tokio::time::timeout(FIRST_LEASE_WAIT, lease.step()).await;
-    tasks.spawn(lease.run(background.clone()));
     tasks.spawn(run_flusher(
         Arc::clone(&app.clicks),
         db.clone(),
@@ -130,6 +137,10 @@ pub async fn run(
         },
         admin_stop.clone(),
     ));
+    let mut lease = LeaseKeeper::new(db.clone(), Arc::clone(&app.ids), config.worker_id);
+    let _ = tokio::time::timeout(FIRST_LEASE_WAIT, lease.step()).await;
+    tasks.spawn(lease.run(background.clone()));
+
     let main = tokio::spawn(serve(
         listeners.main,
         limits,
@@ -139,6 +150,7 @@ pub async fn run(
         },
         shutdown.clone(),
     ));
+    app.started.store(true, Ordering::Release);
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, "serving");
 
     shutdown.cancelled().await;

@@ -59,12 +59,17 @@ impl LeaseKeeper {
 
     /// Keeps the lease until `stop` is cancelled, then releases it.
     pub async fn run(mut self, stop: CancellationToken) {
+        let mut wait = if self.held.is_some() {
+            RENEW_EVERY
+        } else {
+            Duration::ZERO
+        };
         loop {
-            let wait = self.step().await;
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.cancelled() => break,
             }
+            wait = self.step().await;
         }
         self.ids.revoke();
         if let Some((worker, _)) = self.held {
@@ -80,7 +85,11 @@ impl LeaseKeeper {
 
     async fn acquire(&mut self) -> Duration {
         let sent = Instant::now();
-        match self.db.acquire_worker_id(&self.holder, self.range.clone(), LEASE_TTL).await {
+        match self
+            .db
+            .acquire_worker_id(&self.holder, self.range.clone(), LEASE_TTL)
+            .await
+        {
             Ok(Some(lease)) => {
                 self.ids.assign(lease.worker, lease.high_water_ms);
                 self.held = Some((lease.worker, sent + LEASE_TTL - SAFETY_MARGIN));
@@ -112,7 +121,10 @@ impl LeaseKeeper {
             Ok(false) => {
                 self.ids.revoke();
                 self.held = None;
-                tracing::error!(worker_id = worker.get(), "worker id lease lost; re-acquiring");
+                tracing::error!(
+                    worker_id = worker.get(),
+                    "worker id lease lost; re-acquiring"
+                );
                 Duration::ZERO
             }
             Err(error) if Instant::now() >= valid_until => {

@@ -28,15 +28,29 @@ async fn create_then_redirect_then_stats() {
 
     let redirect = app.get(&format!("/{code}")).await;
     assert_eq!(redirect.status, 302);
-    assert_eq!(redirect.header("location"), Some("https://example.com/some/long%20path?q=1"));
+    assert_eq!(
+        redirect.header("location"),
+        Some("https://example.com/some/long%20path?q=1")
+    );
     assert_eq!(redirect.header("cache-control"), Some("private, max-age=0"));
-    for path in [format!("/{code}?utm=x"), format!("/{code}/"), format!("/{code}/?a=b")] {
+    for path in [
+        format!("/{code}?utm=x"),
+        format!("/{code}/"),
+        format!("/{code}/?a=b"),
+    ] {
         assert_eq!(app.get(&path).await.status, 302, "{path}");
     }
     let head = send(app.addr, "HEAD", &format!("/{code}"), &[], b"").await;
     assert_eq!(head.status, 302);
     assert!(head.body.is_empty());
-    let bot = send(app.addr, "GET", &format!("/{code}"), &[("User-Agent", "Twitterbot/1.0")], b"").await;
+    let bot = send(
+        app.addr,
+        "GET",
+        &format!("/{code}"),
+        &[("User-Agent", "Twitterbot/1.0")],
+        b"",
+    )
+    .await;
     assert_eq!(bot.status, 302);
 
     // 4 GETs by people, 1 by a bot, 1 HEAD (not counted).
@@ -69,7 +83,10 @@ async fn stats_of_a_link_without_clicks_and_unknown_codes() {
     let stats = app.get(&format!("/{code}/stats")).await;
     assert_eq!(stats.status, 200);
     let stats = stats.json();
-    assert_eq!((stats["clicks"].clone(), stats["bot_clicks"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (stats["clicks"].clone(), stats["bot_clicks"].clone()),
+        (json!(0), json!(0))
+    );
     assert_eq!(stats["last_click_at"], serde_json::Value::Null);
     assert_eq!(stats["daily"], json!([]));
     app.get("/doesnotexist/stats").await.assert_problem(404);
@@ -80,7 +97,16 @@ async fn stats_of_a_link_without_clicks_and_unknown_codes() {
 #[tokio::test]
 async fn unknown_codes_and_paths_are_404() {
     let app = spawn_app(&[]).await;
-    for path in ["/nope", "/AAAAAAAAAAA", "/zzzzzzzzzzz", "/", "/a.b", "/x/y/z", "/%41bc", "/abc/other"] {
+    for path in [
+        "/nope",
+        "/AAAAAAAAAAA",
+        "/zzzzzzzzzzz",
+        "/",
+        "/a.b",
+        "/x/y/z",
+        "/%41bc",
+        "/abc/other",
+    ] {
         app.get(path).await.assert_problem(404);
     }
     app.shutdown().await;
@@ -95,23 +121,47 @@ async fn wrong_methods_are_405_with_allow() {
     let post_code = send(app.addr, "POST", "/abcdef", &[], b"").await;
     post_code.assert_problem(405);
     assert_eq!(post_code.header("allow"), Some("GET, HEAD"));
-    send(app.addr, "DELETE", "/abcdef/stats", &[], b"").await.assert_problem(405);
+    send(app.addr, "DELETE", "/abcdef/stats", &[], b"")
+        .await
+        .assert_problem(405);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn aliases_are_used_as_codes_and_refused_when_taken_or_reserved() {
     let app = spawn_app(&[]).await;
-    let created = app.shorten(r#"{"url": "https://example.com/a", "alias": "my-link"}"#).await;
+    let created = app
+        .shorten(r#"{"url": "https://example.com/a", "alias": "my-link"}"#)
+        .await;
     assert_eq!(created.status, 201, "{}", created.text());
     assert_eq!(created.json()["code"], "my-link");
-    assert_eq!(created.json()["short_url"], format!("{PUBLIC_BASE}/my-link"));
-    assert_eq!(app.get("/my-link").await.header("location"), Some("https://example.com/a"));
+    assert_eq!(
+        created.json()["short_url"],
+        format!("{PUBLIC_BASE}/my-link")
+    );
+    assert_eq!(
+        app.get("/my-link").await.header("location"),
+        Some("https://example.com/a")
+    );
 
-    let taken = app.shorten(r#"{"url": "https://example.com/b", "alias": "my-link"}"#).await;
+    let taken = app
+        .shorten(r#"{"url": "https://example.com/b", "alias": "my-link"}"#)
+        .await;
     taken.assert_problem(409);
-    for alias in ["shorten", "HealthZ", "metrics", "api", "admin", "static", "v1", "openapi.json", "ab",
-                  "has space", "slash/es", &"x".repeat(65)] {
+    for alias in [
+        "shorten",
+        "HealthZ",
+        "metrics",
+        "api",
+        "admin",
+        "static",
+        "v1",
+        "openapi.json",
+        "ab",
+        "has space",
+        "slash/es",
+        &"x".repeat(65),
+    ] {
         let body = json!({ "url": "https://example.com/", "alias": alias }).to_string();
         app.shorten(&body).await.assert_problem(400);
     }
@@ -129,7 +179,10 @@ async fn an_alias_shaped_like_a_generated_code_resolves_to_its_own_link() {
     let alias = "Abcdefghijk";
     let body = json!({ "url": "https://example.com/alias", "alias": alias }).to_string();
     assert_eq!(app.shorten(&body).await.status, 201);
-    assert_eq!(app.get(&format!("/{alias}")).await.header("location"), Some("https://example.com/alias"));
+    assert_eq!(
+        app.get(&format!("/{alias}")).await.header("location"),
+        Some("https://example.com/alias")
+    );
     assert_eq!(
         app.get(&format!("/{generated}")).await.header("location"),
         Some("https://example.com/generated")
@@ -157,17 +210,23 @@ async fn expiry_is_validated_echoed_and_enforced() {
     }
 
     let db = app.db().await;
-    db.execute("UPDATE links SET expires_at = now() - interval '1 second' WHERE code = $1", &[&code])
-        .await
-        .unwrap();
+    db.execute(
+        "UPDATE links SET expires_at = now() - interval '1 second' WHERE code = $1",
+        &[&code],
+    )
+    .await
+    .unwrap();
     app.get(&format!("/{code}")).await.assert_problem(410);
     // Stats stay readable for the owner.
     assert_eq!(app.get(&format!("/{code}/stats")).await.status, 200);
 
     let disabled = app.create("https://example.com/disabled").await;
-    db.execute("UPDATE links SET disabled_at = now() WHERE code = $1", &[&disabled])
-        .await
-        .unwrap();
+    db.execute(
+        "UPDATE links SET disabled_at = now() WHERE code = $1",
+        &[&disabled],
+    )
+    .await
+    .unwrap();
     app.get(&format!("/{disabled}")).await.assert_problem(410);
     app.shutdown().await;
 }
@@ -176,10 +235,24 @@ async fn expiry_is_validated_echoed_and_enforced() {
 async fn request_shape_errors() {
     let app = spawn_app(&[]).await;
     // 415: missing or other content type.
-    send(app.addr, "POST", "/shorten", &[], br#"{"url":"https://example.com/"}"#).await.assert_problem(415);
-    send(app.addr, "POST", "/shorten", &[("Content-Type", "text/plain")], br#"{"url":"https://example.com/"}"#)
-        .await
-        .assert_problem(415);
+    send(
+        app.addr,
+        "POST",
+        "/shorten",
+        &[],
+        br#"{"url":"https://example.com/"}"#,
+    )
+    .await
+    .assert_problem(415);
+    send(
+        app.addr,
+        "POST",
+        "/shorten",
+        &[("Content-Type", "text/plain")],
+        br#"{"url":"https://example.com/"}"#,
+    )
+    .await
+    .assert_problem(415);
     let with_charset = send(
         app.addr,
         "POST",
@@ -190,8 +263,16 @@ async fn request_shape_errors() {
     .await;
     assert_eq!(with_charset.status, 201);
     // 400: malformed JSON, wrong types, missing url, unknown fields.
-    for body in ["{", "not json", "[]", r#"{"url": 5}"#, "{}", r#"{"alias": "abc"}"#,
-                 r#"{"url": "https://example.com/", "extra": 1}"#, r#"{"url": "https://example.com/", "alias": 7}"#] {
+    for body in [
+        "{",
+        "not json",
+        "[]",
+        r#"{"url": 5}"#,
+        "{}",
+        r#"{"alias": "abc"}"#,
+        r#"{"url": "https://example.com/", "extra": 1}"#,
+        r#"{"url": "https://example.com/", "alias": 7}"#,
+    ] {
         app.shorten(body).await.assert_problem(400);
     }
     // 413: too large, declared or not.
@@ -243,7 +324,10 @@ async fn redirect_status_and_cache_lifetime_are_configurable() {
     let code = app.create("https://example.com/").await;
     let redirect = app.get(&format!("/{code}")).await;
     assert_eq!(redirect.status, 308);
-    assert_eq!(redirect.header("cache-control"), Some("private, max-age=60"));
+    assert_eq!(
+        redirect.header("cache-control"),
+        Some("private, max-age=60")
+    );
     app.shutdown().await;
 }
 

@@ -21,10 +21,18 @@ fn bad_configuration_reports_every_problem_and_exits_64() {
         .unwrap();
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for name in ["SHORTENER_LISTEN", "SHORTENER_REDIRECT_STATUS", "SHORTENER_STATS_FLUSH_INTERVAL", "SHORTENER_CODE_KEY"] {
+    for name in [
+        "SHORTENER_LISTEN",
+        "SHORTENER_REDIRECT_STATUS",
+        "SHORTENER_STATS_FLUSH_INTERVAL",
+        "SHORTENER_CODE_KEY",
+    ] {
         assert!(stderr.contains(name), "{name} missing: {stderr}");
     }
-    assert!(!stderr.contains("hunter2"), "a secret was printed: {stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "a secret was printed: {stderr}"
+    );
 }
 
 #[test]
@@ -44,10 +52,19 @@ fn help_documents_every_option_without_secrets() {
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for variable in [
-        "SHORTENER_LISTEN", "SHORTENER_ADMIN_LISTEN", "SHORTENER_PUBLIC_BASE_URL", "DATABASE_URL",
-        "DATABASE_REPLICA_URLS", "SHORTENER_WORKER_ID", "SHORTENER_CODE_KEY", "SHORTENER_CODE_KEY_FILE",
-        "SHORTENER_REDIRECT_STATUS", "SHORTENER_TRUSTED_PROXIES", "SHORTENER_STATS_FLUSH_INTERVAL",
-        "SHORTENER_BLOCKLIST_FILE", "SHORTENER_SHUTDOWN_GRACE",
+        "SHORTENER_LISTEN",
+        "SHORTENER_ADMIN_LISTEN",
+        "SHORTENER_PUBLIC_BASE_URL",
+        "DATABASE_URL",
+        "DATABASE_REPLICA_URLS",
+        "SHORTENER_WORKER_ID",
+        "SHORTENER_CODE_KEY",
+        "SHORTENER_CODE_KEY_FILE",
+        "SHORTENER_REDIRECT_STATUS",
+        "SHORTENER_TRUSTED_PROXIES",
+        "SHORTENER_STATS_FLUSH_INTERVAL",
+        "SHORTENER_BLOCKLIST_FILE",
+        "SHORTENER_SHUTDOWN_GRACE",
     ] {
         assert!(help.contains(variable), "{variable} missing from --help");
     }
@@ -59,7 +76,11 @@ fn help_documents_every_option_without_secrets() {
 async fn migrate_is_idempotent() {
     let url = common::fresh_database().await;
     for _ in 0..2 {
-        let status = shortener().arg("migrate").env("DATABASE_URL", &url).status().unwrap();
+        let status = shortener()
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .status()
+            .unwrap();
         assert!(status.success());
     }
     let db = common::connect(&url).await;

@@ -67,7 +67,9 @@ async fn oversized_bodies_are_refused_without_being_read() {
     // Declares 1 MiB, sends 10 bytes: the answer comes from the header alone.
     let head = "POST /shorten HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
                 Content-Length: 1048576\r\nConnection: close\r\n\r\n0123456789";
-    send_raw(app.addr, head.as_bytes()).await.assert_problem(413);
+    send_raw(app.addr, head.as_bytes())
+        .await
+        .assert_problem(413);
     // Chunked, no length: cut off at the limit while reading.
     let mut chunked = String::from(
         "POST /shorten HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
@@ -77,7 +79,9 @@ async fn oversized_bodies_are_refused_without_being_read() {
         chunked.push_str(&format!("400\r\n{}\r\n", "x".repeat(0x400)));
     }
     chunked.push_str("0\r\n\r\n");
-    send_raw(app.addr, chunked.as_bytes()).await.assert_problem(413);
+    send_raw(app.addr, chunked.as_bytes())
+        .await
+        .assert_problem(413);
     app.shutdown().await;
 }
 
@@ -98,11 +102,16 @@ async fn too_many_or_too_large_headers_are_431() {
 async fn slow_header_senders_are_cut_off_while_others_are_served() {
     let app = spawn_app(&["--header-read-timeout", "500ms"]).await;
     let mut slow = TcpStream::connect(app.addr).await.unwrap();
-    slow.write_all(b"GET /abc HTTP/1.1\r\nHost: t\r\n").await.unwrap();
+    slow.write_all(b"GET /abc HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
     let code = app.create("https://example.com/").await;
     assert_eq!(app.get(&format!("/{code}")).await.status, 302);
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "the slow connection was not closed at the header-read timeout");
+    assert!(
+        closed.is_ok(),
+        "the slow connection was not closed at the header-read timeout"
+    );
     app.shutdown().await;
 }

@@ -33,7 +33,9 @@ async fn the_same_key_with_another_body_is_422() {
     let app = spawn_app(&[]).await;
     let key = [("Idempotency-Key", "k")];
     assert_eq!(app.shorten_with(BODY, &key).await.status, 201);
-    let other = app.shorten_with(r#"{"url": "https://example.com/other"}"#, &key).await;
+    let other = app
+        .shorten_with(r#"{"url": "https://example.com/other"}"#, &key)
+        .await;
     other.assert_problem(422);
     assert_eq!(app.count("links").await, 1);
     app.shutdown().await;
@@ -44,13 +46,19 @@ async fn bad_keys_are_400_and_change_nothing() {
     let app = spawn_app(&[]).await;
     let long = "k".repeat(256);
     for key in ["", "has space", long.as_str(), "tab\tkey"] {
-        app.shorten_with(BODY, &[("Idempotency-Key", key)]).await.assert_problem(400);
+        app.shorten_with(BODY, &[("Idempotency-Key", key)])
+            .await
+            .assert_problem(400);
     }
     let two = send(
         app.addr,
         "POST",
         "/shorten",
-        &[("Content-Type", "application/json"), ("Idempotency-Key", "a"), ("Idempotency-Key", "b")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", "a"),
+            ("Idempotency-Key", "b"),
+        ],
         BODY.as_bytes(),
     )
     .await;
@@ -81,7 +89,9 @@ async fn concurrent_requests_with_one_key_create_one_link() {
             .map(|_| {
                 let app = Arc::clone(&app);
                 let key = key.clone();
-                tokio::spawn(async move { app.shorten_with(BODY, &[("Idempotency-Key", &key)]).await })
+                tokio::spawn(
+                    async move { app.shorten_with(BODY, &[("Idempotency-Key", &key)]).await },
+                )
             })
             .collect();
         let mut bodies = std::collections::HashSet::new();
@@ -110,10 +120,15 @@ async fn stale_keys_can_be_used_again() {
     assert_eq!(app.shorten_with(BODY, &key).await.status, 201);
     app.db()
         .await
-        .execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'", &[])
+        .execute(
+            "UPDATE idempotency_keys SET created_at = now() - interval '25 hours'",
+            &[],
+        )
         .await
         .unwrap();
-    let fresh = app.shorten_with(r#"{"url": "https://example.com/new"}"#, &key).await;
+    let fresh = app
+        .shorten_with(r#"{"url": "https://example.com/new"}"#, &key)
+        .await;
     assert_eq!(fresh.status, 201);
     assert_eq!(fresh.header("idempotent-replayed"), None);
     assert_eq!(app.count("links").await, 2);

@@ -18,7 +18,9 @@ async fn health_and_readiness_on_the_admin_listener() {
     })
     .await;
     assert!(ready);
-    send(app.admin, "GET", "/nothing", &[], b"").await.assert_problem(404);
+    send(app.admin, "GET", "/nothing", &[], b"")
+        .await
+        .assert_problem(404);
     // The public listener does not serve the probes.
     app.get("/healthz").await.assert_problem(404);
     app.shutdown().await;
@@ -35,11 +37,18 @@ async fn without_a_database_the_service_is_unready_and_answers_503() {
     let create = app.shorten(r#"{"url": "https://example.com/"}"#).await;
     create.assert_problem(503);
     assert_eq!(create.header("retry-after"), Some("1"));
-    assert!(started.elapsed() < Duration::from_secs(2), "503 took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "503 took {:?}",
+        started.elapsed()
+    );
     let redirect = app.get("/AAAAAAAAAAA").await;
     redirect.assert_problem(503);
     let body = redirect.text();
-    assert!(!body.contains("127.0.0.1") && !body.to_lowercase().contains("sql"), "{body}");
+    assert!(
+        !body.contains("127.0.0.1") && !body.to_lowercase().contains("sql"),
+        "{body}"
+    );
     app.shutdown().await;
 }
 
@@ -51,16 +60,26 @@ async fn shutdown_writes_pending_clicks_and_releases_the_lease() {
         assert_eq!(app.get(&format!("/{code}")).await.status, 302);
     }
     let db = app.db().await;
-    assert_eq!(app.count("link_clicks_daily").await, 0, "flushed before the interval");
+    assert_eq!(
+        app.count("link_clicks_daily").await,
+        0,
+        "flushed before the interval"
+    );
     app.shutdown().await;
     let clicks: i64 = db
-        .query_one("SELECT coalesce(sum(clicks), 0)::bigint FROM link_clicks_daily", &[])
+        .query_one(
+            "SELECT coalesce(sum(clicks), 0)::bigint FROM link_clicks_daily",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(clicks, 3);
     let live: i64 = db
-        .query_one("SELECT count(*) FROM worker_leases WHERE expires_at > now()", &[])
+        .query_one(
+            "SELECT count(*) FROM worker_leases WHERE expires_at > now()",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -72,7 +91,9 @@ async fn readiness_turns_503_as_soon_as_shutdown_begins() {
     let app = spawn_app(&[]).await;
     // Hold a connection open with a half-sent request so draining takes a while.
     let mut held = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /abc HTTP/1.1\r\n").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /abc HTTP/1.1\r\n")
+        .await
+        .unwrap();
     app.stop.cancel();
     let unready = eventually(Duration::from_secs(2), || async {
         send(app.admin, "GET", "/readyz", &[], b"").await.status == 503
@@ -98,7 +119,10 @@ async fn two_instances_on_one_database_lease_different_worker_ids() {
     assert_eq!(second.get(&format!("/{a}")).await.status, 302);
     let db = connect(&first.db_url).await;
     let workers: Vec<i32> = db
-        .query("SELECT worker_id FROM worker_leases WHERE expires_at > now() ORDER BY 1", &[])
+        .query(
+            "SELECT worker_id FROM worker_leases WHERE expires_at > now() ORDER BY 1",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -121,18 +145,36 @@ async fn a_fixed_worker_id_held_by_a_live_instance_is_not_shared() {
     let db = Db::connect_lazy(&db_url, &[], &settings).unwrap();
     let ttl = Duration::from_secs(30);
     let seven = WorkerId::new(7).unwrap();
-    let lease = db.acquire_worker_id("a", 7..=7, ttl).await.unwrap().unwrap();
+    let lease = db
+        .acquire_worker_id("a", 7..=7, ttl)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(lease.worker, seven);
     assert_eq!(db.acquire_worker_id("b", 7..=7, ttl).await.unwrap(), None);
     // The holder itself may take it again (an answer lost in transit).
-    assert!(db.acquire_worker_id("a", 7..=7, ttl).await.unwrap().is_some());
+    assert!(
+        db.acquire_worker_id("a", 7..=7, ttl)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(db.renew_worker_id(seven, "a", 1234, ttl).await.unwrap());
     assert!(!db.renew_worker_id(seven, "b", 1234, ttl).await.unwrap());
     db.release_worker_id(seven, "a", 5678).await.unwrap();
-    let taken = db.acquire_worker_id("b", 7..=7, ttl).await.unwrap().unwrap();
-    assert_eq!(taken.high_water_ms, 5678, "the next holder starts above the last one");
+    let taken = db
+        .acquire_worker_id("b", 7..=7, ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        taken.high_water_ms, 5678,
+        "the next holder starts above the last one"
+    );
     // An instance configured with a held id serves, but creates nothing until it is free.
     let app = spawn_app_on(&db_url, &["--worker-id", "7"]).await;
-    app.shorten(r#"{"url": "https://example.com/"}"#).await.assert_problem(503);
+    app.shorten(r#"{"url": "https://example.com/"}"#)
+        .await
+        .assert_problem(503);
     app.shutdown().await;
 }

@@ -17,7 +17,10 @@ fn it_repeats_ids_when_the_per_millisecond_sequence_wraps() {
     }
     let distinct: HashSet<u64> = ids.iter().copied().collect();
     let duplicates = ids.len() - distinct.len();
-    assert!(duplicates > 0, "no duplicates: the crate may have been fixed");
+    assert!(
+        duplicates > 0,
+        "no duplicates: the crate may have been fixed"
+    );
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("the service cannot reach its database right now; retry shortly")]
     Unavailable,
+    #[error("not ready: {0}")]
+    NotReady(&'static str),
     #[error("metrics are not exported yet")]
     NotImplemented,
     #[error("the server failed to handle this request")]
@@ -134,6 +136,7 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready"),
             NotImplemented => (
                 StatusCode::NOT_IMPLEMENTED,
                 "not-implemented",
@@ -168,7 +171,7 @@ impl ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match self {
-            ApiError::Unavailable | ApiError::IdempotencyKeyInUse => {
+            ApiError::Unavailable | ApiError::NotReady(_) | ApiError::IdempotencyKeyInUse => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             ApiError::MethodNotAllowed(allow) => {

@@ -97,28 +97,52 @@ pub fn has_generated_shape(code: &[u8]) -> bool {
     code.len() == CODE_LEN && code.iter().all(u8::is_ascii_alphanumeric)
 }
 
-fn to_base62(mut value: u64) -> [u8; CODE_LEN] {
-    let mut out = [ALPHABET[0]; CODE_LEN];
+/// 62^5: five base62 digits fit a `u32`, so the digits are produced in three independent
+/// groups (1 + 5 + 5) with 32-bit arithmetic instead of one 11-step 64-bit chain.
+const GROUP: u64 = 62 * 62 * 62 * 62 * 62;
+
+fn to_base62(value: u64) -> [u8; CODE_LEN] {
+    let low = (value % GROUP) as u32;
+    let rest = value / GROUP;
+    let middle = (rest % GROUP) as u32;
+    let high = (rest / GROUP) as usize;
+    let mut out = [0u8; CODE_LEN];
+    out[0] = ALPHABET[high];
+    write_group(&mut out[1..6], middle);
+    write_group(&mut out[6..11], low);
+    out
+}
+
+fn write_group(out: &mut [u8], mut value: u32) {
     for slot in out.iter_mut().rev() {
         *slot = ALPHABET[(value % 62) as usize];
         value /= 62;
     }
-    out
 }
 
 fn from_base62(code: &[u8]) -> Option<u64> {
-    if code.len() != CODE_LEN {
-        return None;
+    let code: &[u8; CODE_LEN] = code.try_into().ok()?;
+    let high = u64::from(digit(code[0])?);
+    let middle = u64::from(read_group(&code[1..6])?);
+    let low = u64::from(read_group(&code[6..11])?);
+    // Only the top group can overflow: 62^11 > 2^64.
+    high.checked_mul(GROUP * GROUP)?
+        .checked_add(middle * GROUP + low)
+}
+
+fn read_group(digits: &[u8]) -> Option<u32> {
+    digits
+        .iter()
+        .try_fold(0u32, |acc, &c| Some(acc * 62 + u32::from(digit(c)?)))
+}
+
+fn digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'A'..=b'Z' => Some(c - b'A' + 10),
+        b'a'..=b'z' => Some(c - b'a' + 36),
+        _ => None,
     }
-    code.iter().try_fold(0u64, |acc, &c| {
-        let digit = match c {
-            b'0'..=b'9' => c - b'0',
-            b'A'..=b'Z' => c - b'A' + 10,
-            b'a'..=b'z' => c - b'a' + 36,
-            _ => return None,
-        };
-        acc.checked_mul(62)?.checked_add(u64::from(digit))
-    })
 }
 
 #[cfg(test)]
@@ -152,6 +176,11 @@ mod tests {
         assert_eq!(from_base62(b"zzzzzzzzzzz"), None, "62^11 - 1 overflows u64");
         assert_eq!(from_base62(b"0000000000"), None, "too short");
         assert_eq!(from_base62(b"0000000000-"), None, "not base62");
+        assert_eq!(from_base62(b"LygHa16AHYF"), Some(u64::MAX));
+        assert_eq!(from_base62(b"LygHa16AHYG"), None, "u64::MAX + 1");
+        for value in [1, 61, 62, GROUP - 1, GROUP, GROUP * GROUP + 7, u64::MAX / 3] {
+            assert_eq!(from_base62(&to_base62(value)), Some(value), "{value}");
+        }
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub async fn fresh_database() -> String {
     let cut = url.rfind('/').expect("admin URL names a database");
     url.truncate(cut + 1);
     url.push_str(&name);
-    shortener::storage::migrate(&url).await.expect("migrate the test database");
+    shortener::storage::migrate(&url)
+        .await
+        .expect("migrate the test database");
     url
 }
 
@@ -127,7 +129,9 @@ impl TestApp {
 
     /// Creates a link to `url` and answers its code.
     pub async fn create(&self, url: &str) -> String {
-        let response = self.shorten(&serde_json::json!({ "url": url }).to_string()).await;
+        let response = self
+            .shorten(&serde_json::json!({ "url": url }).to_string())
+            .await;
         assert_eq!(response.status, 201, "{}", response.text());
         response.json()["code"].as_str().unwrap().to_owned()
     }
@@ -183,7 +187,10 @@ impl TestResponse {
     /// Asserts an RFC 9457 problem with `status`, and answers its body.
     pub fn assert_problem(&self, status: u16) -> serde_json::Value {
         assert_eq!(self.status, status, "{}", self.text());
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         let body = self.json();
         assert_eq!(body["status"], status);
         for field in ["type", "title", "detail"] {
@@ -230,7 +237,12 @@ pub fn parse_response(answer: &[u8]) -> TestResponse {
     let split = answer
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no complete response: {:?}", String::from_utf8_lossy(answer)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete response: {:?}",
+                String::from_utf8_lossy(answer)
+            )
+        });
     let head = String::from_utf8_lossy(&answer[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();

@@ -18,11 +18,11 @@ pub fn healthz() -> Response {
 
 /// 200 when the service can serve: started, not draining, and a database reachable.
 pub async fn readyz(app: &App) -> Response {
-    if !app.is_accepting() {
-        return ApiError::Unavailable.into_response();
+    if let Some(reason) = app.not_ready_reason() {
+        return ApiError::NotReady(reason).into_response();
     }
     match tokio::time::timeout(READY_CHECK_TIMEOUT, app.db.is_reachable()).await {
         Ok(true) => json_response(StatusCode::OK, r#"{"status":"ready"}"#),
-        _ => ApiError::Unavailable.into_response(),
+        _ => ApiError::NotReady("no database is reachable").into_response(),
     }
 }
