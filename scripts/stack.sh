@@ -12,7 +12,8 @@ set -euo pipefail
 PGHOST=127.0.0.1
 PGPORT=${PGPORT:-5432}
 PGUSER=${PGUSER:-postgres}
-export PGHOST PGPORT PGUSER
+PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-5}
+export PGHOST PGPORT PGUSER PGCONNECT_TIMEOUT
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 
@@ -47,7 +48,7 @@ start_postgres() {
   done
   postgres_answers || { log "PostgreSQL did not start"; exit 1; }
   # Development only: password-less local TCP for the postgres user, as on the CI machines.
-  if ! psql -h "$PGHOST" -U "$PGUSER" -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; then
+  if ! psql -w -h "$PGHOST" -U "$PGUSER" -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; then
     local hba="/etc/postgresql/$version/main/pg_hba.conf"
     log "allowing password-less local TCP connections in $hba (development only)"
     as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
@@ -59,7 +60,6 @@ up() {
   if postgres_answers; then
     log "PostgreSQL already answers on $PGHOST:$PGPORT"
   else
-    command -v pg_isready >/dev/null 2>&1 || install_postgres
     install_postgres
     start_postgres
   fi
@@ -67,16 +67,16 @@ up() {
 
 createdb_if_missing() {
   local name=$1
-  if [ "$(psql -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$name'")" != 1 ]; then
+  if [ "$(psql -w -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$name'")" != 1 ]; then
     log "creating database $name"
-    psql -d postgres -qc "CREATE DATABASE \"$name\""
+    psql -w -d postgres -qc "CREATE DATABASE \"$name\""
   fi
 }
 
 drop_test_dbs() {
-  psql -d postgres -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'shortener\_test\_%'" |
+  psql -w -d postgres -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'shortener\_test\_%'" |
     while read -r name; do
-      psql -d postgres -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" || true
+      psql -w -d postgres -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" || true
     done
 }
 

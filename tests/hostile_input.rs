@@ -115,3 +115,32 @@ async fn slow_header_senders_are_cut_off_while_others_are_served() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn open_connections_are_capped_and_excess_clients_wait() {
+    let app = spawn_app(&["--max-connections", "2"]).await;
+    let code = app.create("https://example.com/").await;
+    // Two idle keep-alive connections take both places (after `create` released its own).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let first = TcpStream::connect(app.addr).await.unwrap();
+    let second = TcpStream::connect(app.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let path = format!("/{code}");
+    let waiting = tokio::spawn({
+        let addr = app.addr;
+        async move { send(addr, "GET", &path, &[], b"").await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served while two were open"
+    );
+    drop(first);
+    let response = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a place was free")
+        .unwrap();
+    assert_eq!(response.status, 302);
+    drop(second);
+    app.shutdown().await;
+}

@@ -114,6 +114,40 @@ async fn concurrent_requests_with_one_key_create_one_link() {
 }
 
 #[tokio::test]
+async fn a_key_in_use_by_an_unfinished_request_is_409() {
+    let app = spawn_app(&[]).await;
+    // Hold the lock that an in-flight request with this key (from this client) would hold.
+    let db = app.db().await;
+    db.execute(
+        "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+        &[&"127.0.0.1\nbusy"],
+    )
+    .await
+    .unwrap();
+    let response = app.shorten_with(BODY, &[("Idempotency-Key", "busy")]).await;
+    response.assert_problem(409);
+    assert!(response.header("retry-after").is_some());
+    // Another key is not blocked; and once the lock is released, the key works.
+    assert_eq!(
+        app.shorten_with(BODY, &[("Idempotency-Key", "free")])
+            .await
+            .status,
+        201
+    );
+    db.execute("SELECT pg_advisory_unlock_all()", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        app.shorten_with(BODY, &[("Idempotency-Key", "busy")])
+            .await
+            .status,
+        201
+    );
+    assert_eq!(app.count("links").await, 2);
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn stale_keys_can_be_used_again() {
     let app = spawn_app(&[]).await;
     let key = [("Idempotency-Key", "old")];

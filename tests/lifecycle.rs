@@ -178,3 +178,22 @@ async fn a_fixed_worker_id_held_by_a_live_instance_is_not_shared() {
         .assert_problem(503);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn replicas_serve_lookups_and_a_dead_one_falls_back_to_the_primary() {
+    let db_url = common::fresh_database().await;
+    // The "replica" is the primary's own database: this checks the read path, not replication.
+    let replicas = format!("{db_url},postgres://postgres@127.0.0.1:1/dead");
+    let app = spawn_app_on(&db_url, &["--database-replica-urls", &replicas]).await;
+    let code = app.create("https://example.com/replicated").await;
+    for _ in 0..6 {
+        let response = app.get(&format!("/{code}")).await;
+        assert_eq!(response.status, 302);
+        assert_eq!(
+            response.header("location"),
+            Some("https://example.com/replicated")
+        );
+    }
+    app.get("/AAAAAAAAAAA").await.assert_problem(404);
+    app.shutdown().await;
+}

@@ -198,6 +198,31 @@ mod tests {
     }
 
     #[test]
+    fn ids_from_several_threads_never_share_a_code() {
+        use crate::ids::{IdGenerator, WorkerId};
+        use std::sync::Arc;
+        let generator = Arc::new(IdGenerator::with_worker(WorkerId::new(3).unwrap()));
+        let codec = Arc::new(codec());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (generator, codec) = (Arc::clone(&generator), Arc::clone(&codec));
+                std::thread::spawn(move || {
+                    (0..25_000)
+                        .map(|_| codec.encode(generator.next_id().unwrap()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut codes = HashSet::new();
+        for thread in threads {
+            for code in thread.join().unwrap() {
+                assert!(codes.insert(code), "code {code:?} issued twice");
+            }
+        }
+        assert_eq!(codes.len(), 100_000);
+    }
+
+    #[test]
     fn consecutive_ids_give_unrelated_codes() {
         let codec = codec();
         let a = codec.encode(1_000_000);

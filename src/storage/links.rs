@@ -29,9 +29,12 @@ impl LinkRecord {
         }
     }
 
-    /// Expired or disabled links answer 410.
-    pub fn is_gone(&self, now: OffsetDateTime) -> bool {
-        self.disabled_at.is_some() || self.expires_at.is_some_and(|at| at <= now)
+    /// Expired or disabled links answer 410. Reads the clock only for links that expire.
+    pub fn is_gone(&self) -> bool {
+        self.disabled_at.is_some()
+            || self
+                .expires_at
+                .is_some_and(|at| at <= OffsetDateTime::now_utc())
     }
 }
 
@@ -86,10 +89,12 @@ impl Db {
         code: &str,
         decoded_id: Option<i64>,
     ) -> Result<Option<LinkRecord>, StorageError> {
-        if let Some(replica) = self.replica()
-            && let Ok(Some(link)) = find_on(replica, code, decoded_id).await
-        {
-            return Ok(Some(link));
+        if let Some(replica) = self.replica() {
+            match find_on(&replica.pool, code, decoded_id).await {
+                Ok(Some(link)) => return Ok(Some(link)),
+                Ok(None) => {}
+                Err(error) => replica.failed(&error),
+            }
         }
         find_on(&self.primary, code, decoded_id).await
     }

@@ -10,7 +10,9 @@ mod pool;
 mod stats;
 pub mod worker_lease;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -50,12 +52,39 @@ impl From<tokio_postgres::Error> for StorageError {
     }
 }
 
+/// How long a replica that failed is passed over, so that a dead replica does not cost every
+/// lookup a pool-acquire timeout.
+const REPLICA_BACKOFF: Duration = Duration::from_secs(5);
+
 /// The primary and the read replicas.
 #[derive(Clone)]
 pub struct Db {
     primary: PgPool,
-    replicas: Vec<PgPool>,
-    next_replica: std::sync::Arc<AtomicUsize>,
+    replicas: Arc<[Replica]>,
+    next_replica: Arc<AtomicUsize>,
+}
+
+struct Replica {
+    pool: PgPool,
+    /// Milliseconds since `epoch` before which this replica is passed over.
+    skip_until_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Replica {
+    fn is_skipped(&self) -> bool {
+        self.elapsed_ms() < self.skip_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, error: &StorageError) {
+        tracing::warn!(%error, "replica failed; using the primary for a while");
+        let until = self.elapsed_ms() + REPLICA_BACKOFF.as_millis() as u64;
+        self.skip_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
 }
 
 impl Db {
@@ -69,8 +98,14 @@ impl Db {
         let primary = pool::build(primary_url, Role::Primary, settings)?;
         let replicas = replica_urls
             .iter()
-            .map(|url| pool::build(url, Role::Replica, settings))
-            .collect::<Result<_, _>>()?;
+            .map(|url| {
+                Ok(Replica {
+                    pool: pool::build(url, Role::Replica, settings)?,
+                    skip_until_ms: AtomicU64::new(0),
+                    epoch: Instant::now(),
+                })
+            })
+            .collect::<Result<_, StorageError>>()?;
         Ok(Db {
             primary,
             replicas,
@@ -82,18 +117,20 @@ impl Db {
         pool::checkout(&self.primary).await
     }
 
-    /// The next replica in round-robin order, if any are configured.
-    fn replica(&self) -> Option<&PgPool> {
+    /// The next healthy replica in round-robin order, if any.
+    fn replica(&self) -> Option<&Replica> {
         if self.replicas.is_empty() {
             return None;
         }
         let index = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
-        Some(&self.replicas[index])
+        let replica = &self.replicas[index];
+        (!replica.is_skipped()).then_some(replica)
     }
 
     /// True when the primary or any replica answers a trivial query.
     pub async fn is_reachable(&self) -> bool {
-        for pool in std::iter::once(&self.primary).chain(&self.replicas) {
+        let replicas = self.replicas.iter().map(|replica| &replica.pool);
+        for pool in std::iter::once(&self.primary).chain(replicas) {
             if let Ok(conn) = pool::checkout(pool).await
                 && conn.client.simple_query("").await.is_ok()
             {

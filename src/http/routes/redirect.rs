@@ -5,7 +5,6 @@ use http::header::{CACHE_CONTROL, LOCATION, USER_AGENT};
 use http::{HeaderValue, Method};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use time::OffsetDateTime;
 
 use super::find_link;
 use crate::app::App;
@@ -26,7 +25,7 @@ async fn redirect(
     code: &str,
 ) -> Result<Response, ApiError> {
     let link = find_link(app, code).await?;
-    if link.is_gone(OffsetDateTime::now_utc()) {
+    if link.is_gone() {
         return Err(ApiError::Gone);
     }
     if !TargetUrl::is_redirectable(&link.target_url) {

@@ -100,10 +100,19 @@ async fn create(
             body: &answer_json,
         });
         match app.db.create_link(&link, idempotency.as_ref()).await? {
-            CreateOutcome::Created => return Ok(created(StatusCode::CREATED, answer_json, false)),
+            CreateOutcome::Created => {
+                return Ok(created(
+                    StatusCode::CREATED,
+                    answer_json,
+                    &answer.short_url,
+                    false,
+                ));
+            }
             CreateOutcome::Replayed { status, body } => {
                 let status = StatusCode::from_u16(status).map_err(|_| ApiError::Internal)?;
-                return Ok(created(status, body, true));
+                let stored: ShortenResponse =
+                    serde_json::from_str(&body).map_err(|_| ApiError::Internal)?;
+                return Ok(created(status, body, &stored.short_url, true));
             }
             CreateOutcome::KeyReused => return Err(ApiError::IdempotencyKeyReused),
             CreateOutcome::KeyInUse => return Err(ApiError::IdempotencyKeyInUse),
@@ -166,12 +175,9 @@ fn validate(app: &App, body: &Bytes, now: OffsetDateTime) -> Result<ValidRequest
 }
 
 /// A 201 (or the stored status of a replay) with `Location: <short_url>`.
-fn created(status: StatusCode, body: String, replayed: bool) -> Response {
-    let short_url = serde_json::from_str::<ShortenResponse>(&body)
-        .ok()
-        .and_then(|answer| HeaderValue::from_str(&answer.short_url).ok());
+fn created(status: StatusCode, body: String, short_url: &str, replayed: bool) -> Response {
     let mut response = json_response(status, body);
-    if let Some(location) = short_url {
+    if let Ok(location) = HeaderValue::from_str(short_url) {
         response.headers_mut().insert(LOCATION, location);
     }
     if replayed {
