@@ -23,6 +23,8 @@ use crate::storage::Db;
 /// Unwritten click rows kept while Postgres is unreachable (about 100 MB at worst).
 const MAX_PENDING_CLICK_ROWS: usize = 1_000_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// The last 1/N of the shutdown grace period is kept for writing pending clicks.
+const FLUSH_SHARE_OF_GRACE: u32 = 5;
 /// How long start-up waits for the first worker-id lease before serving without one
 /// (creates answer 503 until the background keeper gets it).
 const FIRST_LEASE_WAIT: Duration = Duration::from_secs(5);
@@ -97,7 +99,8 @@ pub struct Listeners {
 }
 
 /// Serves until `shutdown` is cancelled, then drains within `config.shutdown_grace`:
-/// readiness turns 503, the main listener stops accepting and finishes in-flight requests,
+/// readiness turns 503 at once, the main listener keeps serving for `config.shutdown_delay`,
+/// then stops accepting and finishes in-flight requests (until 4/5 of the grace period),
 /// pending clicks are written, the worker-id lease is released, and `run` returns.
 pub async fn run(
     listeners: Listeners,
@@ -141,6 +144,7 @@ pub async fn run(
     let _ = tokio::time::timeout(FIRST_LEASE_WAIT, lease.step()).await;
     tasks.spawn(lease.run(background.clone()));
 
+    let stop_accepting = CancellationToken::new();
     let main = tokio::spawn(serve(
         listeners.main,
         limits,
@@ -148,16 +152,26 @@ pub async fn run(
             let app = Arc::clone(&app);
             move |request, peer| handle_public(Arc::clone(&app), request, peer)
         },
-        shutdown.clone(),
+        stop_accepting.clone(),
     ));
     app.started.store(true, Ordering::Release);
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, "serving");
 
     shutdown.cancelled().await;
-    let deadline = Instant::now() + config.shutdown_grace;
-    tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining requests");
-    if timeout_at(deadline, main).await.is_err() {
-        tracing::error!("requests still in flight at the end of the grace period");
+    // Readiness answers 503 from here on. Keep serving for the delay, so load balancers stop
+    // sending first; then stop accepting and let in-flight requests finish, keeping the last
+    // part of the grace period for writing pending clicks.
+    let started_at = Instant::now();
+    let deadline = started_at + config.shutdown_grace;
+    let drain_deadline = deadline - (config.shutdown_grace / FLUSH_SHARE_OF_GRACE);
+    tracing::info!(grace = ?config.shutdown_grace, delay = ?config.shutdown_delay, "shutting down");
+    tokio::time::sleep_until(started_at + config.shutdown_delay).await;
+    stop_accepting.cancel();
+    if timeout_at(drain_deadline.max(Instant::now()), main)
+        .await
+        .is_err()
+    {
+        tracing::error!("requests still in flight when the drain deadline passed");
     }
     background.cancel();
     tasks.close();

@@ -97,6 +97,10 @@ pub struct ServeArgs {
     /// Deadline for draining requests and flushing after SIGTERM.
     #[arg(long, env = "SHORTENER_SHUTDOWN_GRACE", default_value = "25s")]
     pub shutdown_grace: String,
+    /// After SIGTERM, how long to keep serving new requests while readiness already answers
+    /// 503, so load balancers stop sending before the listener closes (Kubernetes: ~5s).
+    #[arg(long, env = "SHORTENER_SHUTDOWN_DELAY", default_value = "0s")]
+    pub shutdown_delay: String,
     /// Time a client has to send request headers; also closes keep-alive connections idle this long.
     #[arg(long, env = "SHORTENER_HEADER_READ_TIMEOUT", default_value = "10s")]
     pub header_read_timeout: String,
@@ -133,6 +137,7 @@ pub struct Config {
     pub stats_flush_interval: Duration,
     pub blocklist: Blocklist,
     pub shutdown_grace: Duration,
+    pub shutdown_delay: Duration,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub pool: PoolSettings,
@@ -242,6 +247,15 @@ impl ServeArgs {
             "SHORTENER_SHUTDOWN_GRACE",
             parse_into(&self.shutdown_grace, &mut grace, parse_duration),
         );
+        let mut shutdown_delay = None;
+        check(
+            "SHORTENER_SHUTDOWN_DELAY",
+            parse_into(
+                &self.shutdown_delay,
+                &mut shutdown_delay,
+                parse_duration_or_zero,
+            ),
+        );
         let mut header_timeout = None;
         check(
             "SHORTENER_HEADER_READ_TIMEOUT",
@@ -284,6 +298,16 @@ impl ServeArgs {
             ),
         );
 
+        if listen.is_some() && listen == admin_listen {
+            errors.push("SHORTENER_ADMIN_LISTEN: must differ from SHORTENER_LISTEN".into());
+        }
+        if let (Some(grace), Some(delay)) = (grace, shutdown_delay)
+            && delay >= grace
+        {
+            errors.push(
+                "SHORTENER_SHUTDOWN_DELAY: must be shorter than SHORTENER_SHUTDOWN_GRACE".into(),
+            );
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -305,6 +329,7 @@ impl ServeArgs {
             stats_flush_interval: flush_interval.expect("validated"),
             blocklist: blocklist.expect("validated"),
             shutdown_grace: grace.expect("validated"),
+            shutdown_delay: shutdown_delay.expect("validated"),
             header_read_timeout: header_timeout.expect("validated"),
             max_connections: max_connections.expect("validated"),
             pool: PoolSettings {
@@ -384,22 +409,37 @@ fn parse_positive<T: std::str::FromStr + PartialOrd + Default>(raw: &str) -> Res
     }
 }
 
-/// Parses `250ms`, `1s`, `2m`, `1h`: a positive whole number and a unit.
+/// Longest duration any option takes: larger values are surely typos, and would overflow
+/// deadline arithmetic.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses `250ms`, `1s`, `2m`, `1h`: a positive whole number and a unit, at most 24 hours.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let duration = parse_duration_or_zero(raw)?;
+    if duration.is_zero() {
+        return Err(format!("'{raw}' must be longer than zero"));
+    }
+    Ok(duration)
+}
+
+/// Like [`parse_duration`], but `0s` is allowed.
+pub fn parse_duration_or_zero(raw: &str) -> Result<Duration, String> {
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
     let error = || format!("'{raw}' is not a duration such as 250ms, 1s, 2m or 1h");
     let number: u64 = number.parse().map_err(|_| error())?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(error()),
     };
-    if duration.is_zero() {
-        return Err(format!("'{raw}' must be longer than zero"));
-    }
+    let duration = number
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .filter(|duration| *duration <= MAX_DURATION)
+        .ok_or_else(|| format!("'{raw}' is longer than 24h"))?;
     Ok(duration)
 }
 
@@ -452,9 +492,23 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        for bad in ["", "1", "s", "1.5s", "-1s", "0s", "10 s", "1d"] {
+        for bad in [
+            "",
+            "1",
+            "s",
+            "1.5s",
+            "-1s",
+            "0s",
+            "10 s",
+            "1d",
+            "25h",
+            "99999999999999999999h",
+            "18446744073709551615h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
     }
 
     #[test]
@@ -466,6 +520,25 @@ mod tests {
         assert_eq!(config.stats_flush_interval, Duration::from_secs(1));
         assert_eq!(config.shutdown_grace, Duration::from_secs(25));
         assert!(config.code_key_is_development);
+    }
+
+    #[test]
+    fn listeners_must_differ_and_the_delay_must_fit_in_the_grace() {
+        let errors = serve(&[
+            "--database-url",
+            "postgres://localhost/x",
+            "--listen",
+            "127.0.0.1:9000",
+            "--admin-listen",
+            "127.0.0.1:9000",
+            "--shutdown-delay",
+            "30s",
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("SHORTENER_ADMIN_LISTEN"));
+        assert!(errors[1].starts_with("SHORTENER_SHUTDOWN_DELAY"));
     }
 
     #[test]

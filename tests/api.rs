@@ -320,14 +320,44 @@ async fn concurrent_creates_get_distinct_codes() {
 
 #[tokio::test]
 async fn redirect_status_and_cache_lifetime_are_configurable() {
-    let app = spawn_app(&["--redirect-status", "308", "--redirect-max-age", "60"]).await;
+    let db_url = common::fresh_database().await;
+    for status in ["301", "307", "308"] {
+        let flags = ["--redirect-status", status, "--redirect-max-age", "60"];
+        let app = common::spawn_app_on(&db_url, &flags).await;
+        let code = app.create("https://example.com/").await;
+        let redirect = app.get(&format!("/{code}")).await;
+        assert_eq!(redirect.status.to_string(), status);
+        assert_eq!(redirect.header("location"), Some("https://example.com/"));
+        assert_eq!(
+            redirect.header("cache-control"),
+            Some("private, max-age=60")
+        );
+        app.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn head_answers_like_get_without_a_body() {
+    let app = spawn_app(&[]).await;
     let code = app.create("https://example.com/").await;
-    let redirect = app.get(&format!("/{code}")).await;
-    assert_eq!(redirect.status, 308);
+    let addr = app.addr;
+    let head = |path: String| async move { send(addr, "HEAD", &path, &[], b"").await };
+    let stats = head(format!("/{code}/stats")).await;
+    assert_eq!(stats.status, 200);
+    assert!(stats.body.is_empty());
+    let missing = head("/missing".into()).await;
+    assert_eq!(missing.status, 404);
     assert_eq!(
-        redirect.header("cache-control"),
-        Some("private, max-age=60")
+        missing.header("content-type"),
+        Some("application/problem+json")
     );
+    assert!(missing.body.is_empty());
+    app.db()
+        .await
+        .execute("UPDATE links SET disabled_at = now()", &[])
+        .await
+        .unwrap();
+    assert_eq!(head(format!("/{code}")).await.status, 410);
     app.shutdown().await;
 }
 

@@ -95,3 +95,21 @@ async fn migrate_is_idempotent() {
         .get(0);
     assert_eq!(tables, 5);
 }
+
+#[test]
+fn migrate_fails_with_a_nonzero_status_when_the_database_is_unreachable() {
+    let output = shortener()
+        .arg("migrate")
+        .env(
+            "DATABASE_URL",
+            "postgres://postgres:hunter2@127.0.0.1:1/none",
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("hunter2"),
+        "a secret was printed: {stderr}"
+    );
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use common::{send, spawn_app};
 
-const BODY: &str = r#"{"url": "https://example.com/idempotent"}"#;
+const BODY: &str = r#"{"url": "https://example.com/idempotent", "expires_at": null}"#;
 
 #[tokio::test]
 async fn a_retry_with_the_same_key_replays_the_first_answer() {
@@ -17,7 +17,10 @@ async fn a_retry_with_the_same_key_replays_the_first_answer() {
     assert_eq!(first.header("idempotent-replayed"), None);
     // Same JSON, other spacing and key order: the same request.
     let again = app
-        .shorten_with("{ \"url\" :\n \"https://example.com/idempotent\" }", &key)
+        .shorten_with(
+            "{ \"expires_at\": null,\n  \"url\" : \"https://example.com/idempotent\" }",
+            &key,
+        )
         .await;
     assert_eq!(again.status, 201);
     assert_eq!(again.body, first.body);
@@ -37,6 +40,11 @@ async fn the_same_key_with_another_body_is_422() {
         .shorten_with(r#"{"url": "https://example.com/other"}"#, &key)
         .await;
     other.assert_problem(422);
+    // A different body that would not even validate is still a reused key.
+    let invalid = app
+        .shorten_with(r#"{"url": "javascript:alert(1)"}"#, &key)
+        .await;
+    invalid.assert_problem(422);
     assert_eq!(app.count("links").await, 1);
     app.shutdown().await;
 }
@@ -167,5 +175,25 @@ async fn stale_keys_can_be_used_again() {
     assert_eq!(fresh.header("idempotent-replayed"), None);
     assert_eq!(app.count("links").await, 2);
     assert_eq!(app.count("idempotency_keys").await, 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retry_is_replayed_even_after_the_link_expired() {
+    let app = spawn_app(&[]).await;
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let body =
+        serde_json::json!({ "url": "https://example.com/brief", "expires_at": soon }).to_string();
+    let key = [("Idempotency-Key", "brief")];
+    let first = app.shorten_with(&body, &key).await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    // The same body now names a past expires_at; it is still the same request.
+    let again = app.shorten_with(&body, &key).await;
+    assert_eq!(again.status, 201, "{}", again.text());
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
     app.shutdown().await;
 }

@@ -44,6 +44,7 @@ async fn without_a_database_the_service_is_unready_and_answers_503() {
     );
     let redirect = app.get("/AAAAAAAAAAA").await;
     redirect.assert_problem(503);
+    assert_eq!(redirect.header("retry-after"), Some("1"));
     let body = redirect.text();
     assert!(
         !body.contains("127.0.0.1") && !body.to_lowercase().contains("sql"),
@@ -196,4 +197,59 @@ async fn replicas_serve_lookups_and_a_dead_one_falls_back_to_the_primary() {
     }
     app.get("/AAAAAAAAAAA").await.assert_problem(404);
     app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_in_flight_at_shutdown_completes() {
+    let app = spawn_app(&[]).await;
+    // An uncommitted row with the alias makes the create wait on Postgres' unique index.
+    let mut blocker = app.db().await;
+    let tx = blocker.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO links (id, code, target_url, created_at) VALUES (1, 'slow-one', 'https://example.com/', now())",
+        &[],
+    )
+    .await
+    .unwrap();
+    let addr = app.addr;
+    let create = tokio::spawn(async move {
+        let body = br#"{"url": "https://example.com/slow", "alias": "slow-one"}"#;
+        send(
+            addr,
+            "POST",
+            "/shorten",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!create.is_finished(), "the create did not wait on the lock");
+    app.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.rollback().await.unwrap();
+    let response = create.await.unwrap();
+    assert_eq!(response.status, 201, "{}", response.text());
+    tokio::time::timeout(Duration::from_secs(10), app.handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn new_requests_are_served_during_the_shutdown_delay() {
+    let app = spawn_app(&["--shutdown-delay", "1s"]).await;
+    let code = app.create("https://example.com/").await;
+    app.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(app.admin, "GET", "/readyz", &[], b"")
+        .await
+        .assert_problem(503);
+    assert_eq!(app.get(&format!("/{code}")).await.status, 302);
+    tokio::time::timeout(Duration::from_secs(10), app.handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -59,7 +59,7 @@ impl Blocklist {
             }
             match Host::parse(entry) {
                 Ok(host) => {
-                    hosts.insert(host.to_string());
+                    hosts.insert(host.to_string().trim_end_matches('.').to_owned());
                 }
                 Err(error) => errors.push(format!("line {}: '{entry}': {error}", number + 1)),
             }
@@ -79,8 +79,12 @@ impl Blocklist {
         self.0.is_empty()
     }
 
-    fn blocks(&self, host: &str) -> bool {
-        let mut candidate = host;
+    /// An IP address is blocked only by itself; a domain by itself or any parent domain.
+    fn blocks(&self, host: &Host<&str>) -> bool {
+        let Host::Domain(domain) = host else {
+            return self.0.contains(&host.to_string());
+        };
+        let mut candidate = domain.trim_end_matches('.');
         loop {
             if self.0.contains(candidate) {
                 return true;
@@ -111,18 +115,18 @@ impl TargetUrl {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(UrlError::Userinfo);
         }
-        let host = url.host_str().ok_or(UrlError::NoHost)?;
-        if host.eq_ignore_ascii_case(&policy.own_host) {
+        let host = url.host().ok_or(UrlError::NoHost)?;
+        let host_name = url.host_str().unwrap_or_default().trim_end_matches('.');
+        if host_name.eq_ignore_ascii_case(policy.own_host.trim_end_matches('.')) {
             return Err(UrlError::OwnHost);
         }
-        if let Some(Host::Domain(domain)) = url.host() {
-            let domain = domain.trim_end_matches('.');
-            if policy.blocklist.blocks(domain) {
-                return Err(UrlError::Blocked);
-            }
-            if is_confusable(domain) {
-                return Err(UrlError::Confusable);
-            }
+        if policy.blocklist.blocks(&host) {
+            return Err(UrlError::Blocked);
+        }
+        if let Host::Domain(domain) = host
+            && is_confusable(domain.trim_end_matches('.'))
+        {
+            return Err(UrlError::Confusable);
         }
         let canonical = String::from(url);
         if canonical.len() > MAX_URL_LEN {
@@ -211,8 +215,11 @@ mod tests {
     fn policy() -> UrlPolicy {
         UrlPolicy {
             own_host: "sho.rt".into(),
-            blocklist: Blocklist::parse("# bad places\nevil.example\n\nmalware.test # trailing\n")
-                .unwrap(),
+            blocklist: Blocklist::parse(
+                "# bad places\nevil.example\n\nmalware.test # trailing\ndotted.example.\n\
+                 127.0.0.1\n[::1]\n",
+            )
+            .unwrap(),
         }
     }
 
@@ -307,6 +314,17 @@ mod tests {
         );
         assert!(parse("https://notevil.example/").is_ok());
         assert_eq!(parse("http://SHO.RT:8080/abc"), Err(UrlError::OwnHost));
+        assert_eq!(parse("http://sho.rt./abc"), Err(UrlError::OwnHost));
+        assert_eq!(parse("https://dotted.example/"), Err(UrlError::Blocked));
+        assert_eq!(parse("https://a.dotted.example./"), Err(UrlError::Blocked));
+        assert_eq!(parse("http://127.0.0.1/"), Err(UrlError::Blocked));
+        assert_eq!(
+            parse("http://0x7f.1/"),
+            Err(UrlError::Blocked),
+            "another spelling"
+        );
+        assert_eq!(parse("http://[0:0::1]:8080/"), Err(UrlError::Blocked));
+        assert!(parse("http://127.0.0.2/").is_ok());
     }
 
     #[test]

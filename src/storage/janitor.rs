@@ -6,21 +6,24 @@ impl Db {
     /// Deletes idempotency records past their 24 hours and stats batch ids past any retry.
     /// Answers how many rows went.
     pub async fn prune_expired(&self) -> Result<u64, StorageError> {
-        let conn = self.primary().await?;
-        let keys = conn
-            .client
-            .execute(
-                "DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'",
-                &[],
-            )
-            .await?;
-        let batches = conn
-            .client
-            .execute(
-                "DELETE FROM stats_batches WHERE applied_at < now() - interval '7 days'",
-                &[],
-            )
-            .await?;
-        Ok(keys + batches)
+        self.bounded(async {
+            let conn = self.primary().await?;
+            let keys = conn
+                .client
+                .execute(
+                    "DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'",
+                    &[],
+                )
+                .await?;
+            let batches = conn
+                .client
+                .execute(
+                    "DELETE FROM stats_batches WHERE applied_at < now() - interval '7 days'",
+                    &[],
+                )
+                .await?;
+            Ok(keys + batches)
+        })
+        .await
     }
 }

@@ -61,6 +61,25 @@ pub struct IdempotentRequest<'a> {
     pub body: &'a str,
 }
 
+/// A response stored under an Idempotency-Key less than 24 hours ago.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub fingerprint: Vec<u8>,
+    pub status: u16,
+    pub body: String,
+}
+
+impl StoredAnswer {
+    fn from_row(row: &Row) -> Self {
+        let status: i16 = row.get(1);
+        StoredAnswer {
+            fingerprint: row.get(0),
+            status: status as u16,
+            body: row.get(2),
+        }
+    }
+}
+
 /// What became of a create.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateOutcome {
@@ -69,13 +88,9 @@ pub enum CreateOutcome {
     CodeTaken,
     /// The id is already in use: the caller retries with a fresh id.
     IdTaken,
-    /// The key was used before with the same body: answer what was answered then.
-    Replayed {
-        status: u16,
-        body: String,
-    },
-    /// The key was used before with another body.
-    KeyReused,
+    /// The key was used before (by a request that won a race with this one): the caller
+    /// replays the stored answer or refuses a different body.
+    Stored(StoredAnswer),
     /// Another request with this key is being processed right now.
     KeyInUse,
 }
@@ -90,13 +105,33 @@ impl Db {
         decoded_id: Option<i64>,
     ) -> Result<Option<LinkRecord>, StorageError> {
         if let Some(replica) = self.replica() {
-            match find_on(&replica.pool, code, decoded_id).await {
+            match self.bounded(find_on(&replica.pool, code, decoded_id)).await {
                 Ok(Some(link)) => return Ok(Some(link)),
                 Ok(None) => {}
                 Err(error) => replica.failed(&error),
             }
         }
-        find_on(&self.primary, code, decoded_id).await
+        self.bounded(find_on(&self.primary, code, decoded_id)).await
+    }
+
+    /// The answer stored under `(scope, key)` in the last 24 hours, if any. Read without the
+    /// lock: `create_link` checks again under it.
+    pub async fn stored_answer(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<StoredAnswer>, StorageError> {
+        self.bounded(async {
+            let conn = self.primary().await?;
+            let row = conn
+                .client
+                .query_opt(&conn.write()?.idempotency_get, &[&scope, &key])
+                .await?;
+            Ok(row
+                .filter(|row| row.get::<_, bool>(3))
+                .map(|row| StoredAnswer::from_row(&row)))
+        })
+        .await
     }
 
     /// Inserts `link` and, when given, its idempotency record, in one transaction.
@@ -105,85 +140,80 @@ impl Db {
         link: &NewLink<'_>,
         idempotency: Option<&IdempotentRequest<'_>>,
     ) -> Result<CreateOutcome, StorageError> {
-        let mut conn = self.primary().await?;
-        let pool::PgConn { client, write, .. } = &mut *conn;
-        let statements = write
-            .as_ref()
-            .ok_or_else(|| StorageError::Unavailable("primary opened read-only".into()))?;
-        let tx = client.transaction().await?;
+        self.bounded(async {
+            let mut conn = self.primary().await?;
+            let pool::PgConn { client, write, .. } = &mut *conn;
+            let statements = write
+                .as_ref()
+                .ok_or_else(|| StorageError::Unavailable("primary opened read-only".into()))?;
+            let tx = client.transaction().await?;
 
-        if let Some(request) = idempotency {
-            // A transaction-scoped advisory lock on (scope, key): a concurrent request with the
-            // same key sees it taken and answers 409 instead of waiting; a crash releases it.
-            let lock_name = format!("{}\n{}", request.scope, request.key);
-            let locked: bool = tx
-                .query_one(&statements.idempotency_lock, &[&lock_name])
-                .await?
-                .get(0);
-            if !locked {
-                return Ok(CreateOutcome::KeyInUse);
-            }
-            let stored = tx
-                .query_opt(&statements.idempotency_get, &[&request.scope, &request.key])
-                .await?;
-            if let Some(row) = stored {
-                let fresh: bool = row.get(3);
-                if fresh {
-                    let fingerprint: &[u8] = row.get(0);
-                    if fingerprint != request.fingerprint {
-                        return Ok(CreateOutcome::KeyReused);
-                    }
-                    let status: i16 = row.get(1);
-                    return Ok(CreateOutcome::Replayed {
-                        status: status as u16,
-                        body: row.get(2),
-                    });
+            if let Some(request) = idempotency {
+                // A transaction-scoped advisory lock on (scope, key): a concurrent request with the
+                // same key sees it taken and answers 409 instead of waiting; a crash releases it.
+                let lock_name = format!("{}\n{}", request.scope, request.key);
+                let locked: bool = tx
+                    .query_one(&statements.idempotency_lock, &[&lock_name])
+                    .await?
+                    .get(0);
+                if !locked {
+                    return Ok(CreateOutcome::KeyInUse);
                 }
+                let stored = tx
+                    .query_opt(&statements.idempotency_get, &[&request.scope, &request.key])
+                    .await?;
+                if let Some(row) = stored {
+                    let fresh: bool = row.get(3);
+                    if fresh {
+                        return Ok(CreateOutcome::Stored(StoredAnswer::from_row(&row)));
+                    }
+                    tx.execute(
+                        &statements.idempotency_delete,
+                        &[&request.scope, &request.key],
+                    )
+                    .await?;
+                }
+            }
+
+            let inserted = tx
+                .execute(
+                    &statements.insert_link,
+                    &[
+                        &link.id,
+                        &link.code,
+                        &link.target_url,
+                        &link.created_at,
+                        &link.expires_at,
+                    ],
+                )
+                .await;
+            match inserted {
+                Ok(0) => return Ok(CreateOutcome::CodeTaken),
+                Ok(_) => {}
+                Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    return Ok(CreateOutcome::IdTaken);
+                }
+                Err(error) => return Err(error.into()),
+            }
+
+            if let Some(request) = idempotency {
                 tx.execute(
-                    &statements.idempotency_delete,
-                    &[&request.scope, &request.key],
+                    &statements.idempotency_insert,
+                    &[
+                        &request.scope,
+                        &request.key,
+                        &request.fingerprint,
+                        &(request.status as i16),
+                        &request.body,
+                        &link.id,
+                    ],
                 )
                 .await?;
             }
-        }
-
-        let inserted = tx
-            .execute(
-                &statements.insert_link,
-                &[
-                    &link.id,
-                    &link.code,
-                    &link.target_url,
-                    &link.created_at,
-                    &link.expires_at,
-                ],
-            )
-            .await;
-        match inserted {
-            Ok(0) => return Ok(CreateOutcome::CodeTaken),
-            Ok(_) => {}
-            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                return Ok(CreateOutcome::IdTaken);
-            }
-            Err(error) => return Err(error.into()),
-        }
-
-        if let Some(request) = idempotency {
-            tx.execute(
-                &statements.idempotency_insert,
-                &[
-                    &request.scope,
-                    &request.key,
-                    &request.fingerprint,
-                    &(request.status as i16),
-                    &request.body,
-                    &link.id,
-                ],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(CreateOutcome::Created)
+            tx.commit().await?;
+            Ok(CreateOutcome::Created)
+        })
+        .await
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-pub use links::{CreateOutcome, IdempotentRequest, LinkRecord, NewLink};
+pub use links::{CreateOutcome, IdempotentRequest, LinkRecord, NewLink, StoredAnswer};
 pub use migrate::migrate;
 pub use pool::{PgConn, PoolSettings};
 pub use stats::{ClickRows, DailyClicks};
@@ -52,6 +52,9 @@ impl From<tokio_postgres::Error> for StorageError {
     }
 }
 
+/// Added to acquire + statement timeouts to bound a whole storage call from the client side.
+const CALL_TIMEOUT_SLACK: Duration = Duration::from_millis(500);
+
 /// How long a replica that failed is passed over, so that a dead replica does not cost every
 /// lookup a pool-acquire timeout.
 const REPLICA_BACKOFF: Duration = Duration::from_secs(5);
@@ -59,6 +62,9 @@ const REPLICA_BACKOFF: Duration = Duration::from_secs(5);
 /// The primary and the read replicas.
 #[derive(Clone)]
 pub struct Db {
+    /// Client-side bound on one storage call: the server's statement timeout does not help
+    /// when the server or the network stops answering.
+    call_timeout: Duration,
     primary: PgPool,
     replicas: Arc<[Replica]>,
     next_replica: Arc<AtomicUsize>,
@@ -107,6 +113,9 @@ impl Db {
             })
             .collect::<Result<_, StorageError>>()?;
         Ok(Db {
+            call_timeout: settings.acquire_timeout
+                + settings.statement_timeout
+                + CALL_TIMEOUT_SLACK,
             primary,
             replicas,
             next_replica: Default::default(),
@@ -125,6 +134,20 @@ impl Db {
         let index = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
         let replica = &self.replicas[index];
         (!replica.is_skipped()).then_some(replica)
+    }
+
+    /// Runs one storage call within `call_timeout`.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        tokio::time::timeout(self.call_timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StorageError::Unavailable(
+                    "the database did not answer in time".into(),
+                ))
+            })
     }
 
     /// True when the primary or any replica answers a trivial query.

@@ -42,48 +42,54 @@ impl Db {
         batch_id: i64,
         rows: &ClickRows,
     ) -> Result<bool, StorageError> {
-        let mut conn = self.primary().await?;
-        let statements = conn.write()?;
-        let (claim, upsert) = (
-            statements.claim_batch.clone(),
-            statements.upsert_clicks.clone(),
-        );
-        let tx = conn.client.transaction().await?;
-        if tx.execute(&claim, &[&batch_id]).await? == 0 {
+        self.bounded(async {
+            let mut conn = self.primary().await?;
+            let statements = conn.write()?;
+            let (claim, upsert) = (
+                statements.claim_batch.clone(),
+                statements.upsert_clicks.clone(),
+            );
+            let tx = conn.client.transaction().await?;
+            if tx.execute(&claim, &[&batch_id]).await? == 0 {
+                tx.commit().await?;
+                return Ok(false);
+            }
+            tx.execute(
+                &upsert,
+                &[
+                    &rows.link_ids,
+                    &rows.days,
+                    &rows.clicks,
+                    &rows.bot_clicks,
+                    &rows.last_click_at,
+                ],
+            )
+            .await?;
             tx.commit().await?;
-            return Ok(false);
-        }
-        tx.execute(
-            &upsert,
-            &[
-                &rows.link_ids,
-                &rows.days,
-                &rows.clicks,
-                &rows.bot_clicks,
-                &rows.last_click_at,
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+            Ok(true)
+        })
+        .await
     }
 
     /// Every day with clicks for `link_id`, oldest first, read from the primary (where the
     /// flusher writes) so the lag stays within one flush interval.
     pub async fn daily_clicks(&self, link_id: i64) -> Result<Vec<DailyClicks>, StorageError> {
-        let conn = self.primary().await?;
-        let rows = conn
-            .client
-            .query(&conn.write()?.daily_clicks, &[&link_id])
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| DailyClicks {
-                day: row.get(0),
-                clicks: row.get(1),
-                bot_clicks: row.get(2),
-                last_click_at: row.get(3),
-            })
-            .collect())
+        self.bounded(async {
+            let conn = self.primary().await?;
+            let rows = conn
+                .client
+                .query(&conn.write()?.daily_clicks, &[&link_id])
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|row| DailyClicks {
+                    day: row.get(0),
+                    clicks: row.get(1),
+                    bot_clicks: row.get(2),
+                    last_click_at: row.get(3),
+                })
+                .collect())
+        })
+        .await
     }
 }

@@ -31,13 +31,14 @@ impl Db {
         range: RangeInclusive<u16>,
         ttl: Duration,
     ) -> Result<Option<Lease>, StorageError> {
-        let conn = self.primary().await?;
-        let (low, high) = (i32::from(*range.start()), i32::from(*range.end()));
-        for _ in 0..ACQUIRE_ATTEMPTS {
-            let row = conn
-                .client
-                .query_opt(
-                    "INSERT INTO worker_leases (worker_id, holder, expires_at) \
+        self.bounded(async {
+            let conn = self.primary().await?;
+            let (low, high) = (i32::from(*range.start()), i32::from(*range.end()));
+            for _ in 0..ACQUIRE_ATTEMPTS {
+                let row = conn
+                    .client
+                    .query_opt(
+                        "INSERT INTO worker_leases (worker_id, holder, expires_at) \
                      SELECT g, $1, now() + make_interval(secs => $2::float8) \
                      FROM generate_series($3::int, $4::int) AS g \
                      WHERE NOT EXISTS (SELECT 1 FROM worker_leases l WHERE l.worker_id = g \
@@ -48,38 +49,42 @@ impl Db {
                        WHERE worker_leases.expires_at <= now() \
                           OR worker_leases.holder = EXCLUDED.holder \
                      RETURNING worker_id, high_water_ms",
-                    &[&holder, &ttl.as_secs_f64(), &low, &high],
-                )
-                .await?;
-            if let Some(row) = row {
-                let worker: i32 = row.get(0);
-                let high_water_ms: i64 = row.get(1);
-                let worker = u16::try_from(worker)
-                    .ok()
-                    .and_then(WorkerId::new)
-                    .ok_or_else(|| StorageError::Unavailable("worker id out of range".into()))?;
-                return Ok(Some(Lease {
-                    worker,
-                    high_water_ms: high_water_ms.max(0) as u64,
-                }));
-            }
-            // Either every id is held, or another instance took our candidate between the
-            // NOT EXISTS and the INSERT: look again.
-            let free: bool = conn
-                .client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM generate_series($1::int, $2::int) AS g \
+                        &[&holder, &ttl.as_secs_f64(), &low, &high],
+                    )
+                    .await?;
+                if let Some(row) = row {
+                    let worker: i32 = row.get(0);
+                    let high_water_ms: i64 = row.get(1);
+                    let worker = u16::try_from(worker)
+                        .ok()
+                        .and_then(WorkerId::new)
+                        .ok_or_else(|| {
+                            StorageError::Unavailable("worker id out of range".into())
+                        })?;
+                    return Ok(Some(Lease {
+                        worker,
+                        high_water_ms: high_water_ms.max(0) as u64,
+                    }));
+                }
+                // Either every id is held, or another instance took our candidate between the
+                // NOT EXISTS and the INSERT: look again.
+                let free: bool = conn
+                    .client
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM generate_series($1::int, $2::int) AS g \
                      WHERE NOT EXISTS (SELECT 1 FROM worker_leases l \
                                        WHERE l.worker_id = g AND l.expires_at > now()))",
-                    &[&low, &high],
-                )
-                .await?
-                .get(0);
-            if !free {
-                return Ok(None);
+                        &[&low, &high],
+                    )
+                    .await?
+                    .get(0);
+                if !free {
+                    return Ok(None);
+                }
             }
-        }
-        Ok(None)
+            Ok(None)
+        })
+        .await
     }
 
     /// Extends `holder`'s lease on `worker` and records the high-water mark. `false` when the
@@ -91,8 +96,9 @@ impl Db {
         high_water_ms: u64,
         ttl: Duration,
     ) -> Result<bool, StorageError> {
-        let conn = self.primary().await?;
-        let updated = conn
+        self.bounded(async {
+            let conn = self.primary().await?;
+            let updated = conn
             .client
             .execute(
                 "UPDATE worker_leases SET expires_at = now() + make_interval(secs => $3::float8), \
@@ -106,7 +112,9 @@ impl Db {
                 ],
             )
             .await?;
-        Ok(updated == 1)
+            Ok(updated == 1)
+        })
+        .await
     }
 
     /// Gives the lease up at shutdown, keeping the high-water mark for the next holder.
@@ -116,15 +124,18 @@ impl Db {
         holder: &str,
         high_water_ms: u64,
     ) -> Result<(), StorageError> {
-        let conn = self.primary().await?;
-        conn.client
-            .execute(
-                "UPDATE worker_leases SET expires_at = now(), \
+        self.bounded(async {
+            let conn = self.primary().await?;
+            conn.client
+                .execute(
+                    "UPDATE worker_leases SET expires_at = now(), \
                    high_water_ms = GREATEST(high_water_ms, $3) \
                  WHERE worker_id = $1 AND holder = $2",
-                &[&i32::from(worker.get()), &holder, &(high_water_ms as i64)],
-            )
-            .await?;
-        Ok(())
+                    &[&i32::from(worker.get()), &holder, &(high_water_ms as i64)],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
     }
 }

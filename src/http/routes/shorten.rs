@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::domain::{Alias, ExpiresAt, IdempotencyKey, TargetUrl, now_micros};
 use crate::http::body::read_limited;
 use crate::http::{ApiError, Response};
-use crate::storage::{CreateOutcome, IdempotentRequest, NewLink};
+use crate::storage::{CreateOutcome, IdempotentRequest, NewLink, StoredAnswer};
 
 /// Fresh ids tried when one collides (an id reissued after a clock step, or a generated code
 /// that an alias took first): each retry is astronomically less likely than the one before.
@@ -45,7 +45,7 @@ struct ValidRequest {
     target: TargetUrl,
     alias: Option<Alias>,
     expires_at: Option<OffsetDateTime>,
-    /// SHA-256 of the body's canonical JSON (sorted keys, no white space).
+    /// See [`parse_json`].
     fingerprint: [u8; 32],
 }
 
@@ -65,8 +65,16 @@ async fn create(
     let key = idempotency_key(request.headers())?;
     let scope = app.client_ip(peer, request.headers()).get().to_string();
     let body = read_limited(request).await?;
+    let (json, fingerprint) = parse_json(&body)?;
+    // A retry is answered from the stored response before anything else is checked, so it
+    // gets its first answer even if the link has expired or no id could be issued since.
+    if let Some(key) = &key
+        && let Some(stored) = app.db.stored_answer(&scope, key.as_str()).await?
+    {
+        return replay_or_refuse(stored, &fingerprint);
+    }
     let now = now_micros();
-    let valid = validate(app, &body, now)?;
+    let valid = validate(app, json, fingerprint, now)?;
 
     for _ in 0..MAX_ID_ATTEMPTS {
         let id = app.ids.next_id().ok_or_else(|| {
@@ -108,13 +116,7 @@ async fn create(
                     false,
                 ));
             }
-            CreateOutcome::Replayed { status, body } => {
-                let status = StatusCode::from_u16(status).map_err(|_| ApiError::Internal)?;
-                let stored: ShortenResponse =
-                    serde_json::from_str(&body).map_err(|_| ApiError::Internal)?;
-                return Ok(created(status, body, &stored.short_url, true));
-            }
-            CreateOutcome::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+            CreateOutcome::Stored(stored) => return replay_or_refuse(stored, &valid.fingerprint),
             CreateOutcome::KeyInUse => return Err(ApiError::IdempotencyKeyInUse),
             CreateOutcome::CodeTaken if valid.alias.is_some() => {
                 return Err(ApiError::AliasTaken(answer.code));
@@ -155,11 +157,31 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
     Ok(Some(IdempotencyKey::parse(value.as_bytes())?))
 }
 
-fn validate(app: &App, body: &Bytes, now: OffsetDateTime) -> Result<ValidRequest, ApiError> {
+/// The body as JSON and its fingerprint: SHA-256 of its canonical form (serde_json's maps
+/// are ordered by key, and it writes no white space).
+fn parse_json(body: &Bytes) -> Result<(serde_json::Value, [u8; 32]), ApiError> {
     let json: serde_json::Value =
         serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson(error.to_string()))?;
-    // serde_json's maps are ordered by key, so this is a canonical form of the body.
     let canonical = serde_json::to_vec(&json).map_err(|_| ApiError::Internal)?;
+    Ok((json, Sha256::digest(&canonical).into()))
+}
+
+fn replay_or_refuse(stored: StoredAnswer, fingerprint: &[u8; 32]) -> Result<Response, ApiError> {
+    if stored.fingerprint != fingerprint {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    let status = StatusCode::from_u16(stored.status).map_err(|_| ApiError::Internal)?;
+    let answer: ShortenResponse =
+        serde_json::from_str(&stored.body).map_err(|_| ApiError::Internal)?;
+    Ok(created(status, stored.body, &answer.short_url, true))
+}
+
+fn validate(
+    app: &App,
+    json: serde_json::Value,
+    fingerprint: [u8; 32],
+    now: OffsetDateTime,
+) -> Result<ValidRequest, ApiError> {
     let request: ShortenRequest = serde_json::from_value(json)
         .map_err(|error| ApiError::InvalidRequest(format!("invalid request body: {error}")))?;
     Ok(ValidRequest {
@@ -170,7 +192,7 @@ fn validate(app: &App, body: &Bytes, now: OffsetDateTime) -> Result<ValidRequest
             .as_deref()
             .map(|raw| ExpiresAt::parse(raw, now).map(ExpiresAt::get))
             .transpose()?,
-        fingerprint: Sha256::digest(&canonical).into(),
+        fingerprint,
     })
 }
 
