@@ -102,11 +102,7 @@ async fn readiness_turns_503_as_soon_as_shutdown_begins() {
     .await;
     assert!(unready);
     drop(held);
-    tokio::time::timeout(Duration::from_secs(10), app.handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    app.wait_stopped().await;
 }
 
 #[tokio::test]
@@ -230,11 +226,7 @@ async fn a_request_in_flight_at_shutdown_completes() {
     tx.rollback().await.unwrap();
     let response = create.await.unwrap();
     assert_eq!(response.status, 201, "{}", response.text());
-    tokio::time::timeout(Duration::from_secs(10), app.handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    app.wait_stopped().await;
 }
 
 #[tokio::test]
@@ -247,9 +239,5 @@ async fn new_requests_are_served_during_the_shutdown_delay() {
         .await
         .assert_problem(503);
     assert_eq!(app.get(&format!("/{code}")).await.status, 302);
-    tokio::time::timeout(Duration::from_secs(10), app.handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    app.wait_stopped().await;
 }

@@ -152,6 +152,11 @@ impl TestApp {
     /// Stops the server as SIGTERM would and waits for `run` to return.
     pub async fn shutdown(self) {
         self.stop.cancel();
+        self.wait_stopped().await;
+    }
+
+    /// Waits for `run` to return cleanly (after `stop` was cancelled).
+    pub async fn wait_stopped(self) {
         tokio::time::timeout(Duration::from_secs(10), self.handle)
             .await
             .expect("run returns within the grace period")
