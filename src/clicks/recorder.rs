@@ -95,6 +95,7 @@ impl ClickRecorder {
         self.dropped.fetch_add(clicks, Ordering::Relaxed);
     }
 
+    /// Clicks dropped so far (exported as a metric with the observability work).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }

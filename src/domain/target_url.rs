@@ -71,14 +71,6 @@ impl Blocklist {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// An IP address is blocked only by itself; a domain by itself or any parent domain.
     fn blocks(&self, host: &Host<&str>) -> bool {
         let Host::Domain(domain) = host else {
@@ -133,11 +125,6 @@ impl TargetUrl {
             return Err(UrlError::TooLong);
         }
         Ok(TargetUrl(canonical))
-    }
-
-    /// A URL read back from storage, already validated when it was stored.
-    pub fn from_trusted(canonical: String) -> Self {
-        TargetUrl(canonical)
     }
 
     pub fn as_str(&self) -> &str {

@@ -150,10 +150,6 @@ impl ApiError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
-        self.kind().0
-    }
-
     pub fn into_response(self) -> Response {
         let (status, slug, title) = self.kind();
         let body = ProblemBody {

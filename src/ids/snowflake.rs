@@ -210,11 +210,14 @@ mod tests {
     fn no_ids_without_a_worker_and_none_after_revoke() {
         let generator = IdGenerator::new();
         assert_eq!(generator.next_id(), None);
+        assert_eq!(generator.worker(), None);
         generator.assign(worker(3), 0);
+        assert_eq!(generator.worker(), Some(worker(3)));
         let id = generator.next_id().unwrap();
         assert_eq!(split_id(id).1, 3);
         generator.revoke();
         assert_eq!(generator.next_id(), None);
+        assert_eq!(generator.worker(), None);
     }
 
     #[test]
