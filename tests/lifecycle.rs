@@ -29,7 +29,11 @@ async fn health_and_readiness_on_the_admin_listener() {
 #[tokio::test]
 async fn without_a_database_the_service_is_unready_and_answers_503() {
     // A port where nothing listens.
-    let app = spawn_app_on("postgres://postgres@127.0.0.1:1/none", &[]).await;
+    let app = spawn_app_on(
+        "postgres://postgres@127.0.0.1:1/none",
+        &["--db-acquire-timeout", "250ms"],
+    )
+    .await;
     send(app.admin, "GET", "/healthz", &[], b"").await;
     let ready = send(app.admin, "GET", "/readyz", &[], b"").await;
     ready.assert_problem(503);

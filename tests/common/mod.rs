@@ -63,6 +63,10 @@ pub fn config(database_url: &str, extra: &[&str]) -> Config {
         ("--stats-flush-interval", "100ms"),
         ("--shutdown-grace", "5s"),
         ("--code-key", "integration-test-code-key"),
+        // Tests run debug builds side by side on two cores: shedding load after the
+        // production default of 250 ms would make semantic tests flaky. Tests of shedding
+        // set it themselves.
+        ("--db-acquire-timeout", "2s"),
     ];
     let mut argv = vec!["shortener", "serve"];
     for (flag, value) in defaults {
