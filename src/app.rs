@@ -161,11 +161,11 @@ pub async fn run(
     // Readiness answers 503 from here on. Keep serving for the delay, so load balancers stop
     // sending first; then stop accepting and let in-flight requests finish, keeping the last
     // part of the grace period for writing pending clicks.
-    let started_at = Instant::now();
-    let deadline = started_at + config.shutdown_grace;
+    let stopping_since = Instant::now();
+    let deadline = stopping_since + config.shutdown_grace;
     let drain_deadline = deadline - (config.shutdown_grace / FLUSH_SHARE_OF_GRACE);
     tracing::info!(grace = ?config.shutdown_grace, delay = ?config.shutdown_delay, "shutting down");
-    tokio::time::sleep_until(started_at + config.shutdown_delay).await;
+    tokio::time::sleep_until(stopping_since + config.shutdown_delay).await;
     stop_accepting.cancel();
     if timeout_at(drain_deadline.max(Instant::now()), main)
         .await

@@ -74,7 +74,7 @@ fn help_documents_every_option_without_secrets() {
 
 #[tokio::test]
 async fn migrate_is_idempotent() {
-    let url = common::fresh_database().await;
+    let url = common::empty_database().await;
     for _ in 0..2 {
         let status = shortener()
             .arg("migrate")
@@ -84,16 +84,9 @@ async fn migrate_is_idempotent() {
         assert!(status.success());
     }
     let db = common::connect(&url).await;
-    let tables: i64 = db
-        .query_one(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name IN \
-             ('links', 'idempotency_keys', 'link_clicks_daily', 'stats_batches', 'worker_leases')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(tables, 5);
+    let tables = "SELECT count(*) FROM information_schema.tables WHERE table_name IN \
+                  ('links', 'idempotency_keys', 'link_clicks_daily', 'stats_batches', 'worker_leases')";
+    assert_eq!(common::scalar(&db, tables).await, 5);
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, eventually, send, spawn_app, spawn_app_on};
+use common::{connect, eventually, scalar, send, spawn_app, spawn_app_on};
 use shortener::ids::WorkerId;
 use shortener::storage::{Db, PoolSettings};
 
@@ -71,24 +71,10 @@ async fn shutdown_writes_pending_clicks_and_releases_the_lease() {
         "flushed before the interval"
     );
     app.shutdown().await;
-    let clicks: i64 = db
-        .query_one(
-            "SELECT coalesce(sum(clicks), 0)::bigint FROM link_clicks_daily",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(clicks, 3);
-    let live: i64 = db
-        .query_one(
-            "SELECT count(*) FROM worker_leases WHERE expires_at > now()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(live, 0);
+    let clicks = "SELECT coalesce(sum(clicks), 0)::bigint FROM link_clicks_daily";
+    assert_eq!(scalar(&db, clicks).await, 3);
+    let live = "SELECT count(*) FROM worker_leases WHERE expires_at > now()";
+    assert_eq!(scalar(&db, live).await, 0);
 }
 
 #[tokio::test]

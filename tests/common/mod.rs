@@ -25,6 +25,15 @@ pub fn admin_url() -> String {
 
 /// Creates and migrates a database of its own for one test; answers its URL.
 pub async fn fresh_database() -> String {
+    let url = empty_database().await;
+    shortener::storage::migrate(&url)
+        .await
+        .expect("migrate the test database");
+    url
+}
+
+/// Creates an empty database of its own for one test; answers its URL.
+pub async fn empty_database() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "shortener_test_{}_{}_{}",
@@ -41,10 +50,12 @@ pub async fn fresh_database() -> String {
     let cut = url.rfind('/').expect("admin URL names a database");
     url.truncate(cut + 1);
     url.push_str(&name);
-    shortener::storage::migrate(&url)
-        .await
-        .expect("migrate the test database");
     url
+}
+
+/// The one bigint a query answers.
+pub async fn scalar(db: &tokio_postgres::Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
@@ -145,12 +156,7 @@ impl TestApp {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        self.db()
-            .await
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await
-            .unwrap()
-            .get(0)
+        scalar(&self.db().await, &format!("SELECT count(*) FROM {table}")).await
     }
 
     /// Stops the server as SIGTERM would and waits for `run` to return.

@@ -13,7 +13,6 @@ use http_body_util::Full;
 
 use super::{ApiError, Response};
 use crate::app::App;
-use crate::ids::has_generated_shape;
 use crate::storage::LinkRecord;
 
 fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
@@ -30,12 +29,8 @@ fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
 /// by the code itself.
 async fn find_link(app: &App, code: &str) -> Result<LinkRecord, ApiError> {
     let code = crate::domain::Code::parse(code).ok_or(ApiError::NotFound)?;
-    let bytes = code.as_str().as_bytes();
-    let decoded = if has_generated_shape(bytes) {
-        app.codec.decode(bytes)
-    } else {
-        None
-    };
+    // `decode` answers None for anything not of the generated shape.
+    let decoded = app.codec.decode(code.as_str().as_bytes());
     app.db
         .find_link(code.as_str(), decoded)
         .await?
