@@ -18,6 +18,8 @@ use crate::domain::{ClientIp, TrustedProxies, UrlPolicy};
 use crate::http::{ConnectionLimits, handle_admin, handle_public, serve};
 use crate::ids::{CodeCodec, IdGenerator};
 use crate::lease::LeaseKeeper;
+use crate::links::{Creator, LinkCache, Resolver};
+use crate::readiness::{Readiness, Tiers, run_prober};
 use crate::storage::Db;
 
 /// Unwritten click rows kept while Postgres is unreachable (about 100 MB at worst).
@@ -31,13 +33,13 @@ const FIRST_LEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// What every handler shares. Built once from the configuration.
 pub struct App {
-    pub db: Db,
+    /// The read path: redirects and stats.
+    pub resolver: Resolver,
+    /// The write path: creates.
+    pub creator: Creator,
     pub ids: Arc<IdGenerator>,
-    pub codec: CodeCodec,
-    pub clicks: Arc<ClickRecorder>,
-    pub url_policy: UrlPolicy,
+    pub readiness: Arc<Readiness>,
     pub trusted_proxies: TrustedProxies,
-    pub public_base_url: String,
     pub redirect_status: StatusCode,
     pub redirect_cache_control: HeaderValue,
     /// Set once the main listener serves.
@@ -46,19 +48,52 @@ pub struct App {
     shutdown: CancellationToken,
 }
 
+/// Whether this instance can create links now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreatesState {
+    Ready,
+    /// No worker-id lease is held, so no id can be issued.
+    NoWorkerId,
+    /// The primary did not answer its last probe.
+    PrimaryDown,
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone)]
+pub struct ReadinessReport {
+    /// Why the instance must not take traffic, if it must not.
+    pub not_ready: Option<&'static str>,
+    pub tiers: Tiers,
+    pub creates: CreatesState,
+}
+
 impl App {
-    pub fn new(config: &Config, db: Db, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        config: &Config,
+        db: Db,
+        clicks: Arc<ClickRecorder>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let ids = Arc::new(IdGenerator::new());
+        let codec = CodeCodec::new(&config.code_key);
+        let cache = Arc::new(LinkCache::new(config.cache));
         App {
-            db,
-            ids: Arc::new(IdGenerator::new()),
-            codec: CodeCodec::new(&config.code_key),
-            clicks: Arc::new(ClickRecorder::new()),
-            url_policy: UrlPolicy {
-                own_host: config.public_host.clone(),
-                blocklist: config.blocklist.clone(),
-            },
+            resolver: Resolver::new(Arc::clone(&cache), db.clone(), codec.clone(), clicks),
+            creator: Creator::new(
+                db.clone(),
+                Arc::clone(&ids),
+                codec,
+                cache,
+                UrlPolicy {
+                    own_host: config.public_host.clone(),
+                    blocklist: config.blocklist.clone(),
+                },
+                config.public_base_url.clone(),
+            ),
+            ids,
+            readiness: Arc::new(Readiness::new(db.replica_count())),
             trusted_proxies: config.trusted_proxies.clone(),
-            public_base_url: config.public_base_url.clone(),
             redirect_status: config.redirect_status,
             redirect_cache_control: HeaderValue::from_str(&format!(
                 "private, max-age={}",
@@ -80,14 +115,30 @@ impl App {
         self.trusted_proxies.client_ip(peer.ip(), forwarded)
     }
 
-    /// Why the service cannot take traffic now, if it cannot (besides the database).
-    pub fn not_ready_reason(&self) -> Option<&'static str> {
-        if self.shutdown.is_cancelled() {
+    /// Whether the instance can take traffic, from the cached probe results: started, not
+    /// draining, and a database answers or memory holds links.
+    pub fn readiness_report(&self) -> ReadinessReport {
+        let tiers = self.readiness.tiers();
+        let not_ready = if self.shutdown.is_cancelled() {
             Some("the service is shutting down")
         } else if !self.started.load(Ordering::Acquire) {
             Some("the service is starting")
+        } else if !tiers.can_serve_redirects() {
+            Some("no database answers and the cache is empty")
         } else {
             None
+        };
+        let creates = if self.ids.worker().is_none() {
+            CreatesState::NoWorkerId
+        } else if tiers.primary != crate::readiness::TierState::Up {
+            CreatesState::PrimaryDown
+        } else {
+            CreatesState::Ready
+        };
+        ReadinessReport {
+            not_ready,
+            tiers,
+            creates,
         }
     }
 }
@@ -111,12 +162,24 @@ pub async fn run(
         tracing::warn!("SHORTENER_CODE_KEY is not set: using the public development key");
     }
     let db = Db::connect_lazy(&config.database_url, &config.replica_urls, &config.pool)?;
-    let app = Arc::new(App::new(&config, db.clone(), shutdown.clone()));
+    let clicks = Arc::new(ClickRecorder::new());
+    let app = Arc::new(App::new(
+        &config,
+        db.clone(),
+        Arc::clone(&clicks),
+        shutdown.clone(),
+    ));
 
     let background = CancellationToken::new();
     let tasks = TaskTracker::new();
+    tasks.spawn(run_prober(
+        Arc::clone(&app.readiness),
+        db.clone(),
+        app.resolver.cache(),
+        background.clone(),
+    ));
     tasks.spawn(run_flusher(
-        Arc::clone(&app.clicks),
+        clicks,
         db.clone(),
         FlushSettings {
             interval: config.stats_flush_interval,

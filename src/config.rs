@@ -12,7 +12,8 @@ use http::StatusCode;
 
 use crate::domain::{Blocklist, IpNet, TrustedProxies};
 use crate::ids::{CodeKey, MAX_WORKER_ID, WorkerId};
-use crate::storage::PoolSettings;
+use crate::links::CacheSettings;
+use crate::storage::{PoolSettings, PoolSizes};
 
 /// The code key used when none is configured. Development only: anyone can read it here.
 pub const DEVELOPMENT_CODE_KEY: &str = "shortener development key: public, never use in production";
@@ -35,6 +36,20 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply the SQL migrations to DATABASE_URL, idempotently, then exit.
     Migrate(MigrateArgs),
+    /// Take a link down (it answers 410) without SQL: sets its disabled_at. Instances that
+    /// cached it stop serving it within SHORTENER_CACHE_TTL.
+    Disable(LinkArgs),
+    /// Serve a disabled link again: clears its disabled_at.
+    Enable(LinkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// Postgres primary, e.g. postgres://user@host:5432/shortener.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// The link's code (generated code or alias), as in its short URL.
+    pub code: String,
 }
 
 #[derive(Debug, Args)]
@@ -107,9 +122,29 @@ pub struct ServeArgs {
     /// Most open connections on the main listener; further clients wait in the accept backlog.
     #[arg(long, env = "SHORTENER_MAX_CONNECTIONS", default_value = "10000")]
     pub max_connections: String,
-    /// Connections per Postgres pool (the primary and each replica).
-    #[arg(long, env = "SHORTENER_DB_POOL_SIZE", default_value = "16")]
-    pub db_pool_size: String,
+    /// Connections to the primary for redirect and stats lookups; also the pool size per replica.
+    #[arg(long, env = "SHORTENER_DB_READ_POOL_SIZE", default_value = "16")]
+    pub db_read_pool_size: String,
+    /// Connections to the primary for creates.
+    #[arg(long, env = "SHORTENER_DB_WRITE_POOL_SIZE", default_value = "8")]
+    pub db_write_pool_size: String,
+    /// Connections to the primary for click flushes and pruning.
+    #[arg(long, env = "SHORTENER_DB_BACKGROUND_POOL_SIZE", default_value = "2")]
+    pub db_background_pool_size: String,
+    /// Most connections this instance may open to one Postgres server: the pools above plus
+    /// one for the worker-id lease and one for readiness probes. Larger pools are refused.
+    #[arg(long, env = "SHORTENER_DB_CONNECTION_BUDGET", default_value = "32")]
+    pub db_connection_budget: String,
+    /// Most links held in this instance's memory.
+    #[arg(long, env = "SHORTENER_CACHE_CAPACITY", default_value = "1000000")]
+    pub cache_capacity: String,
+    /// Longest a link is served from memory before it is read again: bounds how long a link
+    /// disabled in the database keeps redirecting on an instance that cached it.
+    #[arg(long, env = "SHORTENER_CACHE_TTL", default_value = "60s")]
+    pub cache_ttl: String,
+    /// Longest an unknown code is remembered as unknown (negative cache; a tenth of the capacity).
+    #[arg(long, env = "SHORTENER_NEGATIVE_TTL", default_value = "1s")]
+    pub negative_ttl: String,
     /// How long a request waits for a Postgres connection before it is answered 503.
     #[arg(long, env = "SHORTENER_DB_ACQUIRE_TIMEOUT", default_value = "250ms")]
     pub db_acquire_timeout: String,
@@ -141,6 +176,9 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub pool: PoolSettings,
+    /// Most connections to one Postgres server (checked against `pool`).
+    pub db_connection_budget: u32,
+    pub cache: CacheSettings,
 }
 
 /// Every configuration problem found, one a line.
@@ -274,10 +312,60 @@ impl ServeArgs {
                 parse_positive::<usize>,
             ),
         );
-        let mut pool_size = None;
+        let mut read_pool = None;
         check(
-            "SHORTENER_DB_POOL_SIZE",
-            parse_into(&self.db_pool_size, &mut pool_size, parse_positive::<u32>),
+            "SHORTENER_DB_READ_POOL_SIZE",
+            parse_into(
+                &self.db_read_pool_size,
+                &mut read_pool,
+                parse_positive::<u32>,
+            ),
+        );
+        let mut write_pool = None;
+        check(
+            "SHORTENER_DB_WRITE_POOL_SIZE",
+            parse_into(
+                &self.db_write_pool_size,
+                &mut write_pool,
+                parse_positive::<u32>,
+            ),
+        );
+        let mut background_pool = None;
+        check(
+            "SHORTENER_DB_BACKGROUND_POOL_SIZE",
+            parse_into(
+                &self.db_background_pool_size,
+                &mut background_pool,
+                parse_positive::<u32>,
+            ),
+        );
+        let mut budget = None;
+        check(
+            "SHORTENER_DB_CONNECTION_BUDGET",
+            parse_into(
+                &self.db_connection_budget,
+                &mut budget,
+                parse_positive::<u32>,
+            ),
+        );
+        let mut cache_capacity = None;
+        check(
+            "SHORTENER_CACHE_CAPACITY",
+            parse_into(
+                &self.cache_capacity,
+                &mut cache_capacity,
+                parse_positive::<u64>,
+            ),
+        );
+        let mut cache_ttl = None;
+        check(
+            "SHORTENER_CACHE_TTL",
+            parse_into(&self.cache_ttl, &mut cache_ttl, parse_duration),
+        );
+        let mut negative_ttl = None;
+        check(
+            "SHORTENER_NEGATIVE_TTL",
+            parse_into(&self.negative_ttl, &mut negative_ttl, parse_duration),
         );
         let mut acquire_timeout = None;
         check(
@@ -308,6 +396,17 @@ impl ServeArgs {
                 "SHORTENER_SHUTDOWN_DELAY: must be shorter than SHORTENER_SHUTDOWN_GRACE".into(),
             );
         }
+        let sizes = match (read_pool, write_pool, background_pool) {
+            (Some(read), Some(write), Some(background)) => Some(PoolSizes {
+                read,
+                write,
+                background,
+            }),
+            _ => None,
+        };
+        if let (Some(sizes), Some(budget)) = (sizes, budget) {
+            errors.extend(check_connection_budget(sizes, budget));
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -333,13 +432,35 @@ impl ServeArgs {
             header_read_timeout: header_timeout.expect("validated"),
             max_connections: max_connections.expect("validated"),
             pool: PoolSettings {
-                max_size: pool_size.expect("validated"),
+                sizes: sizes.expect("validated"),
                 acquire_timeout: acquire_timeout.expect("validated"),
                 connect_timeout: Duration::from_secs(2),
                 statement_timeout: statement_timeout.expect("validated"),
             },
+            db_connection_budget: budget.expect("validated"),
+            cache: CacheSettings {
+                capacity: cache_capacity.expect("validated"),
+                ttl: cache_ttl.expect("validated"),
+                negative_ttl: negative_ttl.expect("validated"),
+            },
         })
     }
+}
+
+/// The pools must fit the budget on the primary: three pools and two connections of their own
+/// (a replica needs fewer: the read pool and a probe connection).
+fn check_connection_budget(sizes: PoolSizes, budget: u32) -> Option<String> {
+    let primary = sizes.primary_total();
+    (primary > budget).then(|| {
+        format!(
+            "SHORTENER_DB_CONNECTION_BUDGET: the pools need {primary} connections to the primary \
+             (read {} + write {} + background {} + {} of their own), more than the budget of {budget}",
+            sizes.read,
+            sizes.write,
+            sizes.background,
+            crate::storage::OWN_CONNECTIONS_PRIMARY,
+        )
+    })
 }
 
 fn parse_into<T>(
@@ -483,8 +604,43 @@ mod tests {
         let argv = ["shortener", "serve"].iter().chain(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(args) => args.validate(),
-            Command::Migrate(_) => unreachable!(),
+            _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn pools_beyond_the_connection_budget_are_refused() {
+        let errors = serve(&[
+            "--database-url",
+            "postgres://localhost/x",
+            "--db-read-pool-size",
+            "20",
+            "--db-write-pool-size",
+            "10",
+            "--db-background-pool-size",
+            "2",
+            "--db-connection-budget",
+            "33",
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("SHORTENER_DB_CONNECTION_BUDGET"));
+        assert!(errors[0].contains("34"), "{}", errors[0]);
+        let fits = serve(&[
+            "--database-url",
+            "postgres://localhost/x",
+            "--db-read-pool-size",
+            "20",
+            "--db-write-pool-size",
+            "10",
+            "--db-background-pool-size",
+            "2",
+            "--db-connection-budget",
+            "34",
+        ])
+        .unwrap();
+        assert_eq!(fits.pool.sizes.primary_total(), 34);
     }
 
     #[test]
@@ -520,6 +676,10 @@ mod tests {
         assert_eq!(config.stats_flush_interval, Duration::from_secs(1));
         assert_eq!(config.shutdown_grace, Duration::from_secs(25));
         assert!(config.code_key_is_development);
+        assert_eq!(config.cache.capacity, 1_000_000);
+        assert_eq!(config.cache.ttl, Duration::from_secs(60));
+        assert_eq!(config.cache.negative_ttl, Duration::from_secs(1));
+        assert!(config.pool.sizes.primary_total() <= config.db_connection_budget);
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use shortener::config::{Cli, Command};
+use shortener::config::{Cli, Command, LinkArgs};
+use shortener::storage::LinkState;
 use shortener::{Listeners, run, shutdown, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Disable(args) => set_link_state(&runtime, args, LinkState::Disabled),
+        Command::Enable(args) => set_link_state(&runtime, args, LinkState::Enabled),
         Command::Serve(args) => {
             let config = match args.validate() {
                 Ok(config) => config,
@@ -89,4 +92,28 @@ async fn bind(config: &shortener::config::Config) -> std::io::Result<Listeners> 
         main: TcpListener::bind(config.listen).await?,
         admin: TcpListener::bind(config.admin_listen).await?,
     })
+}
+
+/// `shortener disable CODE` / `enable CODE`. Exit 1 when no link has the code.
+fn set_link_state(runtime: &tokio::runtime::Runtime, args: LinkArgs, state: LinkState) -> ExitCode {
+    telemetry::init();
+    let changed = runtime.block_on(shortener::storage::set_link_state(
+        &args.database_url,
+        &args.code,
+        state,
+    ));
+    match changed {
+        Ok(true) => {
+            tracing::info!(code = %args.code, ?state, "link updated; instances that cached it follow within SHORTENER_CACHE_TTL");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            tracing::error!(code = %args.code, "no link has this code");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "cannot update the link");
+            ExitCode::FAILURE
+        }
+    }
 }

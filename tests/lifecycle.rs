@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{connect, eventually, scalar, send, spawn_app, spawn_app_on};
 use shortener::ids::WorkerId;
-use shortener::storage::{Db, PoolSettings};
+use shortener::storage::{Db, PoolSettings, PoolSizes};
 
 #[tokio::test]
 async fn health_and_readiness_on_the_admin_listener() {
@@ -124,7 +124,11 @@ async fn two_instances_on_one_database_lease_different_worker_ids() {
 async fn a_fixed_worker_id_held_by_a_live_instance_is_not_shared() {
     let db_url = common::fresh_database().await;
     let settings = PoolSettings {
-        max_size: 2,
+        sizes: PoolSizes {
+            read: 2,
+            write: 2,
+            background: 1,
+        },
         acquire_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(2),
         statement_timeout: Duration::from_secs(2),

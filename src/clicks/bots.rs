@@ -1,5 +1,6 @@
 //! Telling crawlers and link-preview fetchers from people, by User-Agent.
 
+use super::ClickKind;
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
@@ -34,6 +35,15 @@ static MATCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// True when `user_agent` names a known crawler or link-preview fetcher.
 pub fn is_bot(user_agent: &[u8]) -> bool {
     MATCHER.is_match(user_agent)
+}
+
+/// How a click from `user_agent` is counted.
+pub fn click_kind(user_agent: &[u8]) -> ClickKind {
+    if is_bot(user_agent) {
+        ClickKind::Bot
+    } else {
+        ClickKind::Person
+    }
 }
 
 #[cfg(test)]

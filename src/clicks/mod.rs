@@ -8,6 +8,6 @@ mod bots;
 mod flusher;
 mod recorder;
 
-pub use bots::is_bot;
+pub use bots::{click_kind, is_bot};
 pub use flusher::{FlushSettings, run_flusher};
-pub use recorder::ClickRecorder;
+pub use recorder::{ClickKind, ClickRecorder};

@@ -22,6 +22,13 @@ struct Tally {
     last_click_unix_ms: i64,
 }
 
+/// Who clicked: people and bots are counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickKind {
+    Person,
+    Bot,
+}
+
 /// Tallies per (link id, UTC day since 1970).
 type Shard = HashMap<(i64, i32), Tally>;
 
@@ -47,23 +54,22 @@ impl ClickRecorder {
     }
 
     /// Counts one click on `link_id` now. Never blocks on I/O.
-    pub fn record(&self, link_id: i64, bot: bool) {
+    pub fn record(&self, link_id: i64, kind: ClickKind) {
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as i64);
-        self.record_at(link_id, bot, unix_ms);
+        self.record_at(link_id, kind, unix_ms);
     }
 
-    pub fn record_at(&self, link_id: i64, bot: bool, unix_ms: i64) {
+    pub fn record_at(&self, link_id: i64, kind: ClickKind, unix_ms: i64) {
         let day = unix_ms.div_euclid(MS_PER_DAY) as i32;
         let mut shard = self.shards[shard_of(link_id)]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let tally = shard.entry((link_id, day)).or_default();
-        if bot {
-            tally.bot_clicks += 1;
-        } else {
-            tally.clicks += 1;
+        match kind {
+            ClickKind::Bot => tally.bot_clicks += 1,
+            ClickKind::Person => tally.clicks += 1,
         }
         tally.last_click_unix_ms = tally.last_click_unix_ms.max(unix_ms);
     }
@@ -116,11 +122,11 @@ mod tests {
     fn tallies_per_link_and_utc_day_then_drains_empty() {
         let recorder = ClickRecorder::new();
         let day_one = datetime!(2026-11-29 23:59:59.5 UTC).unix_timestamp() * 1000;
-        recorder.record_at(7, false, day_one);
-        recorder.record_at(7, false, day_one + 100);
-        recorder.record_at(7, true, day_one + 200);
-        recorder.record_at(7, false, day_one + 1_000); // 2026-11-30
-        recorder.record_at(8, true, day_one);
+        recorder.record_at(7, ClickKind::Person, day_one);
+        recorder.record_at(7, ClickKind::Person, day_one + 100);
+        recorder.record_at(7, ClickKind::Bot, day_one + 200);
+        recorder.record_at(7, ClickKind::Person, day_one + 1_000); // 2026-11-30
+        recorder.record_at(8, ClickKind::Bot, day_one);
 
         let rows = recorder.drain();
         let mut found: Vec<_> = (0..rows.len())

@@ -1,8 +1,8 @@
 //! HTTP: the only module that knows hyper types.
 //!
 //! `server` accepts connections and enforces connection-level limits; `router` maps a method
-//! and path to one handler in `routes`; handlers parse input into `domain` types, call into
-//! `storage`, `ids` and `clicks`, and answer with `problem` for every error.
+//! and path to one handler in `routes`; a handler parses the request, calls one use case of
+//! `links` and renders its answer, with `problem` for every error. No SQL, no tier order.
 
 mod body;
 mod problem;

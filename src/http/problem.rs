@@ -12,10 +12,11 @@ use thiserror::Error;
 
 use super::Response;
 use crate::domain::{AliasError, ExpiryError, IdempotencyKeyError, UrlError};
+use crate::links::{CreateError, ResolveError};
 use crate::storage::StorageError;
 
 /// Seconds a client should wait before retrying a 503.
-const RETRY_AFTER_SECONDS: &str = "1";
+pub(crate) const RETRY_AFTER_SECONDS: &str = "1";
 
 #[derive(Debug, Error)]
 pub enum ApiError {
@@ -49,8 +50,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("the service cannot reach its database right now; retry shortly")]
     Unavailable,
-    #[error("not ready: {0}")]
-    NotReady(&'static str),
+    #[error("this instance holds no worker id, so it cannot issue ids right now; retry shortly")]
+    NoWorkerId,
     #[error("metrics are not exported yet")]
     NotImplemented,
     #[error("the server failed to handle this request")]
@@ -64,8 +65,45 @@ impl From<StorageError> for ApiError {
                 tracing::warn!(%reason, "database unavailable");
                 ApiError::Unavailable
             }
-            StorageError::Database(error) => {
-                tracing::error!(%error, "database error");
+            error => {
+                tracing::error!(%error, cause = ?std::error::Error::source(&error), "database error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<ResolveError> for ApiError {
+    /// Failures were logged where they happened, once per lookup.
+    fn from(error: ResolveError) -> Self {
+        match error {
+            ResolveError::NotFound => ApiError::NotFound,
+            ResolveError::Gone => ApiError::Gone,
+            ResolveError::Unavailable => ApiError::Unavailable,
+            ResolveError::Internal => ApiError::Internal,
+        }
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(error: CreateError) -> Self {
+        match error {
+            CreateError::InvalidBody(detail) => {
+                ApiError::InvalidRequest(format!("invalid request body: {detail}"))
+            }
+            CreateError::Url(error) => ApiError::InvalidUrl(error),
+            CreateError::Alias(error) => ApiError::InvalidAlias(error),
+            CreateError::Expiry(error) => ApiError::InvalidExpiry(error),
+            CreateError::AliasTaken(alias) => ApiError::AliasTaken(alias),
+            CreateError::KeyInUse => ApiError::IdempotencyKeyInUse,
+            CreateError::KeyReused => ApiError::IdempotencyKeyReused,
+            CreateError::NoWorkerId => {
+                tracing::warn!("no worker id lease held; refusing creates");
+                ApiError::NoWorkerId
+            }
+            CreateError::Storage(error) => ApiError::from(error),
+            CreateError::Internal(what) => {
+                tracing::error!(what, "create failed");
                 ApiError::Internal
             }
         }
@@ -136,7 +174,11 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
-            NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready"),
+            NoWorkerId => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-worker-id",
+                "No worker id",
+            ),
             NotImplemented => (
                 StatusCode::NOT_IMPLEMENTED,
                 "not-implemented",
@@ -167,7 +209,7 @@ impl ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match self {
-            ApiError::Unavailable | ApiError::NotReady(_) | ApiError::IdempotencyKeyInUse => {
+            ApiError::Unavailable | ApiError::NoWorkerId | ApiError::IdempotencyKeyInUse => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             ApiError::MethodNotAllowed(allow) => {

@@ -51,7 +51,7 @@ pub async fn handle_admin(
     }
     match request.uri().path() {
         "/healthz" => admin::healthz(),
-        "/readyz" => admin::readyz(&app).await,
+        "/readyz" => admin::readyz(&app),
         "/metrics" => ApiError::NotImplemented.into_response(),
         _ => ApiError::NotFound.into_response(),
     }

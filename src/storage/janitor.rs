@@ -1,13 +1,13 @@
 //! Pruning of rows that only matter for a while.
 
-use super::{Db, StorageError};
+use super::{Db, StorageError, pool};
 
 impl Db {
     /// Deletes idempotency records past their 24 hours and stats batch ids past any retry.
     /// Answers how many rows went.
     pub async fn prune_expired(&self) -> Result<u64, StorageError> {
         self.bounded(async {
-            let conn = self.primary().await?;
+            let conn = pool::checkout(&self.background).await?;
             let keys = conn
                 .client
                 .execute(

@@ -1,5 +1,7 @@
 //! Links: lookups for redirects, and the create transaction with its idempotency record.
 
+use std::sync::atomic::Ordering;
+
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -18,23 +20,15 @@ pub struct LinkRecord {
 }
 
 impl LinkRecord {
-    fn from_row(row: &Row) -> Self {
-        LinkRecord {
-            id: row.get(0),
-            code: row.get(1),
-            target_url: row.get(2),
-            created_at: row.get(3),
-            expires_at: row.get(4),
-            disabled_at: row.get(5),
-        }
-    }
-
-    /// Expired or disabled links answer 410. Reads the clock only for links that expire.
-    pub fn is_gone(&self) -> bool {
-        self.disabled_at.is_some()
-            || self
-                .expires_at
-                .is_some_and(|at| at <= OffsetDateTime::now_utc())
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(LinkRecord {
+            id: row.try_get(0)?,
+            code: row.try_get(1)?,
+            target_url: row.try_get(2)?,
+            created_at: row.try_get(3)?,
+            expires_at: row.try_get(4)?,
+            disabled_at: row.try_get(5)?,
+        })
     }
 }
 
@@ -70,13 +64,13 @@ pub struct StoredAnswer {
 }
 
 impl StoredAnswer {
-    fn from_row(row: &Row) -> Self {
-        let status: i16 = row.get(1);
-        StoredAnswer {
-            fingerprint: row.get(0),
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        let status: i16 = row.try_get(1)?;
+        Ok(StoredAnswer {
+            fingerprint: row.try_get(0)?,
             status: status as u16,
-            body: row.get(2),
-        }
+            body: row.try_get(2)?,
+        })
     }
 }
 
@@ -97,21 +91,23 @@ pub enum CreateOutcome {
 
 impl Db {
     /// The link named by `code`. `decoded_id` is the id a generated-shape code decodes to.
-    /// Tries a replica first; a miss or a failure there falls through to the primary, so a link
-    /// created a moment ago resolves even while the replica lags.
+    /// Tries a replica first; a miss or a failure there falls through to the primary's read
+    /// pool, so a link created a moment ago resolves even while the replica lags.
     pub async fn find_link(
         &self,
         code: &str,
         decoded_id: Option<i64>,
     ) -> Result<Option<LinkRecord>, StorageError> {
         if let Some(replica) = self.replica() {
+            self.lookups.fetch_add(1, Ordering::Relaxed);
             match self.bounded(find_on(&replica.pool, code, decoded_id)).await {
                 Ok(Some(link)) => return Ok(Some(link)),
                 Ok(None) => {}
                 Err(error) => replica.failed(&error),
             }
         }
-        self.bounded(find_on(&self.primary, code, decoded_id)).await
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        self.bounded(find_on(&self.read, code, decoded_id)).await
     }
 
     /// The answer stored under `(scope, key)` in the last 24 hours, if any. Read without the
@@ -122,14 +118,15 @@ impl Db {
         key: &str,
     ) -> Result<Option<StoredAnswer>, StorageError> {
         self.bounded(async {
-            let conn = self.primary().await?;
+            let conn = pool::checkout(&self.write).await?;
             let row = conn
                 .client
                 .query_opt(&conn.write()?.idempotency_get, &[&scope, &key])
                 .await?;
-            Ok(row
-                .filter(|row| row.get::<_, bool>(3))
-                .map(|row| StoredAnswer::from_row(&row)))
+            match row {
+                Some(row) if row.try_get::<_, bool>(3)? => Ok(Some(StoredAnswer::from_row(&row)?)),
+                _ => Ok(None),
+            }
         })
         .await
     }
@@ -141,43 +138,38 @@ impl Db {
         idempotency: Option<&IdempotentRequest<'_>>,
     ) -> Result<CreateOutcome, StorageError> {
         self.bounded(async {
-            let mut conn = self.primary().await?;
-            let pool::PgConn { client, write, .. } = &mut *conn;
-            let statements = write
-                .as_ref()
-                .ok_or_else(|| StorageError::Unavailable("primary opened read-only".into()))?;
-            let tx = client.transaction().await?;
+            let mut conn = pool::checkout(&self.write).await?;
+            let statements = conn.write()?;
+            let (lock, get, delete, insert_link, insert_key) = (
+                statements.idempotency_lock.clone(),
+                statements.idempotency_get.clone(),
+                statements.idempotency_delete.clone(),
+                statements.insert_link.clone(),
+                statements.idempotency_insert.clone(),
+            );
+            let tx = conn.client.transaction().await?;
 
             if let Some(request) = idempotency {
                 // A transaction-scoped advisory lock on (scope, key): a concurrent request with the
                 // same key sees it taken and answers 409 instead of waiting; a crash releases it.
                 let lock_name = format!("{}\n{}", request.scope, request.key);
-                let locked: bool = tx
-                    .query_one(&statements.idempotency_lock, &[&lock_name])
-                    .await?
-                    .get(0);
+                let locked: bool = tx.query_one(&lock, &[&lock_name]).await?.try_get(0)?;
                 if !locked {
                     return Ok(CreateOutcome::KeyInUse);
                 }
-                let stored = tx
-                    .query_opt(&statements.idempotency_get, &[&request.scope, &request.key])
-                    .await?;
+                let stored = tx.query_opt(&get, &[&request.scope, &request.key]).await?;
                 if let Some(row) = stored {
-                    let fresh: bool = row.get(3);
+                    let fresh: bool = row.try_get(3)?;
                     if fresh {
-                        return Ok(CreateOutcome::Stored(StoredAnswer::from_row(&row)));
+                        return Ok(CreateOutcome::Stored(StoredAnswer::from_row(&row)?));
                     }
-                    tx.execute(
-                        &statements.idempotency_delete,
-                        &[&request.scope, &request.key],
-                    )
-                    .await?;
+                    tx.execute(&delete, &[&request.scope, &request.key]).await?;
                 }
             }
 
             let inserted = tx
                 .execute(
-                    &statements.insert_link,
+                    &insert_link,
                     &[
                         &link.id,
                         &link.code,
@@ -198,7 +190,7 @@ impl Db {
 
             if let Some(request) = idempotency {
                 tx.execute(
-                    &statements.idempotency_insert,
+                    &insert_key,
                     &[
                         &request.scope,
                         &request.key,
@@ -223,17 +215,18 @@ async fn find_on(
     decoded_id: Option<i64>,
 ) -> Result<Option<LinkRecord>, StorageError> {
     let conn = pool::checkout(pool).await?;
+    let statements = conn.read()?;
     let row = match decoded_id {
         Some(id) => {
             conn.client
-                .query_opt(&conn.read.find_by_id_then_code, &[&id, &code])
+                .query_opt(&statements.find_by_id_then_code, &[&id, &code])
                 .await?
         }
         None => {
             conn.client
-                .query_opt(&conn.read.find_by_code, &[&code])
+                .query_opt(&statements.find_by_code, &[&code])
                 .await?
         }
     };
-    Ok(row.as_ref().map(LinkRecord::from_row))
+    Ok(row.as_ref().map(LinkRecord::from_row).transpose()?)
 }

@@ -1,12 +1,16 @@
 //! Postgres: the pools, the prepared statements, and every SQL statement the service runs.
 //!
-//! Only this module speaks SQL. Reads that may go to a replica fall back to the primary
-//! (read-your-writes); every write goes to the primary. Nothing here knows about HTTP.
+//! Only this module speaks SQL. It holds no business rules: which tier to ask, and what a
+//! miss means, is decided in `links`. Every role has a pool of its own on the primary (read,
+//! write, background), each replica a read pool, and the lease keeper and readiness probes a
+//! connection of their own, so no role can starve another. Nothing here knows about HTTP.
 
+mod admin;
 mod janitor;
 mod links;
 mod migrate;
 mod pool;
+mod probe;
 mod stats;
 pub mod worker_lease;
 
@@ -16,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+pub use admin::{LinkState, set_link_state};
 pub use links::{CreateOutcome, IdempotentRequest, LinkRecord, NewLink, StoredAnswer};
 pub use migrate::migrate;
-pub use pool::{PgConn, PoolSettings};
+pub use pool::{OWN_CONNECTIONS_PRIMARY, OWN_CONNECTIONS_REPLICA, PgConn, PoolSettings, PoolSizes};
 pub use stats::{ClickRows, DailyClicks};
 
 use pool::{PgPool, Role};
@@ -31,8 +36,11 @@ pub enum StorageError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// Anything else: a bug or a schema out of step with the code (HTTP 500).
-    #[error("database error: {0}")]
-    Database(tokio_postgres::Error),
+    #[error("database error")]
+    Database(#[source] tokio_postgres::Error),
+    /// A bug: a call took a connection from the pool of another role.
+    #[error("{0} on a connection of another role")]
+    WrongRole(&'static str),
 }
 
 impl From<tokio_postgres::Error> for StorageError {
@@ -59,19 +67,32 @@ const CALL_TIMEOUT_SLACK: Duration = Duration::from_millis(500);
 /// lookup a pool-acquire timeout.
 const REPLICA_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The primary and the read replicas.
+/// The primary and the read replicas, a pool per role.
 #[derive(Clone)]
 pub struct Db {
     /// Client-side bound on one storage call: the server's statement timeout does not help
     /// when the server or the network stops answering.
     call_timeout: Duration,
-    primary: PgPool,
+    /// Redirect and stats lookups on the primary.
+    read: PgPool,
+    /// Creates.
+    write: PgPool,
+    /// Click flushes and pruning.
+    background: PgPool,
+    /// The worker-id lease keeper's own connection.
+    lease: PgPool,
+    /// The readiness prober's own connection to the primary.
+    probe: PgPool,
     replicas: Arc<[Replica]>,
     next_replica: Arc<AtomicUsize>,
+    /// Link lookups sent to any database, for tests and (later) metrics.
+    lookups: Arc<AtomicU64>,
 }
 
 struct Replica {
     pool: PgPool,
+    /// The readiness prober's own connection to this replica.
+    probe: PgPool,
     /// Milliseconds since `epoch` before which this replica is passed over.
     skip_until_ms: AtomicU64,
     epoch: Instant,
@@ -101,12 +122,13 @@ impl Db {
         replica_urls: &[String],
         settings: &PoolSettings,
     ) -> Result<Self, StorageError> {
-        let primary = pool::build(primary_url, Role::Primary, settings)?;
+        let sizes = settings.sizes;
         let replicas = replica_urls
             .iter()
             .map(|url| {
                 Ok(Replica {
-                    pool: pool::build(url, Role::Replica, settings)?,
+                    pool: pool::build(url, Role::Read, sizes.read, settings)?,
+                    probe: pool::build(url, Role::Own, 1, settings)?,
                     skip_until_ms: AtomicU64::new(0),
                     epoch: Instant::now(),
                 })
@@ -116,14 +138,20 @@ impl Db {
             call_timeout: settings.acquire_timeout
                 + settings.statement_timeout
                 + CALL_TIMEOUT_SLACK,
-            primary,
+            read: pool::build(primary_url, Role::Read, sizes.read, settings)?,
+            write: pool::build(primary_url, Role::Write, sizes.write, settings)?,
+            background: pool::build(primary_url, Role::Background, sizes.background, settings)?,
+            lease: pool::build(primary_url, Role::Own, 1, settings)?,
+            probe: pool::build(primary_url, Role::Own, 1, settings)?,
             replicas,
             next_replica: Default::default(),
+            lookups: Default::default(),
         })
     }
 
-    async fn primary(&self) -> Result<bb8::PooledConnection<'_, pool::PgManager>, StorageError> {
-        pool::checkout(&self.primary).await
+    /// Link lookups sent to Postgres so far (primary and replicas together).
+    pub fn link_lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
     }
 
     /// The next healthy replica in round-robin order, if any.
@@ -148,18 +176,5 @@ impl Db {
                     "the database did not answer in time".into(),
                 ))
             })
-    }
-
-    /// True when the primary or any replica answers a trivial query.
-    pub async fn is_reachable(&self) -> bool {
-        let replicas = self.replicas.iter().map(|replica| &replica.pool);
-        for pool in std::iter::once(&self.primary).chain(replicas) {
-            if let Ok(conn) = pool::checkout(pool).await
-                && conn.client.simple_query("").await.is_ok()
-            {
-                return true;
-            }
-        }
-        false
     }
 }

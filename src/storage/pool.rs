@@ -20,10 +20,39 @@ const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const TCP_KEEPALIVE_RETRIES: u32 = 3;
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Limits of one pool.
+/// Connections of each role this instance opens to the primary. Every role has its own pool,
+/// so a flood of creates blocked on a lock cannot take the connections redirects need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSizes {
+    /// Redirect and stats lookups (also the size of each replica's pool).
+    pub read: u32,
+    /// Creates.
+    pub write: u32,
+    /// Click flushes and pruning.
+    pub background: u32,
+}
+
+/// Connections opened outside the request pools, per database: one for the worker-id lease
+/// (primary only) and one for readiness probes.
+pub const OWN_CONNECTIONS_PRIMARY: u32 = 2;
+pub const OWN_CONNECTIONS_REPLICA: u32 = 1;
+
+impl PoolSizes {
+    /// Everything this instance may open to the primary at once.
+    pub fn primary_total(&self) -> u32 {
+        self.read + self.write + self.background + OWN_CONNECTIONS_PRIMARY
+    }
+
+    /// Everything this instance may open to one replica at once.
+    pub fn replica_total(&self) -> u32 {
+        self.read + OWN_CONNECTIONS_REPLICA
+    }
+}
+
+/// Limits of the pools.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
-    pub max_size: u32,
+    pub sizes: PoolSizes,
     /// How long a request waits for a connection before it is shed (answered 503).
     pub acquire_timeout: Duration,
     /// How long opening a connection may take.
@@ -32,20 +61,32 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
 }
 
+/// What a pool's connections are for; it decides which statements they prepare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
-    Primary,
-    Replica,
+    /// Redirect and stats lookups, on the primary or a replica.
+    Read,
+    /// Creates, on the primary.
+    Write,
+    /// Click flushes and pruning, on the primary.
+    Background,
+    /// A connection of its own for one task (the lease, readiness probes): nothing prepared.
+    Own,
 }
 
 pub(super) type PgPool = Pool<PgManager>;
 
-/// A connection and the statements prepared on it.
+/// A connection and the statements prepared on it for its role.
 pub struct PgConn {
     pub client: Client,
-    pub(super) read: ReadStatements,
-    /// Present on the primary only: a hot standby refuses writes anyway.
-    pub(super) write: Option<WriteStatements>,
+    statements: Statements,
+}
+
+enum Statements {
+    Read(ReadStatements),
+    Write(WriteStatements),
+    Background(BackgroundStatements),
+    None,
 }
 
 pub(super) struct ReadStatements {
@@ -53,6 +94,7 @@ pub(super) struct ReadStatements {
     /// merely looks like a generated code.
     pub find_by_id_then_code: Statement,
     pub find_by_code: Statement,
+    pub daily_clicks: Statement,
 }
 
 pub(super) struct WriteStatements {
@@ -61,9 +103,11 @@ pub(super) struct WriteStatements {
     pub idempotency_get: Statement,
     pub idempotency_delete: Statement,
     pub idempotency_insert: Statement,
+}
+
+pub(super) struct BackgroundStatements {
     pub claim_batch: Statement,
     pub upsert_clicks: Statement,
-    pub daily_clicks: Statement,
 }
 
 const LINK_COLUMNS: &str = "id, code, target_url, created_at, expires_at, disabled_at";
@@ -79,6 +123,12 @@ impl ReadStatements {
                 .await?,
             find_by_code: client
                 .prepare(&format!("SELECT {LINK_COLUMNS} FROM links WHERE code = $1"))
+                .await?,
+            daily_clicks: client
+                .prepare(
+                    "SELECT day, clicks, bot_clicks, last_click_at FROM link_clicks_daily \
+                     WHERE link_id = $1 ORDER BY day",
+                )
                 .await?,
         })
     }
@@ -111,6 +161,13 @@ impl WriteStatements {
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .await?,
+        })
+    }
+}
+
+impl BackgroundStatements {
+    async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(BackgroundStatements {
             claim_batch: client
                 .prepare("INSERT INTO stats_batches (batch_id) VALUES ($1) ON CONFLICT DO NOTHING")
                 .await?,
@@ -123,12 +180,6 @@ impl WriteStatements {
                        clicks = link_clicks_daily.clicks + EXCLUDED.clicks, \
                        bot_clicks = link_clicks_daily.bot_clicks + EXCLUDED.bot_clicks, \
                        last_click_at = GREATEST(link_clicks_daily.last_click_at, EXCLUDED.last_click_at)",
-                )
-                .await?,
-            daily_clicks: client
-                .prepare(
-                    "SELECT day, clicks, bot_clicks, last_click_at FROM link_clicks_daily \
-                     WHERE link_id = $1 ORDER BY day",
                 )
                 .await?,
         })
@@ -146,16 +197,15 @@ impl ManageConnection for PgManager {
 
     async fn connect(&self) -> Result<PgConn, Self::Error> {
         let client = self.inner.connect().await?;
-        let read = ReadStatements::prepare(&client).await?;
-        let write = match self.role {
-            Role::Primary => Some(WriteStatements::prepare(&client).await?),
-            Role::Replica => None,
+        let statements = match self.role {
+            Role::Read => Statements::Read(ReadStatements::prepare(&client).await?),
+            Role::Write => Statements::Write(WriteStatements::prepare(&client).await?),
+            Role::Background => {
+                Statements::Background(BackgroundStatements::prepare(&client).await?)
+            }
+            Role::Own => Statements::None,
         };
-        Ok(PgConn {
-            client,
-            read,
-            write,
-        })
+        Ok(PgConn { client, statements })
     }
 
     async fn is_valid(&self, conn: &mut PgConn) -> Result<(), Self::Error> {
@@ -181,9 +231,11 @@ impl ErrorSink<tokio_postgres::Error> for LogErrors {
     }
 }
 
+/// A pool of `size` connections of `role` to the database at `url`.
 pub(super) fn build(
     url: &str,
     role: Role,
+    size: u32,
     settings: &PoolSettings,
 ) -> Result<PgPool, StorageError> {
     let mut config = Config::from_str(url)
@@ -204,9 +256,11 @@ pub(super) fn build(
         inner: PostgresConnectionManager::new(config, NoTls),
         role,
     };
+    // Request pools keep two connections warm; a task's own connection is opened on first use.
+    let min_idle = (role != Role::Own).then_some(size.min(2));
     Ok(Pool::builder()
-        .max_size(settings.max_size)
-        .min_idle(Some(settings.max_size.min(2)))
+        .max_size(size)
+        .min_idle(min_idle)
         .connection_timeout(settings.acquire_timeout)
         .test_on_check_out(false)
         .queue_strategy(QueueStrategy::Lifo)
@@ -226,9 +280,29 @@ pub(super) async fn checkout(
 }
 
 impl PgConn {
-    pub(super) fn write(&self) -> Result<&WriteStatements, StorageError> {
-        self.write
-            .as_ref()
-            .ok_or_else(|| StorageError::Unavailable("write on a read-only connection".into()))
+    pub(super) fn read(&self) -> Result<&ReadStatements, StorageError> {
+        match &self.statements {
+            Statements::Read(statements) => Ok(statements),
+            _ => Err(wrong_role("a lookup")),
+        }
     }
+
+    pub(super) fn write(&self) -> Result<&WriteStatements, StorageError> {
+        match &self.statements {
+            Statements::Write(statements) => Ok(statements),
+            _ => Err(wrong_role("a create")),
+        }
+    }
+
+    pub(super) fn background(&self) -> Result<&BackgroundStatements, StorageError> {
+        match &self.statements {
+            Statements::Background(statements) => Ok(statements),
+            _ => Err(wrong_role("a click flush")),
+        }
+    }
+}
+
+/// A bug: a call took a connection from a pool of another role.
+fn wrong_role(what: &'static str) -> StorageError {
+    StorageError::WrongRole(what)
 }

@@ -2,7 +2,7 @@
 
 use time::{Date, OffsetDateTime};
 
-use super::{Db, StorageError};
+use super::{Db, StorageError, pool};
 
 /// One batch of click tallies in columns, ready for `UNNEST`: one entry per (link, day).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -43,8 +43,8 @@ impl Db {
         rows: &ClickRows,
     ) -> Result<bool, StorageError> {
         self.bounded(async {
-            let mut conn = self.primary().await?;
-            let statements = conn.write()?;
+            let mut conn = pool::checkout(&self.background).await?;
+            let statements = conn.background()?;
             let (claim, upsert) = (
                 statements.claim_batch.clone(),
                 statements.upsert_clicks.clone(),
@@ -75,20 +75,21 @@ impl Db {
     /// flusher writes) so the lag stays within one flush interval.
     pub async fn daily_clicks(&self, link_id: i64) -> Result<Vec<DailyClicks>, StorageError> {
         self.bounded(async {
-            let conn = self.primary().await?;
+            let conn = pool::checkout(&self.read).await?;
             let rows = conn
                 .client
-                .query(&conn.write()?.daily_clicks, &[&link_id])
+                .query(&conn.read()?.daily_clicks, &[&link_id])
                 .await?;
-            Ok(rows
-                .iter()
-                .map(|row| DailyClicks {
-                    day: row.get(0),
-                    clicks: row.get(1),
-                    bot_clicks: row.get(2),
-                    last_click_at: row.get(3),
+            rows.iter()
+                .map(|row| {
+                    Ok(DailyClicks {
+                        day: row.try_get(0)?,
+                        clicks: row.try_get(1)?,
+                        bot_clicks: row.try_get(2)?,
+                        last_click_at: row.try_get(3)?,
+                    })
                 })
-                .collect())
+                .collect()
         })
         .await
     }

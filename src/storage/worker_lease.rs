@@ -8,7 +8,7 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use super::{Db, StorageError};
+use super::{Db, StorageError, pool};
 use crate::ids::WorkerId;
 
 /// A worker id held until `ttl` after the last renewal.
@@ -32,7 +32,7 @@ impl Db {
         ttl: Duration,
     ) -> Result<Option<Lease>, StorageError> {
         self.bounded(async {
-            let conn = self.primary().await?;
+            let conn = pool::checkout(&self.lease).await?;
             let (low, high) = (i32::from(*range.start()), i32::from(*range.end()));
             for _ in 0..ACQUIRE_ATTEMPTS {
                 let row = conn
@@ -53,8 +53,8 @@ impl Db {
                     )
                     .await?;
                 if let Some(row) = row {
-                    let worker: i32 = row.get(0);
-                    let high_water_ms: i64 = row.get(1);
+                    let worker: i32 = row.try_get(0)?;
+                    let high_water_ms: i64 = row.try_get(1)?;
                     let worker = u16::try_from(worker)
                         .ok()
                         .and_then(WorkerId::new)
@@ -77,7 +77,7 @@ impl Db {
                         &[&low, &high],
                     )
                     .await?
-                    .get(0);
+                    .try_get(0)?;
                 if !free {
                     return Ok(None);
                 }
@@ -97,7 +97,7 @@ impl Db {
         ttl: Duration,
     ) -> Result<bool, StorageError> {
         self.bounded(async {
-            let conn = self.primary().await?;
+            let conn = pool::checkout(&self.lease).await?;
             let updated = conn
             .client
             .execute(
@@ -125,7 +125,7 @@ impl Db {
         high_water_ms: u64,
     ) -> Result<(), StorageError> {
         self.bounded(async {
-            let conn = self.primary().await?;
+            let conn = pool::checkout(&self.lease).await?;
             conn.client
                 .execute(
                     "UPDATE worker_leases SET expires_at = now(), \

@@ -88,7 +88,7 @@ pub fn config(database_url: &str, extra: &[&str]) -> Config {
     argv.extend_from_slice(extra);
     match Cli::try_parse_from(argv).expect("valid flags").command {
         Command::Serve(args) => args.validate().expect("valid test configuration"),
-        Command::Migrate(_) => unreachable!(),
+        _ => unreachable!(),
     }
 }
 
@@ -288,5 +288,52 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP proxy in front of the test Postgres that a test can cut: it takes the database
+/// away from one service (refused connections, broken sessions) without touching the
+/// machine's Postgres, which other tests share.
+pub struct DbProxy {
+    /// `db_url` with the proxy's address in place of Postgres'.
+    pub url: String,
+    cut: CancellationToken,
+}
+
+impl DbProxy {
+    pub async fn start(db_url: &str) -> DbProxy {
+        let upstream = "127.0.0.1:5432";
+        assert!(db_url.contains(upstream), "the proxy expects {upstream}");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = db_url.replace(upstream, &listener.local_addr().unwrap().to_string());
+        let cut = CancellationToken::new();
+        let stop = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut client = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        DbProxy { url, cut }
+    }
+
+    /// Closes every proxied connection and refuses new ones from now on.
+    pub fn cut(&self) {
+        self.cut.cancel();
     }
 }

@@ -1,28 +1,71 @@
 //! The admin listener's probes.
 
-use std::time::Duration;
-
 use http::StatusCode;
+use http::header::RETRY_AFTER;
+use serde::Serialize;
 
 use super::json_response;
-use crate::app::App;
-use crate::http::{ApiError, Response};
-
-/// How long `/readyz` waits for a database to answer.
-const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::app::{App, CreatesState};
+use crate::http::Response;
+use crate::http::problem::RETRY_AFTER_SECONDS;
+use crate::readiness::Tiers;
 
 /// 200 while the process is alive.
 pub fn healthz() -> Response {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#)
 }
 
-/// 200 when the service can serve: started, not draining, and a database reachable.
-pub async fn readyz(app: &App) -> Response {
-    if let Some(reason) = app.not_ready_reason() {
-        return ApiError::NotReady(reason).into_response();
-    }
-    match tokio::time::timeout(READY_CHECK_TIMEOUT, app.db.is_reachable()).await {
-        Ok(true) => json_response(StatusCode::OK, r#"{"status":"ready"}"#),
-        _ => ApiError::NotReady("no database is reachable").into_response(),
+/// The readiness body: on 503 a problem (RFC 9457) with the same extension members.
+#[derive(Serialize)]
+struct ReadyBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'static str>,
+    status: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    tiers: Tiers,
+    creates: CreatesState,
+}
+
+/// 200 when the service can serve redirects (started, not draining, and a database answers
+/// or memory holds links), from the prober's cached results: it never waits on a database.
+pub fn readyz(app: &App) -> Response {
+    let report = app.readiness_report();
+    let body = match report.not_ready {
+        None => ReadyBody {
+            r#type: None,
+            title: None,
+            status: "ready".into(),
+            detail: None,
+            tiers: report.tiers,
+            creates: report.creates,
+        },
+        Some(reason) => ReadyBody {
+            r#type: Some("urn:shortener:problem:not-ready"),
+            title: Some("Not ready"),
+            status: StatusCode::SERVICE_UNAVAILABLE.as_u16().into(),
+            detail: Some(format!("not ready: {reason}")),
+            tiers: report.tiers,
+            creates: report.creates,
+        },
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    match report.not_ready {
+        None => json_response(StatusCode::OK, json),
+        Some(_) => {
+            let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, json);
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/problem+json"),
+            );
+            headers.insert(
+                RETRY_AFTER,
+                http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+            response
+        }
     }
 }

@@ -11,9 +11,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
 use http_body_util::Full;
 
-use super::{ApiError, Response};
-use crate::app::App;
-use crate::storage::LinkRecord;
+use super::Response;
 
 fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
     let mut response = http::Response::new(Full::new(body.into()));
@@ -22,19 +20,6 @@ fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-/// The link a path code names, or 404. Generated-shape codes are looked up by the id they
-/// decode to (the primary key); any other code, or an alias that merely has that shape,
-/// by the code itself.
-async fn find_link(app: &App, code: &str) -> Result<LinkRecord, ApiError> {
-    let code = crate::domain::Code::parse(code).ok_or(ApiError::NotFound)?;
-    // `decode` answers None for anything not of the generated shape.
-    let decoded = app.codec.decode(code.as_str().as_bytes());
-    app.db
-        .find_link(code.as_str(), decoded)
-        .await?
-        .ok_or(ApiError::NotFound)
 }
 
 fn rfc3339(instant: time::OffsetDateTime) -> String {

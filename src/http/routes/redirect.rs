@@ -6,49 +6,34 @@ use http::{HeaderValue, Method};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::find_link;
 use crate::app::App;
-use crate::clicks::is_bot;
-use crate::domain::TargetUrl;
+use crate::clicks::click_kind;
 use crate::http::{ApiError, Response};
+use crate::links::Visit;
 
 pub async fn handle(app: &App, request: &http::Request<Incoming>, code: &str) -> Response {
-    match redirect(app, request, code).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let visit = visit(request);
+    match app.resolver.redirect(code, visit).await {
+        Ok(link) => {
+            let mut response = http::Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = app.redirect_status;
+            let headers = response.headers_mut();
+            headers.insert(LOCATION, link.location.clone());
+            headers.insert(CACHE_CONTROL, app.redirect_cache_control.clone());
+            response
+        }
+        Err(error) => ApiError::from(error).into_response(),
     }
 }
 
-async fn redirect(
-    app: &App,
-    request: &http::Request<Incoming>,
-    code: &str,
-) -> Result<Response, ApiError> {
-    let link = find_link(app, code).await?;
-    if link.is_gone() {
-        return Err(ApiError::Gone);
+/// A `GET` counts as a click (a person's or a bot's, by User-Agent); a `HEAD` does not.
+fn visit(request: &http::Request<Incoming>) -> Visit {
+    if request.method() != Method::GET {
+        return Visit::Uncounted;
     }
-    if !TargetUrl::is_redirectable(&link.target_url) {
-        tracing::error!(
-            link_id = link.id,
-            "stored target is not http(s); refusing to redirect"
-        );
-        return Err(ApiError::NotFound);
-    }
-    let location = HeaderValue::from_maybe_shared(Bytes::from(link.target_url))
-        .map_err(|_| ApiError::Internal)?;
-    if request.method() == Method::GET {
-        let agent = request
-            .headers()
-            .get(USER_AGENT)
-            .map_or(&b""[..], HeaderValue::as_bytes);
-        app.clicks.record(link.id, is_bot(agent));
-    }
-    let mut response = http::Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = app.redirect_status;
-    response.headers_mut().insert(LOCATION, location);
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, app.redirect_cache_control.clone());
-    Ok(response)
+    let agent = request
+        .headers()
+        .get(USER_AGENT)
+        .map_or(&b""[..], HeaderValue::as_bytes);
+    Visit::Counted(click_kind(agent))
 }

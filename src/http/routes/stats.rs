@@ -3,17 +3,18 @@
 use http::StatusCode;
 use serde::Serialize;
 
-use super::{find_link, json_response, rfc3339};
+use super::{json_response, rfc3339};
 use crate::app::App;
 use crate::http::{ApiError, Response};
+use crate::links::LinkStats;
 
 /// Days of the daily series returned: the most recent year. Totals cover every day.
 const SERIES_DAYS: usize = 366;
 
 #[derive(Serialize)]
-struct StatsBody {
-    code: String,
-    url: String,
+struct StatsBody<'a> {
+    code: &'a str,
+    url: &'a str,
     created_at: String,
     expires_at: Option<String>,
     clicks: i64,
@@ -30,16 +31,20 @@ struct Day {
 }
 
 pub async fn handle(app: &App, code: &str) -> Response {
-    match stats(app, code).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    match app.resolver.stats(code).await {
+        Ok(stats) => render(code, &stats),
+        Err(error) => ApiError::from(error).into_response(),
     }
 }
 
-async fn stats(app: &App, code: &str) -> Result<Response, ApiError> {
-    let link = find_link(app, code).await?;
-    let days = app.db.daily_clicks(link.id).await?;
+/// `code` is the path's: a lookup matches the stored code exactly.
+fn render(code: &str, stats: &LinkStats) -> Response {
+    let (link, days) = (&stats.link, &stats.days);
     let body = StatsBody {
+        code,
+        url: link.target_url(),
+        created_at: rfc3339(link.created_at),
+        expires_at: link.expires_at.map(rfc3339),
         clicks: days.iter().map(|day| day.clicks).sum(),
         bot_clicks: days.iter().map(|day| day.bot_clicks).sum(),
         last_click_at: days.iter().map(|day| day.last_click_at).max().map(rfc3339),
@@ -52,11 +57,9 @@ async fn stats(app: &App, code: &str) -> Result<Response, ApiError> {
                 bot_clicks: day.bot_clicks,
             })
             .collect(),
-        code: link.code,
-        url: link.target_url,
-        created_at: rfc3339(link.created_at),
-        expires_at: link.expires_at.map(rfc3339),
     };
-    let json = serde_json::to_vec(&body).map_err(|_| ApiError::Internal)?;
-    Ok(json_response(StatusCode::OK, json))
+    match serde_json::to_vec(&body) {
+        Ok(json) => json_response(StatusCode::OK, json),
+        Err(_) => ApiError::Internal.into_response(),
+    }
 }

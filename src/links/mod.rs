@@ -1,0 +1,77 @@
+//! The link use cases: resolving a code through the tiers ([`Resolver`]) and creating a link
+//! ([`Creator`]).
+//!
+//! `http` parses a request, calls one function here and renders what it answers; `storage`
+//! runs the SQL these use cases need. This layer owns the rules in between: the tier order
+//! (moka, then Postgres replicas, then the primary), single-flight, negative entries,
+//! fill-back, ids and codes, and the idempotency protocol. It never sees hyper types or SQL
+//! text; `http`'s value types (`HeaderValue`, `StatusCode`) are allowed, so a cached link
+//! carries its `Location` value ready to send.
+
+mod cache;
+mod creator;
+mod idempotency;
+mod resolver;
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use time::OffsetDateTime;
+
+pub use cache::{CacheSettings, LinkCache};
+pub use creator::{CreateError, CreateRequest, Created, Creator, Replay};
+pub use resolver::{LinkStats, ResolveError, Resolver, Visit};
+
+use crate::domain::TargetUrl;
+use crate::storage::LinkRecord;
+
+/// A link as the redirect path needs it, built once when it enters the cache: a hit clones
+/// an `Arc` and a `HeaderValue` (a reference count each) and re-validates nothing.
+#[derive(Debug)]
+pub struct ResolvedLink {
+    pub id: i64,
+    /// The target, checked to be `http(s)` and ready to send as `Location`.
+    pub location: HeaderValue,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+impl ResolvedLink {
+    /// The link of a stored row, or `None` when the stored target may not be redirected to
+    /// (checked again here, not only when the link was created).
+    pub fn from_record(record: LinkRecord) -> Option<Arc<Self>> {
+        if !TargetUrl::is_redirectable(&record.target_url) {
+            tracing::error!(
+                link_id = record.id,
+                "stored target is not http(s); refusing to serve it"
+            );
+            return None;
+        }
+        let location = HeaderValue::from_maybe_shared(bytes::Bytes::from(record.target_url))
+            .map_err(|_| {
+                tracing::error!(link_id = record.id, "stored target is not a header value")
+            })
+            .ok()?;
+        Some(Arc::new(ResolvedLink {
+            id: record.id,
+            location,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            disabled_at: record.disabled_at,
+        }))
+    }
+
+    /// Expired or disabled links answer 410. Reads the clock only for links that expire.
+    pub fn is_gone(&self) -> bool {
+        self.disabled_at.is_some()
+            || self
+                .expires_at
+                .is_some_and(|at| at <= OffsetDateTime::now_utc())
+    }
+
+    /// The target URL (ASCII: it was stored in canonical form).
+    pub fn target_url(&self) -> &str {
+        self.location.to_str().unwrap_or_default()
+    }
+}

@@ -1,0 +1,153 @@
+//! The read path: a code to its link, through the tiers.
+//!
+//! moka first; on a miss, one lookup in Postgres (a replica, then the primary's read pool)
+//! shared by every request that misses the same code at the same time (single-flight), its
+//! answer filled back into moka. A code no link has is remembered in the negative cache.
+//! Errors are never cached: while Postgres is down, cached links keep being served and
+//! misses answer 503.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use super::{LinkCache, ResolvedLink};
+use crate::clicks::{ClickKind, ClickRecorder};
+use crate::domain::Code;
+use crate::ids::CodeCodec;
+use crate::storage::{DailyClicks, Db, StorageError};
+
+/// Whether a redirect counts as a click.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// A `GET`: counted, as a person's or a bot's click.
+    Counted(ClickKind),
+    /// A `HEAD`: not counted.
+    Uncounted,
+}
+
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("no link has this code")]
+    NotFound,
+    #[error("the link has expired or was disabled")]
+    Gone,
+    /// The lookup could not be made (no connection, timeout, database down).
+    #[error("the database is unavailable")]
+    Unavailable,
+    /// The lookup failed in a way retrying will not fix; logged where it happened.
+    #[error("the lookup failed")]
+    Internal,
+}
+
+/// A link and its daily click series.
+pub struct LinkStats {
+    pub link: Arc<ResolvedLink>,
+    pub days: Vec<DailyClicks>,
+}
+
+/// Resolves codes to links. Cheap to share behind the application state.
+pub struct Resolver {
+    cache: Arc<LinkCache>,
+    db: Db,
+    codec: CodeCodec,
+    clicks: Arc<ClickRecorder>,
+}
+
+impl Resolver {
+    pub fn new(
+        cache: Arc<LinkCache>,
+        db: Db,
+        codec: CodeCodec,
+        clicks: Arc<ClickRecorder>,
+    ) -> Self {
+        Resolver {
+            cache,
+            db,
+            codec,
+            clicks,
+        }
+    }
+
+    /// The cache this resolver fills (shared with the creator).
+    pub fn cache(&self) -> Arc<LinkCache> {
+        Arc::clone(&self.cache)
+    }
+
+    /// The redirect use case: the link to send the client to, its click counted.
+    pub async fn redirect(
+        &self,
+        code: &str,
+        visit: Visit,
+    ) -> Result<Arc<ResolvedLink>, ResolveError> {
+        let link = self.resolve(code).await?;
+        if link.is_gone() {
+            return Err(ResolveError::Gone);
+        }
+        if let Visit::Counted(kind) = visit {
+            self.clicks.record(link.id, kind);
+        }
+        Ok(link)
+    }
+
+    /// The stats use case: a link (gone ones too) and its clicks, read from the primary.
+    pub async fn stats(&self, code: &str) -> Result<LinkStats, ResolveError> {
+        let link = self.resolve(code).await?;
+        let days = self.db.daily_clicks(link.id).await.map_err(lookup_failed)?;
+        Ok(LinkStats { link, days })
+    }
+
+    /// The link named by `code`, gone or not.
+    pub async fn resolve(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
+        let code = Code::parse(code).ok_or(ResolveError::NotFound)?.as_str();
+        if let Some(link) = self.cache.found.get(code).await {
+            return Ok(link);
+        }
+        if self.cache.absent.contains_key(code) {
+            return Err(ResolveError::NotFound);
+        }
+        let creates_before = self.cache.creates_so_far();
+        let loaded = self
+            .cache
+            .found
+            .try_get_with(Box::from(code), self.load(code))
+            .await;
+        match loaded {
+            Ok(link) => Ok(link),
+            Err(error) => {
+                let error = *error;
+                if error == ResolveError::NotFound {
+                    self.cache.remember_absent(code, creates_before).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// One lookup in Postgres; run once per code however many requests wait for it.
+    async fn load(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
+        // Generated-shape codes are looked up by the id they decode to (the primary key),
+        // anything else (or an alias that merely has that shape) by the code itself.
+        let decoded = self.codec.decode(code.as_bytes());
+        let record = self
+            .db
+            .find_link(code, decoded)
+            .await
+            .map_err(lookup_failed)?
+            .ok_or(ResolveError::NotFound)?;
+        ResolvedLink::from_record(record).ok_or(ResolveError::NotFound)
+    }
+}
+
+/// Logs a failed lookup once, where it happened, and says what the caller may answer.
+fn lookup_failed(error: StorageError) -> ResolveError {
+    match error {
+        StorageError::Unavailable(reason) => {
+            tracing::warn!(%reason, "link lookup: database unavailable");
+            ResolveError::Unavailable
+        }
+        error => {
+            tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "link lookup failed");
+            ResolveError::Internal
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Operator commands that change one link (`shortener disable` / `enable`), run from the
+//! command line on a connection of their own.
+
+use tokio_postgres::NoTls;
+
+use super::StorageError;
+
+/// Whether a link may be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Served (clears `disabled_at`).
+    Enabled,
+    /// Answered 410 (sets `disabled_at` to now, unless it is already set).
+    Disabled,
+}
+
+/// Sets the state of the link named `code`. Answers `false` when no link has that code.
+pub async fn set_link_state(
+    database_url: &str,
+    code: &str,
+    state: LinkState,
+) -> Result<bool, StorageError> {
+    let (client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let sql = match state {
+        LinkState::Disabled => {
+            "UPDATE links SET disabled_at = coalesce(disabled_at, now()) WHERE code = $1"
+        }
+        LinkState::Enabled => "UPDATE links SET disabled_at = NULL WHERE code = $1",
+    };
+    let updated = client.execute(sql, &[&code]).await?;
+    drop(client);
+    let _ = connection.await;
+    Ok(updated == 1)
+}

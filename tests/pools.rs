@@ -1,0 +1,203 @@
+//! Pools by role: creates stuck on a lock cannot take the connections redirects need, and
+//! readiness is probed on connections of its own, so a saturated write pool does not make
+//! a healthy database look down (RELIABILITY F13).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, send, spawn_app};
+
+/// Links made straight in the database, so that redirecting them needs a lookup.
+async fn uncached_links(app: &TestApp, count: i64) -> Vec<String> {
+    let db = app.db().await;
+    db.execute(
+        "INSERT INTO links (id, code, target_url, created_at) \
+         SELECT g, 'uncached-' || g, 'https://example.com/' || g, now() \
+         FROM generate_series(1, $1::bigint) AS g",
+        &[&count],
+    )
+    .await
+    .unwrap();
+    (1..=count).map(|i| format!("uncached-{i}")).collect()
+}
+
+/// Starts `count` creates of one alias that an uncommitted transaction holds: each waits
+/// on Postgres' unique index with a write connection, or waits for one.
+fn contested_creates(app: &TestApp, count: usize) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..count)
+        .map(|_| {
+            let addr = app.addr;
+            tokio::spawn(async move {
+                let body = br#"{"url": "https://example.com/contested", "alias": "contested"}"#;
+                send(
+                    addr,
+                    "POST",
+                    "/shorten",
+                    &[("Content-Type", "application/json")],
+                    body,
+                )
+                .await
+                .status
+            })
+        })
+        .collect()
+}
+
+async fn hold_alias(db: &mut tokio_postgres::Client) -> tokio_postgres::Transaction<'_> {
+    let tx = db.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO links (id, code, target_url, created_at) \
+         VALUES (999999, 'contested', 'https://example.com/first', now())",
+        &[],
+    )
+    .await
+    .unwrap();
+    tx
+}
+
+#[tokio::test]
+async fn redirects_are_served_while_creates_hold_every_write_connection() {
+    let app = spawn_app(&["--db-write-pool-size", "4", "--db-acquire-timeout", "250ms"]).await;
+    let codes = uncached_links(&app, 20).await;
+    let mut blocker = app.db().await;
+    let tx = hold_alias(&mut blocker).await;
+    let creates = contested_creates(&app, 16);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        creates
+            .iter()
+            .filter(|create| !create.is_finished())
+            .count()
+            >= 4,
+        "the write pool is not held by blocked creates"
+    );
+
+    for code in &codes {
+        let response = app.get(&format!("/{code}")).await;
+        assert_eq!(response.status, 302, "{code}: {}", response.text());
+    }
+    assert_eq!(app.get(&format!("/{}/stats", codes[0])).await.status, 200);
+
+    tx.rollback().await.unwrap();
+    let mut statuses = Vec::new();
+    for create in creates {
+        statuses.push(create.await.unwrap());
+    }
+    // One create wins the alias once the blocker is gone; the others find it taken or were
+    // shed while waiting for a connection. Nothing else.
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [201, 409, 503].contains(s)),
+        "{statuses:?}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn readiness_stays_200_while_the_write_pool_is_saturated() {
+    let app = spawn_app(&["--db-write-pool-size", "2", "--db-acquire-timeout", "250ms"]).await;
+    let ready = common::eventually(Duration::from_secs(5), || async {
+        send(app.admin, "GET", "/readyz", &[], b"").await.status == 200
+    })
+    .await;
+    assert!(ready, "never ready");
+
+    let mut blocker = app.db().await;
+    let tx = hold_alias(&mut blocker).await;
+    let creates = contested_creates(&app, 400);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for poll in 0..30 {
+        let response = send(app.admin, "GET", "/readyz", &[], b"").await;
+        assert_eq!(response.status, 200, "poll {poll}: {}", response.text());
+        let body = response.json();
+        assert_eq!(body["tiers"]["primary"], "up", "{body}");
+        assert_eq!(body["creates"], "ready", "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tx.rollback().await.unwrap();
+    for create in creates {
+        let status = create.await.unwrap();
+        assert!([201, 409, 503].contains(&status), "{status}");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn readiness_names_each_tier() {
+    let db_url = common::fresh_database().await;
+    let replicas = format!("{db_url},postgres://postgres@127.0.0.1:1/dead");
+    let app = common::spawn_app_on(&db_url, &["--database-replica-urls", &replicas]).await;
+    let described = common::eventually(Duration::from_secs(5), || async {
+        let body = send(app.admin, "GET", "/readyz", &[], b"").await.json();
+        body["tiers"]["replicas"] == serde_json::json!(["up", "down"])
+    })
+    .await;
+    assert!(described, "replica states never reported");
+    let response = send(app.admin, "GET", "/readyz", &[], b"").await;
+    assert_eq!(response.status, 200);
+    let body = response.json();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["tiers"]["primary"], "up");
+    assert!(body["tiers"]["cache_entries"].is_u64(), "{body}");
+    assert_eq!(body["creates"], "ready");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_any_database_an_instance_serves_what_it_cached_and_stays_ready() {
+    let db_url = common::fresh_database().await;
+    let proxy = common::DbProxy::start(&db_url).await;
+    let app = common::spawn_app_on(&proxy.url, &["--db-acquire-timeout", "250ms"]).await;
+    let code = app.create("https://example.com/cached").await;
+    let ready = common::eventually(Duration::from_secs(5), || async {
+        let body = send(app.admin, "GET", "/readyz", &[], b"").await.json();
+        body["tiers"]["cache_entries"] == 1
+    })
+    .await;
+    assert!(ready, "the cached link never showed in readiness");
+
+    proxy.cut();
+    let down = common::eventually(Duration::from_secs(5), || async {
+        let body = send(app.admin, "GET", "/readyz", &[], b"").await.json();
+        body["tiers"]["primary"] == "down"
+    })
+    .await;
+    assert!(down, "the probe never noticed the database was gone");
+    let response = send(app.admin, "GET", "/readyz", &[], b"").await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["creates"], "primary_down");
+    // What memory holds is served; what it does not is 503, and so are creates.
+    assert_eq!(app.get(&format!("/{code}")).await.status, 302);
+    let miss = app.get("/not-in-memory").await;
+    miss.assert_problem(503);
+    assert_eq!(miss.header("retry-after"), Some("1"));
+    app.shorten(r#"{"url": "https://example.com/new"}"#)
+        .await
+        .assert_problem(503);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_any_database_and_an_empty_cache_readiness_is_503_and_says_why() {
+    let app = common::spawn_app_on(
+        "postgres://postgres@127.0.0.1:1/none",
+        &["--db-acquire-timeout", "250ms"],
+    )
+    .await;
+    let down = common::eventually(Duration::from_secs(5), || async {
+        let body = send(app.admin, "GET", "/readyz", &[], b"").await.json();
+        body["tiers"]["primary"] == "down"
+    })
+    .await;
+    assert!(down);
+    let response = send(app.admin, "GET", "/readyz", &[], b"").await;
+    let body = response.assert_problem(503);
+    assert_eq!(body["tiers"]["cache_entries"], 0);
+    assert_eq!(body["creates"], "no_worker_id");
+    app.shutdown().await;
+}
