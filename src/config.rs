@@ -504,9 +504,11 @@ fn parse_base_url(raw: &str) -> Result<(String, String), String> {
 
 /// Checks the shape of a Postgres URL without echoing it: it may hold a password.
 fn parse_pg_url(raw: &str) -> Result<(), String> {
-    raw.parse::<tokio_postgres::Config>()
-        .map(|_| ())
-        .map_err(|_| "is not a valid Postgres connection string (value not shown)".into())
+    if crate::storage::is_valid_database_url(raw) {
+        Ok(())
+    } else {
+        Err("is not a valid Postgres connection string (value not shown)".into())
+    }
 }
 
 fn parse_worker_id(raw: &str) -> Result<WorkerId, String> {

@@ -23,7 +23,10 @@ use thiserror::Error;
 pub use admin::{LinkState, set_link_state};
 pub use links::{CreateOutcome, IdempotentRequest, LinkRecord, NewLink, StoredAnswer};
 pub use migrate::migrate;
-pub use pool::{OWN_CONNECTIONS_PRIMARY, OWN_CONNECTIONS_REPLICA, PgConn, PoolSettings, PoolSizes};
+pub use pool::{
+    OWN_CONNECTIONS_PRIMARY, OWN_CONNECTIONS_REPLICA, PgConn, PoolSettings, PoolSizes,
+    is_valid_database_url,
+};
 pub use stats::{ClickRows, DailyClicks};
 
 use pool::{PgPool, Role};

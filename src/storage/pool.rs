@@ -231,6 +231,11 @@ impl ErrorSink<tokio_postgres::Error> for LogErrors {
     }
 }
 
+/// Whether `url` is a Postgres connection string the driver accepts (checked at start-up).
+pub fn is_valid_database_url(url: &str) -> bool {
+    Config::from_str(url).is_ok()
+}
+
 /// A pool of `size` connections of `role` to the database at `url`.
 pub(super) fn build(
     url: &str,
