@@ -47,12 +47,10 @@ fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 fn names_crate(line: &str, name: &str) -> bool {
     let pattern = format!("{name}::");
     line.match_indices(&pattern).any(|(at, _)| {
-        let before = &line[..at];
-        let boundary = before
+        line[..at]
             .chars()
             .next_back()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'));
-        boundary
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'))
     })
 }
 
