@@ -5,7 +5,7 @@ DB_NAME ?= shortener
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export SHORTENER_TEST_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test services db migrate build lint ci
+.PHONY: run test services db migrate build lint bench ratio ci
 
 ## Start Postgres (installing it if missing), migrate, build in release, serve on :8080.
 run: db build
@@ -32,6 +32,15 @@ build:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+
+## Criterion micro-benchmarks of the hot-path pieces (docs/benchmarks.md).
+bench:
+	cargo bench --bench hot_path
+
+## The service against a bare hyper server returning a fixed 302, one generator, one run
+## (loadtest/ratio.sh; QUICK=1 for a smoke run of a few seconds).
+ratio: services
+	loadtest/ratio.sh
 
 ## What CI runs.
 ci: test lint
