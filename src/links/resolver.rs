@@ -102,6 +102,13 @@ impl Resolver {
         if let Some(link) = self.cache.found.get(code).await {
             return Ok(link);
         }
+        // Boxed: the lookup's future (pool checkout, query) is kilobytes, and an unboxed one
+        // would make every hit's future that large, copied in memory on every request.
+        Box::pin(self.resolve_miss(code)).await
+    }
+
+    /// A code not in the positive cache: the negative cache, then one lookup for everyone.
+    async fn resolve_miss(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
         if self.cache.absent.contains_key(code) {
             return Err(ResolveError::NotFound);
         }

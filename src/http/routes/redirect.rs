@@ -11,8 +11,7 @@ use crate::clicks::click_kind;
 use crate::http::{ApiError, Response};
 use crate::links::Visit;
 
-pub async fn handle(app: &App, request: &http::Request<Incoming>, code: &str) -> Response {
-    let visit = visit(request);
+pub async fn handle(app: &App, code: &str, visit: Visit) -> Response {
     match app.resolver.redirect(code, visit).await {
         Ok(link) => {
             let mut response = http::Response::new(Full::new(Bytes::new()));
@@ -27,7 +26,7 @@ pub async fn handle(app: &App, request: &http::Request<Incoming>, code: &str) ->
 }
 
 /// A `GET` counts as a click (a person's or a bot's, by User-Agent); a `HEAD` does not.
-fn visit(request: &http::Request<Incoming>) -> Visit {
+pub fn visit(request: &http::Request<Incoming>) -> Visit {
     if request.method() != Method::GET {
         return Visit::Uncounted;
     }
