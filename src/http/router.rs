@@ -29,8 +29,9 @@ enum Route {
     Stats {
         code: CodeBuf,
     },
+    /// Boxed, so the common redirect's future does not carry a whole request's room.
     Shorten {
-        request: http::Request<Incoming>,
+        request: Box<http::Request<Incoming>>,
         peer: SocketAddr,
     },
     OpenApi,
@@ -52,7 +53,7 @@ pub fn handle_public(
             // largest branch, moved in memory as a whole on every redirect.
             Route::Stats { code } => Box::pin(stats::handle(&app, code.as_str())).await,
             Route::Shorten { request, peer } => {
-                Box::pin(shorten::handle(&app, request, peer)).await
+                Box::pin(shorten::handle(&app, *request, peer)).await
             }
             Route::OpenApi => openapi::handle(),
             Route::Refused(error) => error.into_response(),
@@ -64,7 +65,10 @@ fn route(request: http::Request<Incoming>, peer: SocketAddr) -> Route {
     let method = request.method();
     let is_read = method == Method::GET || method == Method::HEAD;
     match request.uri().path() {
-        "/shorten" if method == Method::POST => Route::Shorten { request, peer },
+        "/shorten" if method == Method::POST => Route::Shorten {
+            request: Box::new(request),
+            peer,
+        },
         "/shorten" => Route::Refused(ApiError::MethodNotAllowed("POST")),
         "/openapi.json" if is_read => Route::OpenApi,
         "/openapi.json" => Route::Refused(ApiError::MethodNotAllowed(GET_HEAD)),
