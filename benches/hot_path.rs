@@ -95,6 +95,9 @@ fn cache_hits(c: &mut Criterion) {
             bare.insert(code.as_str().into(), resolved(i as i64)).await;
         }
     });
+    c.bench_function("moka_hit_one_key", |b| {
+        b.iter_custom(|iters| time_async(&runtime, iters, |_| bare.get(codes[0].as_str())))
+    });
     c.bench_function("moka_hit", |b| {
         b.iter_custom(|iters| {
             time_async(&runtime, iters, |i| {
@@ -128,6 +131,13 @@ fn cache_hits(c: &mut Criterion) {
         let codec = CodeCodec::new(&CodeKey::derive(b"benchmark key"));
         let resolver = Resolver::new(cache, db, codec, Arc::clone(&clicks));
         (resolver, clicks)
+    });
+    c.bench_function("resolve_moka_hit_one_key", |b| {
+        b.iter_custom(|iters| {
+            time_async(&runtime, iters, |_| async {
+                resolver.redirect(&codes[0], Visit::Uncounted).await.is_ok()
+            })
+        })
     });
     c.bench_function("resolve_moka_hit", |b| {
         b.iter_custom(|iters| {

@@ -14,6 +14,12 @@
 #   LINKS        links seeded into Postgres [100000; QUICK: 2000]
 #   SERVER_CPU   CPU list both servers are pinned to (taskset -c) [0]
 #   LOAD_CPU     CPU list wrk is pinned to [1]
+#   PG_CPU       CPU list Postgres is pinned to while the script runs [SERVER_CPU]: the click
+#                flushes the service causes are charged to the server side, not to wrk; the
+#                machine's Postgres gets all CPUs back at exit
+#   STATS_FLUSH_INTERVAL  the service's click flush interval [1s, the default]; 1h keeps
+#                every click in memory for the run, which isolates the service's own cost
+#                from the cost of Postgres writing the clicks on the same two CPUs
 #   OUT          output directory [target/loadtest/ratio-<timestamp>]
 #
 # Builds once (release), starts Postgres (scripts/stack.sh up), recreates the database
@@ -39,6 +45,8 @@ THREADS=${THREADS:-2}
 LINKS=${LINKS:-100000}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+PG_CPU=${PG_CPU:-$SERVER_CPU}
+STATS_FLUSH_INTERVAL=${STATS_FLUSH_INTERVAL:-1s}
 OUT=${OUT:-target/loadtest/ratio-$(date +%Y%m%dT%H%M%S)}
 
 DB=shortener_ratio
@@ -100,7 +108,17 @@ stop_servers() {
   done
   service_pid='' bare_pid=''
 }
-trap stop_servers EXIT
+# Postgres' processes (the postmaster's children inherit its affinity).
+postgres_pids() { pgrep -x postgres || pgrep -f '^postgres:' || true; }
+pin_postgres() {
+  local pid
+  for pid in $(postgres_pids); do taskset -a -cp "$1" "$pid" >/dev/null 2>&1 || true; done
+}
+cleanup() {
+  stop_servers
+  pin_postgres "0-$(( $(nproc) - 1 ))"
+}
+trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -168,6 +186,7 @@ SHORTENER_LISTEN=127.0.0.1:$SERVICE_PORT \
 SHORTENER_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT \
 SHORTENER_CACHE_CAPACITY=$CACHE_CAPACITY \
 SHORTENER_CACHE_TTL=1h \
+SHORTENER_STATS_FLUSH_INTERVAL=$STATS_FLUSH_INTERVAL \
 SHORTENER_CODE_KEY=ratio-benchmark-code-key \
 SHORTENER_MAX_CONNECTIONS=10000 \
 RUST_LOG=warn \
@@ -232,6 +251,25 @@ log "warm-up: bare server for 2s"
 run_wrk "$OUT/warmup-bare.txt" "$OUT/spread.lua" "$BARE_PORT" 2s ||
   log "warning: bare warm-up wrk failed"
 
+# Waits (at most 30 s) until Postgres has run no query but ours for a second: a click flush
+# or autovacuum left over from the previous run must not land on the next one.
+settle() {
+  local quiet=0
+  for _ in $(seq 1 60); do
+    busy=$(psql -w -d "$DB" -Atqc "SELECT count(*) FROM pg_stat_activity \
+      WHERE state = 'active' AND pid <> pg_backend_pid() AND backend_type <> 'walwriter'" || echo 1)
+    if [ "$busy" = 0 ]; then quiet=$(( quiet + 1 )); else quiet=0; fi
+    [ "$quiet" -ge 2 ] && return
+    sleep 0.5
+  done
+  log "warning: Postgres did not go quiet within 30s"
+}
+
+log "vacuuming the click table written during warm-up"
+psql -w -d "$DB" -qc "VACUUM (ANALYZE) link_clicks_daily" || true
+log "pinning Postgres to CPU $PG_CPU for the measurement"
+pin_postgres "$PG_CPU"
+
 parse_wrk() { # FILE -> "rps p50_us p99_us non3xx socket_errors"
   python3 - "$1" <<'PY'
 import re, sys
@@ -257,6 +295,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for server in $order; do
       if [ "$server" = bare ]; then port=$BARE_PORT; else port=$SERVICE_PORT; fi
       file="$OUT/round$round-$scenario-$server.txt"
+      settle
       if ! run_wrk "$file" "$OUT/$scenario.lua" "$port" "$DURATION"; then
         echo "round $round $scenario $server: wrk failed or timed out ($file)" >>"$OUT/problems.txt"
       fi
@@ -285,8 +324,8 @@ cat >"$OUT/meta.md" <<META
 - machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)
 - wrk: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)
 - git commit: $commit
-- settings: ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS LINKS=$LINKS SERVER_CPU=$SERVER_CPU LOAD_CPU=$LOAD_CPU QUICK=${QUICK:-0}
-- service: SHORTENER_CACHE_CAPACITY=$CACHE_CAPACITY SHORTENER_CACHE_TTL=1h SHORTENER_MAX_CONNECTIONS=10000 RUST_LOG=warn, other settings default; hot code /$HOT_CODE
+- settings: ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS LINKS=$LINKS SERVER_CPU=$SERVER_CPU LOAD_CPU=$LOAD_CPU PG_CPU=$PG_CPU QUICK=${QUICK:-0}; each run starts once Postgres is quiet
+- service: SHORTENER_CACHE_CAPACITY=$CACHE_CAPACITY SHORTENER_CACHE_TTL=1h SHORTENER_STATS_FLUSH_INTERVAL=$STATS_FLUSH_INTERVAL SHORTENER_MAX_CONNECTIONS=10000 RUST_LOG=warn, other settings default; hot code /$HOT_CODE
 - service cache after warm-up: $cached of $LINKS links
 - output: $OUT
 META
