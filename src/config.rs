@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use http::StatusCode;
 
 use crate::domain::{Blocklist, IpNet, TrustedProxies};
@@ -179,6 +179,24 @@ pub struct Config {
     /// Most connections to one Postgres server (checked against `pool`).
     pub db_connection_budget: u32,
     pub cache: CacheSettings,
+}
+
+/// The `SHORTENER_*` names among `environment` that no option reads: a typo, or a setting
+/// that was renamed (e.g. `SHORTENER_DB_POOL_SIZE`, now one size per pool). Warned about at
+/// start-up. `SHORTENER_TEST_*` belongs to the test suite.
+pub fn unknown_variables(environment: impl IntoIterator<Item = String>) -> Vec<String> {
+    let command = Cli::command();
+    let known: Vec<String> = command
+        .get_subcommands()
+        .flat_map(|subcommand| subcommand.get_arguments())
+        .filter_map(|argument| argument.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    environment
+        .into_iter()
+        .filter(|name| name.starts_with("SHORTENER_") && !name.starts_with("SHORTENER_TEST_"))
+        .filter(|name| !known.contains(name))
+        .collect()
 }
 
 /// Every configuration problem found, one a line.
@@ -643,6 +661,23 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(fits.pool.sizes.primary_total(), 34);
+    }
+
+    #[test]
+    fn unknown_shortener_variables_are_named() {
+        let environment = [
+            "SHORTENER_LISTEN",
+            "SHORTENER_DB_POOL_SIZE",
+            "SHORTENER_CACHE_TTL",
+            "SHORTENER_TEST_ADMIN_URL",
+            "PATH",
+            "SHORTENER_LISTEN_ADDR",
+        ]
+        .map(String::from);
+        assert_eq!(
+            unknown_variables(environment),
+            ["SHORTENER_DB_POOL_SIZE", "SHORTENER_LISTEN_ADDR"]
+        );
     }
 
     #[test]

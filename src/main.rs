@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use shortener::config::{Cli, Command, LinkArgs};
+use shortener::config::{Cli, Command, LinkArgs, unknown_variables};
 use shortener::storage::LinkState;
 use shortener::{Listeners, run, shutdown, telemetry};
 use tokio::net::TcpListener;
@@ -65,6 +65,10 @@ fn main() -> ExitCode {
                 }
             };
             telemetry::init();
+            let environment = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+            for name in unknown_variables(environment) {
+                tracing::warn!(variable = %name, "unknown SHORTENER_ variable; it is ignored");
+            }
             runtime.block_on(async {
                 let listeners = match bind(&config).await {
                     Ok(listeners) => listeners,
