@@ -1,30 +1,50 @@
 # The two commands: `make run` and `make test`. Both bring up what they need first.
 SHELL := /bin/bash
 DB_NAME ?= shortener
-# Development default: the local Postgres with password-less TCP (see scripts/stack.sh).
+# Development default: the local Postgres with password-less TCP (see scripts/stack.sh), and its
+# streaming replica. A DATABASE_URL from the environment or the command line names a database
+# elsewhere: then the local stack is not set up for it, and no local replica is used.
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
+ifeq ($(filter environment command%,$(origin DATABASE_URL)),)
+LOCAL_DATABASE := yes
+DATABASE_REPLICA_URLS ?= postgres://postgres@127.0.0.1:5433/$(DB_NAME)
+endif
+# Exported to the service only (never to the tests, which configure their own), and never
+# written into a command line, so make does not echo a password.
+run migrate: export DATABASE_URL := $(DATABASE_URL)
+run: export DATABASE_REPLICA_URLS := $(DATABASE_REPLICA_URLS)
 export SHORTENER_TEST_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+BIN := $(or $(CARGO_TARGET_DIR),target)/release/shortener
 
-.PHONY: run test services db migrate build lint bench ratio ci
+.PHONY: run test services stop db migrate build lint bench ratio ci
 
-## Start Postgres (installing it if missing), migrate, build in release, serve on :8080.
+## Start the local stack (installing what is missing), migrate, build in release, serve on :8080.
 run: db build
-	DATABASE_URL=$(DATABASE_URL) ./target/release/shortener migrate
-	DATABASE_URL=$(DATABASE_URL) ./target/release/shortener serve
+	@$(BIN) migrate
+	@echo "shortener: serving on http://localhost:8080 (admin: http://localhost:9090/healthz, /readyz); Ctrl-C stops"
+	@$(BIN) serve
 
-## Start Postgres, then run the whole test suite (each test makes its own database).
+## Start the local stack, then run the whole test suite (each test makes its own database).
 test: services
 	./scripts/stack.sh drop-test-dbs
 	cargo test --all-targets
 
+## Postgres (and a streaming replica), Redis, and a Redis Cluster, each only if not running.
 services:
 	./scripts/stack.sh up
 
-db: services
+## Stop what `services` started itself (the replica and the cluster).
+stop:
+	./scripts/stack.sh stop
+
+db:
+ifdef LOCAL_DATABASE
+	./scripts/stack.sh up
 	./scripts/stack.sh createdb $(DB_NAME)
+endif
 
 migrate: db build
-	DATABASE_URL=$(DATABASE_URL) ./target/release/shortener migrate
+	@$(BIN) migrate
 
 build:
 	cargo build --release
