@@ -129,7 +129,13 @@ fn cache_hits(c: &mut Criterion) {
         }
         let clicks = Arc::new(ClickRecorder::new());
         let codec = CodeCodec::new(&CodeKey::derive(b"benchmark key"));
-        let resolver = Resolver::new(cache, db, codec, Arc::clone(&clicks));
+        let resolver = Resolver::new(
+            cache,
+            db,
+            codec,
+            Arc::clone(&clicks),
+            Duration::from_secs(5),
+        );
         (resolver, clicks)
     });
     c.bench_function("resolve_moka_hit_one_key", |b| {

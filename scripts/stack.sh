@@ -113,6 +113,8 @@ write_replica_config() {
 start_replica() {
   if replica_answers; then
     log "PostgreSQL replica already answers on $PGHOST:$REPLICA_PORT"
+    # A test that paused replay and died before resuming it must not leave it paused.
+    psql -w -p "$REPLICA_PORT" -d postgres -Atqc 'SELECT pg_wal_replay_resume()' >/dev/null 2>&1 || true
     return
   fi
   local major bin dir=$STACK_DIR/pg-replica

@@ -79,7 +79,13 @@ impl App {
         let codec = CodeCodec::new(&config.code_key);
         let cache = Arc::new(LinkCache::new(config.cache));
         App {
-            resolver: Resolver::new(Arc::clone(&cache), db.clone(), codec.clone(), clicks),
+            resolver: Resolver::new(
+                Arc::clone(&cache),
+                db.clone(),
+                codec.clone(),
+                clicks,
+                config.replica_lag_bound,
+            ),
             creator: Creator::new(
                 db.clone(),
                 Arc::clone(&ids),

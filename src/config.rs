@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// Postgres primary (required).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Generated codes younger than this are read from the primary, not a replica: the
+    /// longest replication lag (and clock difference between instances) to allow for.
+    #[arg(long, env = "SHORTENER_REPLICA_LAG_BOUND", default_value = "5s")]
+    pub replica_lag_bound: String,
     /// Comma-separated Postgres read replicas.
     #[arg(
         long,
@@ -163,6 +167,7 @@ pub struct Config {
     pub public_host: String,
     pub database_url: String,
     pub replica_urls: Vec<String>,
+    pub replica_lag_bound: Duration,
     pub worker_id: Option<WorkerId>,
     pub code_key: CodeKey,
     pub code_key_is_development: bool,
@@ -247,6 +252,15 @@ impl ServeArgs {
         for url in &replica_urls {
             check("DATABASE_REPLICA_URLS", parse_pg_url(url));
         }
+        let mut replica_lag_bound = None;
+        check(
+            "SHORTENER_REPLICA_LAG_BOUND",
+            parse_into(
+                &self.replica_lag_bound,
+                &mut replica_lag_bound,
+                parse_duration,
+            ),
+        );
         let mut worker_id = None;
         if let Some(raw) = &self.worker_id {
             check(
@@ -437,6 +451,7 @@ impl ServeArgs {
             public_host,
             database_url: database_url.expect("validated"),
             replica_urls,
+            replica_lag_bound: replica_lag_bound.expect("validated"),
             worker_id,
             code_key,
             code_key_is_development,

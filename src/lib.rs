@@ -3,7 +3,7 @@
 //! Follow one redirect: [`http::serve`] accepts the connection, `http::router` picks the
 //! redirect handler, which calls [`links::Resolver::redirect`]: the code ([`domain::Code`])
 //! is looked up in moka ([`links::LinkCache`]); on a miss, once for every concurrent request,
-//! in Postgres ([`storage::Db::find_link`], the generated code decoded to its id by
+//! in Postgres ([`storage::Db::find_link_on_replica`], then the primary; the generated code decoded to its id by
 //! [`ids::CodeCodec`]); the click is counted in memory ([`clicks::ClickRecorder`]); the
 //! handler answers 302 with the `Location` value cached with the link.
 //!

@@ -25,6 +25,7 @@ fn resolver(db: &Db) -> Arc<Resolver> {
         db.clone(),
         codec,
         Arc::new(ClickRecorder::new()),
+        Duration::from_secs(5),
     ))
 }
 

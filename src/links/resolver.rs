@@ -7,13 +7,14 @@
 //! misses answer 503.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
 use super::{LinkCache, ResolvedLink};
 use crate::clicks::{ClickKind, ClickRecorder};
 use crate::domain::Code;
-use crate::ids::CodeCodec;
+use crate::ids::{CodeCodec, EPOCH_UNIX_MS, split_id};
 use crate::storage::{DailyClicks, Db, StorageError};
 
 /// Whether a redirect counts as a click.
@@ -51,6 +52,8 @@ pub struct Resolver {
     db: Db,
     codec: CodeCodec,
     clicks: Arc<ClickRecorder>,
+    /// Generated codes younger than this are read from the primary (`SHORTENER_REPLICA_LAG_BOUND`).
+    replica_lag_bound: Duration,
 }
 
 impl Resolver {
@@ -59,12 +62,14 @@ impl Resolver {
         db: Db,
         codec: CodeCodec,
         clicks: Arc<ClickRecorder>,
+        replica_lag_bound: Duration,
     ) -> Self {
         Resolver {
             cache,
             db,
             codec,
             clicks,
+            replica_lag_bound,
         }
     }
 
@@ -131,18 +136,51 @@ impl Resolver {
     }
 
     /// One lookup in Postgres; run once per code however many requests wait for it.
+    ///
+    /// A replica first, unless the code is a generated one younger than the replica lag
+    /// bound (its id carries its creation time): that goes straight to the primary, which
+    /// has it (read-your-writes without a round trip). For an older generated code the
+    /// replica's "no such link" is final, so a scan of unknown codes costs the primary
+    /// nothing; an alias the replica does not know yet, or a replica that fails, falls back
+    /// to the primary.
     async fn load(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
         // Generated-shape codes are looked up by the id they decode to (the primary key),
         // anything else (or an alias that merely has that shape) by the code itself.
         let decoded = self.codec.decode(code.as_bytes());
+        let young = decoded.is_some_and(|id| self.is_younger_than_lag_bound(id));
+        if !young && let Some(found) = self.db.find_link_on_replica(code, decoded).await {
+            match found {
+                Ok(Some(record)) => return resolved(record),
+                Ok(None) if decoded.is_some() => return Err(ResolveError::NotFound),
+                // An alias the replica may not have yet.
+                Ok(None) => {}
+                // Logged and passed over by storage; the primary answers instead.
+                Err(_) => {}
+            }
+        }
         let record = self
             .db
-            .find_link(code, decoded)
+            .find_link_on_primary(code, decoded)
             .await
             .map_err(lookup_failed)?
             .ok_or(ResolveError::NotFound)?;
-        ResolvedLink::from_record(record).ok_or(ResolveError::NotFound)
+        resolved(record)
     }
+
+    /// Whether the id was issued within the replica lag bound of now (either side, to
+    /// allow for clocks that differ between instances).
+    fn is_younger_than_lag_bound(&self, id: i64) -> bool {
+        let (issued_ms, _, _) = split_id(id);
+        let issued_unix_ms = EPOCH_UNIX_MS.saturating_add(issued_ms);
+        let now_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |now| now.as_millis() as u64);
+        now_unix_ms.abs_diff(issued_unix_ms) < self.replica_lag_bound.as_millis() as u64
+    }
+}
+
+fn resolved(record: crate::storage::LinkRecord) -> Result<Arc<ResolvedLink>, ResolveError> {
+    ResolvedLink::from_record(record).ok_or(ResolveError::NotFound)
 }
 
 /// Logs a failed lookup once, where it happened, and says what the caller may answer.

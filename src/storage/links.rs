@@ -90,23 +90,31 @@ pub enum CreateOutcome {
 }
 
 impl Db {
-    /// The link named by `code`. `decoded_id` is the id a generated-shape code decodes to.
-    /// Tries a replica first; a miss or a failure there falls through to the primary's read
-    /// pool, so a link created a moment ago resolves even while the replica lags.
-    pub async fn find_link(
+    /// The link named by `code` on the next healthy replica. `decoded_id` is the id a
+    /// generated-shape code decodes to. `None` when no replica is configured or every one is
+    /// being passed over after a failure; a replica that fails is passed over for a while.
+    pub async fn find_link_on_replica(
+        &self,
+        code: &str,
+        decoded_id: Option<i64>,
+    ) -> Option<Result<Option<LinkRecord>, StorageError>> {
+        let replica = self.replica()?;
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let found = self.bounded(find_on(&replica.pool, code, decoded_id)).await;
+        if let Err(error) = &found {
+            replica.failed(error);
+        }
+        Some(found)
+    }
+
+    /// The link named by `code` on the primary's read pool.
+    pub async fn find_link_on_primary(
         &self,
         code: &str,
         decoded_id: Option<i64>,
     ) -> Result<Option<LinkRecord>, StorageError> {
-        if let Some(replica) = self.replica() {
-            self.lookups.fetch_add(1, Ordering::Relaxed);
-            match self.bounded(find_on(&replica.pool, code, decoded_id)).await {
-                Ok(Some(link)) => return Ok(Some(link)),
-                Ok(None) => {}
-                Err(error) => replica.failed(&error),
-            }
-        }
         self.lookups.fetch_add(1, Ordering::Relaxed);
+        self.primary_lookups.fetch_add(1, Ordering::Relaxed);
         self.bounded(find_on(&self.read, code, decoded_id)).await
     }
 

@@ -88,8 +88,9 @@ pub struct Db {
     probe: PgPool,
     replicas: Arc<[Replica]>,
     next_replica: Arc<AtomicUsize>,
-    /// Link lookups sent to any database, for tests and (later) metrics.
+    /// Link lookups sent to any database, and to the primary, for tests and (later) metrics.
     lookups: Arc<AtomicU64>,
+    primary_lookups: Arc<AtomicU64>,
 }
 
 struct Replica {
@@ -149,12 +150,18 @@ impl Db {
             replicas,
             next_replica: Default::default(),
             lookups: Default::default(),
+            primary_lookups: Default::default(),
         })
     }
 
     /// Link lookups sent to Postgres so far (primary and replicas together).
     pub fn link_lookups(&self) -> u64 {
         self.lookups.load(Ordering::Relaxed)
+    }
+
+    /// Link lookups sent to the primary so far.
+    pub fn primary_link_lookups(&self) -> u64 {
+        self.primary_lookups.load(Ordering::Relaxed)
     }
 
     /// The next healthy replica in round-robin order, if any.
