@@ -45,18 +45,35 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct LinkArgs {
-    /// Postgres primary, e.g. postgres://user@host:5432/shortener.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// The link's code (generated code or alias), as in its short URL.
     pub code: String,
 }
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// The primary's URL, given directly or in a file (a mounted secret).
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
     /// Postgres primary, e.g. postgres://user@host:5432/shortener.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Option<String>,
+    /// File holding the Postgres primary's URL (instead of DATABASE_URL).
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    pub fn resolve(self) -> Result<String, String> {
+        let url = read_database_url(self.database_url, self.database_url_file)?;
+        parse_pg_url(&url)?;
+        Ok(url)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -74,9 +91,12 @@ pub struct ServeArgs {
         default_value = "http://localhost:8080"
     )]
     pub public_base_url: String,
-    /// Postgres primary (required).
+    /// Postgres primary (required, or DATABASE_URL_FILE).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// File holding the Postgres primary's URL (a mounted secret), instead of DATABASE_URL.
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Generated codes younger than this are read from the primary, not a replica: the
     /// longest replication lag (and clock difference between instances) to allow for.
     #[arg(long, env = "SHORTENER_REPLICA_LAG_BOUND", default_value = "5s")]
@@ -241,12 +261,14 @@ impl ServeArgs {
             "SHORTENER_PUBLIC_BASE_URL",
             parse_into(&self.public_base_url, &mut public, parse_base_url),
         );
-        let database_url = self.database_url.filter(|url| !url.is_empty());
+        let mut database_url = None;
         check(
             "DATABASE_URL",
-            database_url
-                .as_deref()
-                .map_or(Err("is required".into()), parse_pg_url),
+            read_database_url(self.database_url, self.database_url_file).and_then(|url| {
+                parse_pg_url(&url)?;
+                database_url = Some(url);
+                Ok(())
+            }),
         );
         let replica_urls = split_list(&self.database_replica_urls);
         for url in &replica_urls {
@@ -597,6 +619,18 @@ pub fn parse_duration_or_zero(raw: &str) -> Result<Duration, String> {
         .filter(|duration| *duration <= MAX_DURATION)
         .ok_or_else(|| format!("'{raw}' is longer than 24h"))?;
     Ok(duration)
+}
+
+/// `DATABASE_URL`, or the contents of `DATABASE_URL_FILE` (one of them). Start-up only.
+fn read_database_url(url: Option<String>, file: Option<PathBuf>) -> Result<String, String> {
+    match (url.filter(|url| !url.is_empty()), file) {
+        (Some(_), Some(_)) => Err("set DATABASE_URL or DATABASE_URL_FILE, not both".into()),
+        (Some(url), None) => Ok(url),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|text| text.trim().to_owned())
+            .map_err(|e| format!("cannot read DATABASE_URL_FILE {}: {e}", path.display())),
+        (None, None) => Err("is required (or DATABASE_URL_FILE)".into()),
+    }
 }
 
 /// Start-up only: reading these small files synchronously happens before the runtime serves.

@@ -42,8 +42,12 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Migrate(args) => {
+            let database_url = match args.database.resolve() {
+                Ok(url) => url,
+                Err(error) => return configuration_error(&error),
+            };
             telemetry::init();
-            match runtime.block_on(shortener::storage::migrate(&args.database_url)) {
+            match runtime.block_on(shortener::storage::migrate(&database_url)) {
                 Ok(applied) => {
                     tracing::info!(?applied, "migrations applied");
                     ExitCode::SUCCESS
@@ -100,9 +104,13 @@ async fn bind(config: &shortener::config::Config) -> std::io::Result<Listeners> 
 
 /// `shortener disable CODE` / `enable CODE`. Exit 1 when no link has the code.
 fn set_link_state(runtime: &tokio::runtime::Runtime, args: LinkArgs, state: LinkState) -> ExitCode {
+    let database_url = match args.database.resolve() {
+        Ok(url) => url,
+        Err(error) => return configuration_error(&error),
+    };
     telemetry::init();
     let changed = runtime.block_on(shortener::storage::set_link_state(
-        &args.database_url,
+        &database_url,
         &args.code,
         state,
     ));
@@ -120,4 +128,9 @@ fn set_link_state(runtime: &tokio::runtime::Runtime, args: LinkArgs, state: Link
             ExitCode::FAILURE
         }
     }
+}
+
+fn configuration_error(error: &str) -> ExitCode {
+    eprintln!("invalid configuration: DATABASE_URL: {error}");
+    ExitCode::from(EXIT_CONFIG)
 }

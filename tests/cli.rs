@@ -106,3 +106,36 @@ fn migrate_fails_with_a_nonzero_status_when_the_database_is_unreachable() {
         "a secret was printed: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_database_url_may_come_from_a_file_but_not_from_both() {
+    let url = common::empty_database().await;
+    let file = std::env::temp_dir().join(format!("shortener-db-url-{}", std::process::id()));
+    std::fs::write(&file, format!("{url}\n")).unwrap();
+    let migrated = shortener()
+        .arg("migrate")
+        .env("DATABASE_URL_FILE", &file)
+        .status()
+        .unwrap();
+    assert!(migrated.success());
+    let db = common::connect(&url).await;
+    let links = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'links'";
+    assert_eq!(common::scalar(&db, links).await, 1);
+
+    for command in [&["migrate"][..], &["serve"], &["disable", "some-code"]] {
+        let both = shortener()
+            .args(command)
+            .env("DATABASE_URL_FILE", &file)
+            .env("DATABASE_URL", "postgres://postgres:hunter2@127.0.0.1/x")
+            .output()
+            .unwrap();
+        assert_eq!(both.status.code(), Some(64), "{command:?}");
+        let stderr = String::from_utf8_lossy(&both.stderr);
+        assert!(stderr.contains("DATABASE_URL_FILE"), "{stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "a secret was printed: {stderr}"
+        );
+    }
+    std::fs::remove_file(&file).unwrap();
+}
