@@ -227,3 +227,69 @@ async fn a_scan_of_unknown_generated_codes_costs_the_primary_nothing() {
     );
     assert_eq!(db.primary_link_lookups(), 1);
 }
+
+#[tokio::test]
+async fn with_the_primary_gone_a_fresh_instance_serves_existing_codes_from_the_replica() {
+    let _one_at_a_time = REPLICA.lock().await;
+    let db_url = common::fresh_database().await;
+    let creator = spawn_app_on(&db_url, &[]).await;
+    let codec = CodeCodec::new(&CodeKey::derive(TEST_CODE_KEY));
+    // Older than the lag bound, so the replica's answer is the one that counts.
+    let id = compose_id(now_ms_since_epoch() - 60_000, 1001, 1);
+    let old = String::from_utf8(codec.encode(id).to_vec()).unwrap();
+    connect(&db_url)
+        .await
+        .execute(
+            "INSERT INTO links (id, code, target_url, created_at) \
+             VALUES ($1, $2, 'https://example.com/existing', now())",
+            &[&id, &old],
+        )
+        .await
+        .unwrap();
+    let young = creator.create("https://example.com/young").await;
+    creator.shutdown().await;
+    wait_for_replica(&db_url).await;
+
+    // A fresh instance, its cache empty, whose primary is about to disappear.
+    let proxy = common::DbProxy::start(&db_url).await;
+    let replica = replica_url(database_name(&db_url));
+    let app = spawn_app_on(
+        &proxy.url,
+        &[
+            "--database-replica-urls",
+            &replica,
+            "--db-acquire-timeout",
+            "250ms",
+        ],
+    )
+    .await;
+    proxy.cut();
+    let started = std::time::Instant::now();
+    // HEAD: a click would wait for the primary until shutdown's grace period ends.
+    let response = common::send(app.addr, "HEAD", &format!("/{old}"), &[], b"").await;
+    assert_eq!(response.status, 302, "{}", response.text());
+    assert_eq!(
+        response.header("location"),
+        Some("https://example.com/existing")
+    );
+    // A code young enough to be read from the primary, and creates, fail fast with 503.
+    app.get(&format!("/{young}")).await.assert_problem(503);
+    let create = app.shorten(r#"{"url": "https://example.com/new"}"#).await;
+    create.assert_problem(503);
+    assert_eq!(create.header("retry-after"), Some("1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answers took {:?}",
+        started.elapsed()
+    );
+    let ready = eventually(Duration::from_secs(5), || async {
+        let response = common::send(app.admin, "GET", "/readyz", &[], b"").await;
+        let body = response.json();
+        response.status == 200
+            && body["tiers"]["primary"] == "down"
+            && body["tiers"]["replicas"] == serde_json::json!(["up"])
+    })
+    .await;
+    assert!(ready, "a replica that answers keeps the instance ready");
+    app.shutdown().await;
+}
