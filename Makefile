@@ -8,11 +8,13 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 ifeq ($(filter environment command%,$(origin DATABASE_URL)),)
 LOCAL_DATABASE := yes
 DATABASE_REPLICA_URLS ?= postgres://postgres@127.0.0.1:5433/$(DB_NAME)
+REDIS_CLUSTER_NODES ?= 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 endif
 # Exported to the service only (never to the tests, which configure their own), and never
 # written into a command line, so make does not echo a password.
 run migrate: export DATABASE_URL := $(DATABASE_URL)
 run: export DATABASE_REPLICA_URLS := $(DATABASE_REPLICA_URLS)
+run: export REDIS_CLUSTER_NODES := $(REDIS_CLUSTER_NODES)
 export SHORTENER_TEST_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/shortener
 

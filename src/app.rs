@@ -18,13 +18,15 @@ use crate::domain::{ClientIp, TrustedProxies, UrlPolicy};
 use crate::http::{ConnectionLimits, handle_admin, handle_public, serve};
 use crate::ids::{CodeCodec, IdGenerator};
 use crate::lease::LeaseKeeper;
-use crate::links::{Creator, LinkCache, Resolver};
-use crate::readiness::{Readiness, Tiers, run_prober};
-use crate::storage::Db;
+use crate::links::{BreakerState, Creator, LinkCache, RemoteCache, Resolver};
+use crate::readiness::{Readiness, RedisState, Tiers, run_prober};
+use crate::storage::{Db, RedisStore};
 
 /// Unwritten click rows kept while Postgres is unreachable (about 100 MB at worst).
 const MAX_PENDING_CLICK_ROWS: usize = 1_000_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How long start-up waits for Redis before serving without it (it connects later).
+const FIRST_REDIS_WAIT: Duration = Duration::from_secs(1);
 /// The last 1/N of the shutdown grace period is kept for writing pending clicks.
 const FLUSH_SHARE_OF_GRACE: u32 = 5;
 /// How long start-up waits for the first worker-id lease before serving without one
@@ -39,6 +41,8 @@ pub struct App {
     pub creator: Creator,
     pub ids: Arc<IdGenerator>,
     pub readiness: Arc<Readiness>,
+    /// The Redis tier, when configured.
+    pub remote: Option<Arc<RemoteCache>>,
     pub trusted_proxies: TrustedProxies,
     pub redirect_status: StatusCode,
     pub redirect_cache_control: HeaderValue,
@@ -73,6 +77,7 @@ impl App {
         config: &Config,
         db: Db,
         clicks: Arc<ClickRecorder>,
+        remote: Option<Arc<RemoteCache>>,
         shutdown: CancellationToken,
     ) -> Self {
         let ids = Arc::new(IdGenerator::new());
@@ -85,7 +90,8 @@ impl App {
                 codec.clone(),
                 clicks,
                 config.replica_lag_bound,
-            ),
+            )
+            .with_remote(remote.clone()),
             creator: Creator::new(
                 db.clone(),
                 Arc::clone(&ids),
@@ -96,8 +102,10 @@ impl App {
                     blocklist: config.blocklist.clone(),
                 },
                 config.public_base_url.clone(),
-            ),
+            )
+            .with_remote(remote.clone()),
             ids,
+            remote,
             readiness: Arc::new(Readiness::new(db.replica_count())),
             trusted_proxies: config.trusted_proxies.clone(),
             redirect_status: config.redirect_status,
@@ -124,7 +132,12 @@ impl App {
     /// Whether the instance can take traffic, from the cached probe results: started, not
     /// draining, and a database answers or memory holds links.
     pub fn readiness_report(&self) -> ReadinessReport {
-        let tiers = self.readiness.tiers();
+        let mut tiers = self.readiness.tiers();
+        tiers.redis = match self.remote.as_ref().map(|remote| remote.state()) {
+            None => RedisState::Off,
+            Some(BreakerState::Closed) => RedisState::Up,
+            Some(BreakerState::Open) => RedisState::Down,
+        };
         let not_ready = if self.shutdown.is_cancelled() {
             Some("the service is shutting down")
         } else if !self.started.load(Ordering::Acquire) {
@@ -169,10 +182,21 @@ pub async fn run(
     }
     let db = Db::connect_lazy(&config.database_url, &config.replica_urls, &config.pool)?;
     let clicks = Arc::new(ClickRecorder::new());
+    let remote = match &config.redis {
+        Some(redis) => {
+            let store = RedisStore::connect(&redis.settings)?;
+            if !store.wait_connected(FIRST_REDIS_WAIT).await {
+                tracing::warn!("redis is not reachable yet; serving without it until it is");
+            }
+            Some(Arc::new(RemoteCache::new(store, redis.ttl)))
+        }
+        None => None,
+    };
     let app = Arc::new(App::new(
         &config,
         db.clone(),
         Arc::clone(&clicks),
+        remote.clone(),
         shutdown.clone(),
     ));
 
@@ -184,6 +208,9 @@ pub async fn run(
         app.resolver.cache(),
         background.clone(),
     ));
+    if let Some(remote) = remote {
+        tasks.spawn(remote.run_probe(background.clone()));
+    }
     tasks.spawn(run_flusher(
         clicks,
         db.clone(),

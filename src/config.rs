@@ -13,7 +13,7 @@ use http::StatusCode;
 use crate::domain::{Blocklist, IpNet, TrustedProxies};
 use crate::ids::{CodeKey, MAX_WORKER_ID, WorkerId};
 use crate::links::CacheSettings;
-use crate::storage::{PoolSettings, PoolSizes};
+use crate::storage::{PoolSettings, PoolSizes, RedisSettings, RedisTopology};
 
 /// The code key used when none is configured. Development only: anyone can read it here.
 pub const DEVELOPMENT_CODE_KEY: &str = "shortener development key: public, never use in production";
@@ -47,6 +47,9 @@ pub enum Command {
 pub struct LinkArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// When Redis is configured, the link's key is deleted there too.
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// The link's code (generated code or alias), as in its short URL.
     pub code: String,
 }
@@ -55,6 +58,43 @@ pub struct LinkArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+/// Where Redis is, and how the Redis tier behaves.
+#[derive(Debug, Args)]
+pub struct RedisArgs {
+    /// One Redis node, redis://[user:password@]host:port (rediss:// for TLS). Not with
+    /// REDIS_CLUSTER_NODES; neither means no Redis tier.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Comma-separated host:port seeds of a Redis Cluster. Not with REDIS_URL.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", default_value = "")]
+    pub redis_cluster_nodes: String,
+    /// Redis ACL user.
+    #[arg(long, env = "REDIS_USERNAME")]
+    pub redis_username: Option<String>,
+    /// Redis password.
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+    /// File holding the Redis password (instead of REDIS_PASSWORD).
+    #[arg(long, env = "REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
+    /// TLS to the Redis Cluster nodes (true or false; a single node uses rediss://).
+    #[arg(long, env = "SHORTENER_REDIS_TLS", default_value = "false")]
+    pub redis_tls: String,
+    /// Longest a redirect waits on one Redis command.
+    #[arg(long, env = "SHORTENER_REDIS_COMMAND_TIMEOUT", default_value = "50ms")]
+    pub redis_command_timeout: String,
+    /// How long a link stays in Redis after it was filled or created.
+    #[arg(long, env = "SHORTENER_REDIS_TTL", default_value = "1h")]
+    pub redis_ttl: String,
+    /// Prefix of every Redis key, so deployments can share one Redis.
+    #[arg(
+        long,
+        env = "SHORTENER_REDIS_KEY_PREFIX",
+        default_value = "shortener:link:"
+    )]
+    pub redis_key_prefix: String,
 }
 
 /// The primary's URL, given directly or in a file (a mounted secret).
@@ -109,6 +149,8 @@ pub struct ServeArgs {
         default_value = ""
     )]
     pub database_replica_urls: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// Fixed Snowflake worker id 0..=1023 (e.g. a StatefulSet ordinal); leased at start-up if unset.
     #[arg(long, env = "SHORTENER_WORKER_ID")]
     pub worker_id: Option<String>,
@@ -204,6 +246,16 @@ pub struct Config {
     /// Most connections to one Postgres server (checked against `pool`).
     pub db_connection_budget: u32,
     pub cache: CacheSettings,
+    /// The Redis tier, when Redis is configured.
+    pub redis: Option<RedisConfig>,
+}
+
+/// The Redis tier's settings.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub settings: RedisSettings,
+    /// Lifetime of a link in Redis.
+    pub ttl: Duration,
 }
 
 /// The `SHORTENER_*` names among `environment` that no option reads: a typo, or a setting
@@ -246,6 +298,11 @@ impl ServeArgs {
                 errors.push(format!("{name}: {error}"));
             }
         };
+        let mut redis = None;
+        check(
+            "REDIS_URL",
+            parse_redis(&self.redis).map(|config| redis = config),
+        );
         let mut listen = None;
         check(
             "SHORTENER_LISTEN",
@@ -493,6 +550,7 @@ impl ServeArgs {
                 statement_timeout: statement_timeout.expect("validated"),
             },
             db_connection_budget: budget.expect("validated"),
+            redis,
             cache: CacheSettings {
                 capacity: cache_capacity.expect("validated"),
                 ttl: cache_ttl.expect("validated"),
@@ -621,6 +679,72 @@ pub fn parse_duration_or_zero(raw: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The Redis tier: REDIS_URL or REDIS_CLUSTER_NODES (not both), with its settings.
+pub fn parse_redis(args: &RedisArgs) -> Result<Option<RedisConfig>, String> {
+    let url = args.redis_url.clone().filter(|url| !url.is_empty());
+    let seeds = split_list(&args.redis_cluster_nodes);
+    let topology = match (url, seeds.is_empty()) {
+        (Some(_), false) => return Err("set REDIS_URL or REDIS_CLUSTER_NODES, not both".into()),
+        (None, true) => return Ok(None),
+        (Some(url), true) => {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err("must be a redis:// or rediss:// URL (value not shown)".into());
+            }
+            RedisTopology::Single(url)
+        }
+        (None, false) => RedisTopology::Cluster(
+            seeds
+                .iter()
+                .map(|seed| {
+                    seed.rsplit_once(':')
+                        .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+                        .ok_or_else(|| format!("REDIS_CLUSTER_NODES: '{seed}' is not host:port"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let password = match (
+        args.redis_password.clone().filter(|p| !p.is_empty()),
+        &args.redis_password_file,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err("set REDIS_PASSWORD or REDIS_PASSWORD_FILE, not both".into());
+        }
+        (Some(password), None) => Some(password),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read REDIS_PASSWORD_FILE {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let cluster_tls = match args.redis_tls.trim() {
+        "true" => true,
+        "false" => false,
+        other => {
+            return Err(format!(
+                "SHORTENER_REDIS_TLS: '{other}' is not true or false"
+            ));
+        }
+    };
+    let command_timeout = parse_duration(args.redis_command_timeout.trim())
+        .map_err(|e| format!("SHORTENER_REDIS_COMMAND_TIMEOUT: {e}"))?;
+    let ttl =
+        parse_duration(args.redis_ttl.trim()).map_err(|e| format!("SHORTENER_REDIS_TTL: {e}"))?;
+    Ok(Some(RedisConfig {
+        settings: RedisSettings {
+            topology,
+            username: args.redis_username.clone().filter(|u| !u.is_empty()),
+            password,
+            cluster_tls,
+            command_timeout,
+            key_prefix: args.redis_key_prefix.clone(),
+        },
+        ttl,
+    }))
+}
+
 /// `DATABASE_URL`, or the contents of `DATABASE_URL_FILE` (one of them). Start-up only.
 fn read_database_url(url: Option<String>, file: Option<PathBuf>) -> Result<String, String> {
     match (url.filter(|url| !url.is_empty()), file) {
@@ -710,6 +834,41 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(fits.pool.sizes.primary_total(), 34);
+    }
+
+    #[test]
+    fn redis_is_one_node_or_a_cluster_never_both() {
+        let base = ["--database-url", "postgres://localhost/x"];
+        let none = serve(&base).unwrap();
+        assert!(none.redis.is_none());
+        let single =
+            serve(&[&base[..], &["--redis-url", "redis://u:p@cache:6380"]].concat()).unwrap();
+        let redis = single.redis.unwrap();
+        assert_eq!(
+            redis.settings.topology,
+            RedisTopology::Single("redis://u:p@cache:6380".into())
+        );
+        assert_eq!(redis.settings.command_timeout, Duration::from_millis(50));
+        assert_eq!(redis.ttl, Duration::from_secs(3600));
+        let cluster = serve(&[&base[..], &["--redis-cluster-nodes", "a:7001, b:7002"]].concat())
+            .unwrap()
+            .redis
+            .unwrap();
+        assert_eq!(
+            cluster.settings.topology,
+            RedisTopology::Cluster(vec![("a".into(), 7001), ("b".into(), 7002)])
+        );
+        for bad in [
+            &["--redis-url", "redis://a:1", "--redis-cluster-nodes", "b:2"][..],
+            &["--redis-url", "http://a:1"],
+            &["--redis-cluster-nodes", "a"],
+            &["--redis-url", "redis://a:1", "--redis-tls", "yes"],
+        ] {
+            let errors = serve(&[&base[..], bad].concat()).unwrap_err().0;
+            assert_eq!(errors.len(), 1, "{bad:?}: {errors:?}");
+            assert!(errors[0].starts_with("REDIS_URL"), "{errors:?}");
+            assert!(!errors[0].contains("u:p"), "{errors:?}");
+        }
     }
 
     #[test]

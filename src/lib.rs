@@ -12,10 +12,10 @@
 //! | [`config`] | flags and environment, validated all at once | read anything after start-up |
 //! | [`app`] | shared state and [`run`]: start, serve, drain, stop | speak SQL or HTTP itself |
 //! | [`http`] | hyper server, routing, parsing requests, rendering answers, problem+json | SQL, tier order; it is the only module with hyper types |
-//! | [`links`] | the use cases: [`links::Resolver`] (moka → replica → primary, single-flight, negative entries) and [`links::Creator`] (ids, codes, idempotency) | hyper types, SQL text |
+//! | [`links`] | the use cases: [`links::Resolver`] (moka → Redis → replica → primary, single-flight, negative entries, the Redis breaker) and [`links::Creator`] (ids, codes, idempotency) | hyper types, SQL text |
 //! | [`domain`] | validated newtypes (URLs, aliases, codes, keys, client IPs) | I/O |
 //! | [`ids`] | Snowflake ids and the keyed code permutation | I/O |
-//! | [`storage`] | pools by role, prepared statements, every SQL statement, migrations | business rules, HTTP |
+//! | [`storage`] | pools by role, prepared statements, every SQL statement, migrations, the Redis client and its commands | business rules, HTTP |
 //! | [`clicks`] | in-memory click tallies and the batch flusher | write to the database on the redirect path |
 //! | [`lease`] | keeping the worker-id lease alive | issue ids itself |
 //! | [`readiness`] | probing the databases on connections of their own for `/readyz` | borrow request connections |

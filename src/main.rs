@@ -10,6 +10,8 @@ use shortener::{Listeners, run, shutdown, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// How long `disable` / `enable` wait for Redis.
+const REDIS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Exit status for bad configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
@@ -116,6 +118,7 @@ fn set_link_state(runtime: &tokio::runtime::Runtime, args: LinkArgs, state: Link
     ));
     match changed {
         Ok(true) => {
+            forget_in_redis(runtime, &args.redis, &args.code);
             tracing::info!(code = %args.code, ?state, "link updated; instances that cached it follow within SHORTENER_CACHE_TTL");
             ExitCode::SUCCESS
         }
@@ -133,4 +136,31 @@ fn set_link_state(runtime: &tokio::runtime::Runtime, args: LinkArgs, state: Link
 fn configuration_error(error: &str) -> ExitCode {
     eprintln!("invalid configuration: DATABASE_URL: {error}");
     ExitCode::from(EXIT_CONFIG)
+}
+
+/// Deletes the link's Redis key, so instances that miss in memory read its new state.
+fn forget_in_redis(
+    runtime: &tokio::runtime::Runtime,
+    args: &shortener::config::RedisArgs,
+    code: &str,
+) {
+    let redis = match shortener::config::parse_redis(args) {
+        Ok(Some(redis)) => redis,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%error, "redis not configured correctly; its key is left to expire");
+            return;
+        }
+    };
+    let deleted = runtime.block_on(async {
+        let store = shortener::storage::RedisStore::connect(&redis.settings).ok()?;
+        store.wait_connected(REDIS_WAIT).await.then_some(())?;
+        store.delete_link(code).await.ok()
+    });
+    if deleted.is_none() {
+        tracing::warn!(
+            code,
+            "could not delete the link's Redis key; it expires within SHORTENER_REDIS_TTL"
+        );
+    }
 }

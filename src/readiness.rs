@@ -63,11 +63,21 @@ pub struct Readiness {
     cached_links: AtomicU64,
 }
 
+/// The Redis tier: not configured, or whether the resolver is asking it (its breaker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisState {
+    Off,
+    Up,
+    Down,
+}
+
 /// Each tier's state, as `/readyz` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tiers {
     /// Links held in this instance's memory.
     pub cache_entries: u64,
+    pub redis: RedisState,
     pub primary: TierState,
     pub replicas: Vec<TierState>,
 }
@@ -77,6 +87,7 @@ impl Tiers {
     pub fn can_serve_redirects(&self) -> bool {
         self.primary == TierState::Up
             || self.replicas.contains(&TierState::Up)
+            || self.redis == RedisState::Up
             || self.cache_entries > 0
     }
 }
@@ -93,6 +104,7 @@ impl Readiness {
     pub fn tiers(&self) -> Tiers {
         Tiers {
             cache_entries: self.cached_links.load(Ordering::Relaxed),
+            redis: RedisState::Off,
             primary: TierState::from_u8(self.primary.load(Ordering::Relaxed)),
             replicas: self
                 .replicas

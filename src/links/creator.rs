@@ -9,7 +9,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use super::idempotency::{fingerprint, replay_or_refuse};
-use super::{LinkCache, ResolvedLink};
+use super::{LinkCache, RemoteCache, ResolvedLink};
 use crate::domain::{
     Alias, AliasError, ExpiresAt, ExpiryError, IdempotencyKey, TargetUrl, UrlError, UrlPolicy,
     now_micros,
@@ -110,6 +110,8 @@ pub struct Creator {
     url_policy: UrlPolicy,
     /// Without a trailing slash.
     public_base_url: String,
+    /// The Redis tier, written through on create.
+    remote: Option<Arc<RemoteCache>>,
 }
 
 impl Creator {
@@ -128,7 +130,14 @@ impl Creator {
             cache,
             url_policy,
             public_base_url,
+            remote: None,
         }
+    }
+
+    /// Writes every created link through to `remote` (Redis).
+    pub fn with_remote(mut self, remote: Option<Arc<RemoteCache>>) -> Self {
+        self.remote = remote;
+        self
     }
 
     pub async fn create(&self, request: CreateRequest<'_>) -> Result<Created, CreateError> {
@@ -228,6 +237,9 @@ impl Creator {
             expires_at: link.expires_at,
             disabled_at: None,
         };
+        if let Some(remote) = &self.remote {
+            remote.write_through(link.code, &record).await;
+        }
         let resolved = ResolvedLink::from_record(record);
         self.cache.created(link.code, resolved).await;
     }

@@ -8,9 +8,11 @@
 //! text; `http`'s value types (`HeaderValue`, `StatusCode`) are allowed, so a cached link
 //! carries its `Location` value ready to send.
 
+mod breaker;
 mod cache;
 mod creator;
 mod idempotency;
+mod remote;
 mod resolver;
 
 use std::sync::Arc;
@@ -18,8 +20,10 @@ use std::sync::Arc;
 use http::HeaderValue;
 use time::OffsetDateTime;
 
+pub use breaker::BreakerState;
 pub use cache::{CacheSettings, LinkCache};
 pub use creator::{CreateError, CreateRequest, Created, Creator, Replay};
+pub use remote::RemoteCache;
 pub use resolver::{LinkStats, ResolveError, Resolver, Visit};
 
 use crate::domain::TargetUrl;

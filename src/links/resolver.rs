@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use super::{LinkCache, ResolvedLink};
+use super::{LinkCache, RemoteCache, ResolvedLink};
 use crate::clicks::{ClickKind, ClickRecorder};
 use crate::domain::Code;
 use crate::ids::{CodeCodec, EPOCH_UNIX_MS, split_id};
-use crate::storage::{DailyClicks, Db, StorageError};
+use crate::storage::{DailyClicks, Db, LinkRecord, StorageError};
 
 /// Whether a redirect counts as a click.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,8 @@ pub struct Resolver {
     clicks: Arc<ClickRecorder>,
     /// Generated codes younger than this are read from the primary (`SHORTENER_REPLICA_LAG_BOUND`).
     replica_lag_bound: Duration,
+    /// The Redis tier, when Redis is configured.
+    remote: Option<Arc<RemoteCache>>,
 }
 
 impl Resolver {
@@ -70,7 +72,14 @@ impl Resolver {
             codec,
             clicks,
             replica_lag_bound,
+            remote: None,
         }
+    }
+
+    /// Asks `remote` (Redis) between moka and Postgres, and fills it from Postgres.
+    pub fn with_remote(mut self, remote: Option<Arc<RemoteCache>>) -> Self {
+        self.remote = remote;
+        self
     }
 
     /// The cache this resolver fills (shared with the creator).
@@ -144,13 +153,18 @@ impl Resolver {
     /// nothing; an alias the replica does not know yet, or a replica that fails, falls back
     /// to the primary.
     async fn load(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
+        if let Some(remote) = &self.remote
+            && let Some(link) = remote.get(code).await
+        {
+            return Ok(link);
+        }
         // Generated-shape codes are looked up by the id they decode to (the primary key),
         // anything else (or an alias that merely has that shape) by the code itself.
         let decoded = self.codec.decode(code.as_bytes());
         let young = decoded.is_some_and(|id| self.is_younger_than_lag_bound(id));
         if !young && let Some(found) = self.db.find_link_on_replica(code, decoded).await {
             match found {
-                Ok(Some(record)) => return resolved(record),
+                Ok(Some(record)) => return self.found_in_postgres(code, record),
                 Ok(None) if decoded.is_some() => return Err(ResolveError::NotFound),
                 // An alias the replica may not have yet.
                 Ok(None) => {}
@@ -164,6 +178,18 @@ impl Resolver {
             .await
             .map_err(lookup_failed)?
             .ok_or(ResolveError::NotFound)?;
+        self.found_in_postgres(code, record)
+    }
+
+    /// A link read from Postgres, filled back into Redis in the background.
+    fn found_in_postgres(
+        &self,
+        code: &str,
+        record: LinkRecord,
+    ) -> Result<Arc<ResolvedLink>, ResolveError> {
+        if let Some(remote) = &self.remote {
+            remote.fill(code, &record);
+        }
         resolved(record)
     }
 
@@ -179,7 +205,7 @@ impl Resolver {
     }
 }
 
-fn resolved(record: crate::storage::LinkRecord) -> Result<Arc<ResolvedLink>, ResolveError> {
+fn resolved(record: LinkRecord) -> Result<Arc<ResolvedLink>, ResolveError> {
     ResolvedLink::from_record(record).ok_or(ResolveError::NotFound)
 }
 

@@ -11,6 +11,7 @@ mod links;
 mod migrate;
 mod pool;
 mod probe;
+mod redis;
 mod stats;
 pub mod worker_lease;
 
@@ -27,6 +28,7 @@ pub use pool::{
     OWN_CONNECTIONS_PRIMARY, OWN_CONNECTIONS_REPLICA, PgConn, PoolSettings, PoolSizes,
     is_valid_database_url,
 };
+pub use redis::{RedisError, RedisSettings, RedisStore, RedisTopology};
 pub use stats::{ClickRows, DailyClicks};
 
 use pool::{PgPool, Role};

@@ -1,0 +1,195 @@
+//! Redis: the client (fred) and the three commands the link tier needs. Only this module
+//! names the Redis client.
+//!
+//! fred's defaults would queue commands without bound while Redis is away and wait on them
+//! without a timeout; here every command fails fast when no connection is up and times out
+//! after the configured command timeout otherwise, and the client reconnects by itself with
+//! an exponential back-off. Values are opaque bytes: `links` decides what they mean.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::prelude::{
+    Builder, ClientLike, Config, Expiration, KeysInterface, Options, Pool, ReconnectPolicy, Server,
+    ServerConfig, TlsConnector,
+};
+use fred::types::config::{ClusterDiscoveryPolicy, TlsConfig, TlsHostMapping, UnresponsiveConfig};
+use thiserror::Error;
+
+/// Connections to Redis (to each node, in a cluster).
+const POOL_SIZE: usize = 2;
+/// Opening a connection, and the client's own commands while it (re)connects.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Commands waiting for a connection beyond this are refused at once.
+const MAX_QUEUED_COMMANDS: usize = 10_000;
+/// Reconnect back-off: 100 ms, doubling, at most 2 s, forever.
+const RECONNECT_MIN_MS: u32 = 100;
+const RECONNECT_MAX_MS: u32 = 2_000;
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// `redis://` or `rediss://` URL of one node (credentials may be in it).
+    Single(String),
+    /// `host:port` seeds of a cluster.
+    Cluster(Vec<(String, u16)>),
+}
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub topology: RedisTopology,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// TLS for a cluster (a single node says so with `rediss://`).
+    pub cluster_tls: bool,
+    pub command_timeout: Duration,
+    /// Prefix of every key, so several deployments (or tests) can share one Redis.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Error)]
+#[error("redis: {0}")]
+pub struct RedisError(#[source] fred::error::Error);
+
+impl From<fred::error::Error> for RedisError {
+    fn from(error: fred::error::Error) -> Self {
+        RedisError(error)
+    }
+}
+
+/// The Redis client, cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: Pool,
+    options: Options,
+    key_prefix: String,
+}
+
+impl RedisStore {
+    /// Builds the client and starts connecting in the background: the service starts (and
+    /// serves from its other tiers) while Redis is down.
+    pub fn connect(settings: &RedisSettings) -> Result<Self, RedisError> {
+        let mut config = match &settings.topology {
+            RedisTopology::Single(url) => Config::from_url(url)?,
+            RedisTopology::Cluster(seeds) => Config {
+                server: ServerConfig::Clustered {
+                    hosts: seeds
+                        .iter()
+                        .map(|(host, port)| Server::new(host.as_str(), *port))
+                        .collect(),
+                    policy: ClusterDiscoveryPolicy::ConfigEndpoint,
+                },
+                tls: if settings.cluster_tls {
+                    Some(TlsConfig {
+                        connector: TlsConnector::default_rustls()?,
+                        hostnames: TlsHostMapping::DefaultHost,
+                    })
+                } else {
+                    None
+                },
+                ..Config::default()
+            },
+        };
+        if settings.username.is_some() {
+            config.username = settings.username.clone();
+        }
+        if settings.password.is_some() {
+            config.password = settings.password.clone();
+        }
+        // Keep trying to connect when the first attempt fails.
+        config.fail_fast = false;
+        let pool = Builder::from_config(config)
+            .with_performance_config(|performance| {
+                performance.default_command_timeout = settings.command_timeout;
+            })
+            .with_connection_config(|connection| {
+                connection.connection_timeout = CONNECT_TIMEOUT;
+                connection.internal_command_timeout = CONNECT_TIMEOUT;
+                connection.max_command_attempts = 1;
+                connection.max_command_buffer_len = MAX_QUEUED_COMMANDS;
+                // Off: under steady traffic it never fires, and once it does it takes a whole
+                // cluster client down for one hung node; the breaker in `links` covers hangs.
+                connection.unresponsive = UnresponsiveConfig {
+                    max_timeout: None,
+                    ..UnresponsiveConfig::default()
+                };
+            })
+            .set_policy(ReconnectPolicy::new_exponential(
+                0,
+                RECONNECT_MIN_MS,
+                RECONNECT_MAX_MS,
+                2,
+            ))
+            .build_pool(POOL_SIZE)?;
+        pool.connect();
+        Ok(RedisStore {
+            pool,
+            options: Options {
+                timeout: Some(settings.command_timeout),
+                fail_fast: true,
+                ..Options::default()
+            },
+            key_prefix: settings.key_prefix.clone(),
+        })
+    }
+
+    /// Waits until every connection is up, at most `timeout`; answers whether they are.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.pool.wait_for_connect()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    fn key(&self, code: &str) -> String {
+        format!("{}{code}", self.key_prefix)
+    }
+
+    /// The value stored for `code`, if any.
+    pub async fn get_link(&self, code: &str) -> Result<Option<Bytes>, RedisError> {
+        Ok(self
+            .pool
+            .with_options(&self.options)
+            .get(self.key(code))
+            .await?)
+    }
+
+    /// Stores `value` for `code` for `ttl`.
+    pub async fn put_link(
+        &self,
+        code: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), RedisError> {
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let _: () = self
+            .pool
+            .with_options(&self.options)
+            .set(
+                self.key(code),
+                value,
+                Some(Expiration::EX(seconds)),
+                None,
+                false,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets `code`.
+    pub async fn delete_link(&self, code: &str) -> Result<(), RedisError> {
+        let _: i64 = self
+            .pool
+            .with_options(&self.options)
+            .del(self.key(code))
+            .await?;
+        Ok(())
+    }
+
+    /// Whether Redis answers a PING within the command timeout.
+    pub async fn ping(&self) -> bool {
+        let answer: Result<String, _> = self.pool.with_options(&self.options).ping(None).await;
+        answer.is_ok()
+    }
+}
