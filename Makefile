@@ -18,7 +18,7 @@ run: export REDIS_CLUSTER_NODES := $(REDIS_CLUSTER_NODES)
 export SHORTENER_TEST_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/shortener
 
-.PHONY: run test services stop db migrate build lint bench ratio ci
+.PHONY: run test fault services stop db migrate build lint bench ratio ci
 
 ## Start the local stack (installing what is missing), migrate, build in release, serve on :8080.
 run: db build
@@ -30,6 +30,11 @@ run: db build
 test: services
 	./scripts/stack.sh drop-test-dbs
 	cargo test --all-targets
+
+## Fault-injection scenarios (tests/faults.rs), one at a time; each faults only processes it
+## started itself.
+fault: services
+	cargo test --test faults -- --ignored --test-threads=1
 
 ## Postgres (and a streaming replica), Redis, and a Redis Cluster, each only if not running.
 services:
@@ -65,4 +70,4 @@ ratio: services
 	loadtest/ratio.sh
 
 ## What CI runs.
-ci: test lint
+ci: test fault lint
