@@ -235,3 +235,37 @@ async fn new_requests_are_served_during_the_shutdown_delay() {
     assert_eq!(app.get(&format!("/{code}")).await.status, 302);
     app.wait_stopped().await;
 }
+
+#[tokio::test]
+async fn clicks_counted_while_postgres_is_away_reach_the_stats_when_it_returns() {
+    let db_url = common::fresh_database().await;
+    let proxy = common::DbProxy::start(&db_url).await;
+    let app = spawn_app_on(&proxy.url, &["--db-acquire-timeout", "250ms"]).await;
+    let code = app.create("https://example.com/counted").await;
+
+    proxy.cut();
+    let down = eventually(Duration::from_secs(5), || async {
+        let body = send(app.admin, "GET", "/readyz", &[], b"").await.json();
+        body["tiers"]["primary"] == "down"
+    })
+    .await;
+    assert!(down, "the outage was never noticed");
+    for _ in 0..20 {
+        assert_eq!(app.get(&format!("/{code}")).await.status, 302);
+    }
+    // Several flush intervals fail while the database is away.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.restore();
+
+    let db = connect(&db_url).await;
+    let clicks = "SELECT coalesce(sum(clicks), 0)::bigint FROM link_clicks_daily";
+    let counted = eventually(Duration::from_secs(10), || async {
+        scalar(&db, clicks).await == 20
+    })
+    .await;
+    assert!(counted, "clicks: {}", scalar(&db, clicks).await);
+    // Exactly once: nothing more arrives with later flushes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(scalar(&db, clicks).await, 20);
+    app.shutdown().await;
+}

@@ -291,13 +291,19 @@ where
     }
 }
 
-/// A TCP proxy in front of the test Postgres that a test can cut: it takes the database
-/// away from one service (refused connections, broken sessions) without touching the
+/// A TCP proxy in front of the test Postgres that a test can cut and restore: it takes the
+/// database away from one service (refused sessions, broken connections) without touching the
 /// machine's Postgres, which other tests share.
 pub struct DbProxy {
     /// `db_url` with the proxy's address in place of Postgres'.
     pub url: String,
-    cut: CancellationToken,
+    state: std::sync::Arc<ProxyState>,
+}
+
+struct ProxyState {
+    down: std::sync::atomic::AtomicBool,
+    /// Cancelled on `cut`: ends every connection proxied so far.
+    sessions: std::sync::Mutex<CancellationToken>,
 }
 
 impl DbProxy {
@@ -306,34 +312,44 @@ impl DbProxy {
         assert!(db_url.contains(upstream), "the proxy expects {upstream}");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = db_url.replace(upstream, &listener.local_addr().unwrap().to_string());
-        let cut = CancellationToken::new();
-        let stop = cut.clone();
+        let state = std::sync::Arc::new(ProxyState {
+            down: Default::default(),
+            sessions: std::sync::Mutex::new(CancellationToken::new()),
+        });
+        let shared = std::sync::Arc::clone(&state);
         tokio::spawn(async move {
             loop {
-                let mut client = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
                 };
-                let stop = stop.clone();
+                if shared.down.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is closed at once
+                }
+                let session = shared.sessions.lock().unwrap().clone();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = stop.cancelled() => {}
+                        _ = session.cancelled() => {}
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                     }
                 });
             }
         });
-        DbProxy { url, cut }
+        DbProxy { url, state }
     }
 
-    /// Closes every proxied connection and refuses new ones from now on.
+    /// Closes every proxied connection and refuses new ones until [`DbProxy::restore`].
     pub fn cut(&self) {
-        self.cut.cancel();
+        self.state.down.store(true, Ordering::SeqCst);
+        let mut sessions = self.state.sessions.lock().unwrap();
+        sessions.cancel();
+        *sessions = CancellationToken::new();
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.state.down.store(false, Ordering::SeqCst);
     }
 }
