@@ -14,12 +14,16 @@
 #   LINKS        links seeded into Postgres [100000; QUICK: 2000]
 #   SERVER_CPU   CPU list both servers are pinned to (taskset -c) [0]
 #   LOAD_CPU     CPU list wrk is pinned to [1]
-#   PG_CPU       CPU list Postgres is pinned to while the script runs [SERVER_CPU]: the click
+#   PG_CPU       CPU list Postgres (and Redis, when used) is pinned to while the script runs
+#                [SERVER_CPU]: the click
 #                flushes the service causes are charged to the server side, not to wrk; the
 #                machine's Postgres gets all CPUs back at exit
 #   STATS_FLUSH_INTERVAL  the service's click flush interval [1s, the default]; 1h keeps
 #                every click in memory for the run, which isolates the service's own cost
 #                from the cost of Postgres writing the clicks on the same two CPUs
+#   CACHE_CAPACITY  the service's SHORTENER_CACHE_CAPACITY [max(2 x LINKS, 1000000)]; smaller
+#                than LINKS makes part of the spread scenario miss memory
+#   REDIS        off, single (127.0.0.1:6379) or cluster (127.0.0.1:7001-7003 seeds) [off]
 #   OUT          output directory [target/loadtest/ratio-<timestamp>]
 #
 # Builds once (release), starts Postgres (scripts/stack.sh up), recreates the database
@@ -54,7 +58,17 @@ DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 SERVICE_PORT=18080
 ADMIN_PORT=19090
 BARE_PORT=18090
-CACHE_CAPACITY=$(( LINKS * 2 > 1000000 ? LINKS * 2 : 1000000 ))
+CACHE_CAPACITY=${CACHE_CAPACITY:-$(( LINKS * 2 > 1000000 ? LINKS * 2 : 1000000 ))}
+REDIS=${REDIS:-off}
+case "$REDIS" in
+  off) redis_env=() ;;
+  single) redis_env=(REDIS_URL=redis://127.0.0.1:6379) ;;
+  cluster) redis_env=("REDIS_CLUSTER_NODES=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003") ;;
+  *) echo "REDIS must be off, single or cluster (got '$REDIS')" >&2; exit 2 ;;
+esac
+redis_env+=("SHORTENER_REDIS_KEY_PREFIX=ratio:$(date +%s):")
+# Links the service's memory can hold: with a smaller cache, misses go to Redis / Postgres.
+EXPECTED_CACHED=$(( CACHE_CAPACITY < LINKS ? CACHE_CAPACITY * 9 / 10 : LINKS ))
 HOT_CODE=r0000000001
 
 log() { printf '[ratio %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -108,8 +122,12 @@ stop_servers() {
   done
   service_pid='' bare_pid=''
 }
-# Postgres' processes (the postmaster's children inherit its affinity).
-postgres_pids() { pgrep -x postgres || pgrep -f '^postgres:' || true; }
+# Postgres' processes (the postmaster's children inherit its affinity), and Redis' when the
+# service uses Redis: what they spend serving the service is charged to the server's side.
+postgres_pids() {
+  pgrep -x postgres || pgrep -f '^postgres:' || true
+  if [ "$REDIS" != off ]; then pgrep -x redis-server || true; fi
+}
 pin_postgres() {
   local pid
   for pid in $(postgres_pids); do taskset -a -cp "$1" "$pid" >/dev/null 2>&1 || true; done
@@ -190,6 +208,7 @@ SHORTENER_STATS_FLUSH_INTERVAL=$STATS_FLUSH_INTERVAL \
 SHORTENER_CODE_KEY=ratio-benchmark-code-key \
 SHORTENER_MAX_CONNECTIONS=10000 \
 RUST_LOG=warn \
+  env "${redis_env[@]}" \
   taskset -c "$SERVER_CPU" target/release/shortener serve >"$OUT/service.log" 2>&1 &
 service_pid=$!
 log "starting the bare server on 127.0.0.1:$BARE_PORT, CPU $SERVER_CPU"
@@ -244,8 +263,8 @@ for pass in 1 2 3; do
     log "warning: warm-up wrk failed (see $OUT/warmup-service-$pass.txt)"
   sleep 2 # /readyz's count is refreshed about once a second
   cached=$(cache_entries)
-  log "service cache holds $cached links of $LINKS"
-  [ "$cached" -ge "$LINKS" ] && break
+  log "service cache holds $cached links of $LINKS (expecting $EXPECTED_CACHED)"
+  [ "$cached" -ge "$EXPECTED_CACHED" ] && [ "$REDIS" = off ] && break
 done
 log "warm-up: bare server for 2s"
 run_wrk "$OUT/warmup-bare.txt" "$OUT/spread.lua" "$BARE_PORT" 2s ||
@@ -311,7 +330,7 @@ for round in $(seq 1 "$ROUNDS"); do
     done
   done
 done
-[ "$cached" -ge "$LINKS" ] ||
+[ "$cached" -ge "$EXPECTED_CACHED" ] ||
   echo "service cache held only $cached of $LINKS links after warm-up" >>"$OUT/problems.txt"
 kill -0 "$service_pid" 2>/dev/null || echo "the service exited during the run" >>"$OUT/problems.txt"
 kill -0 "$bare_pid" 2>/dev/null || echo "the bare server exited during the run" >>"$OUT/problems.txt"
@@ -325,7 +344,7 @@ cat >"$OUT/meta.md" <<META
 - wrk: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)
 - git commit: $commit
 - settings: ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS LINKS=$LINKS SERVER_CPU=$SERVER_CPU LOAD_CPU=$LOAD_CPU PG_CPU=$PG_CPU QUICK=${QUICK:-0}; each run starts once Postgres is quiet
-- service: SHORTENER_CACHE_CAPACITY=$CACHE_CAPACITY SHORTENER_CACHE_TTL=1h SHORTENER_STATS_FLUSH_INTERVAL=$STATS_FLUSH_INTERVAL SHORTENER_MAX_CONNECTIONS=10000 RUST_LOG=warn, other settings default; hot code /$HOT_CODE
+- service: SHORTENER_CACHE_CAPACITY=$CACHE_CAPACITY SHORTENER_CACHE_TTL=1h SHORTENER_STATS_FLUSH_INTERVAL=$STATS_FLUSH_INTERVAL SHORTENER_MAX_CONNECTIONS=10000 REDIS=$REDIS RUST_LOG=warn, other settings default; hot code /$HOT_CODE
 - service cache after warm-up: $cached of $LINKS links
 - output: $OUT
 META
