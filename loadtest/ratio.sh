@@ -276,7 +276,8 @@ settle() {
   local quiet=0
   for _ in $(seq 1 60); do
     busy=$(psql -w -d "$DB" -Atqc "SELECT count(*) FROM pg_stat_activity \
-      WHERE state = 'active' AND pid <> pg_backend_pid() AND backend_type <> 'walwriter'" || echo 1)
+      WHERE state = 'active' AND pid <> pg_backend_pid() \
+        AND backend_type IN ('client backend', 'autovacuum worker')" || echo 1)
     if [ "$busy" = 0 ]; then quiet=$(( quiet + 1 )); else quiet=0; fi
     [ "$quiet" -ge 2 ] && return
     sleep 0.5
