@@ -110,7 +110,12 @@ pub struct DatabaseArgs {
 
 impl DatabaseArgs {
     pub fn resolve(self) -> Result<String, String> {
-        let url = read_database_url(self.database_url, self.database_url_file)?;
+        let url = read_secret(
+            self.database_url,
+            self.database_url_file,
+            ["DATABASE_URL", "DATABASE_URL_FILE"],
+        )?
+        .ok_or("is required (or DATABASE_URL_FILE)")?;
         parse_pg_url(&url)?;
         Ok(url)
     }
@@ -131,12 +136,8 @@ pub struct ServeArgs {
         default_value = "http://localhost:8080"
     )]
     pub public_base_url: String,
-    /// Postgres primary (required, or DATABASE_URL_FILE).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// File holding the Postgres primary's URL (a mounted secret), instead of DATABASE_URL.
-    #[arg(long, env = "DATABASE_URL_FILE")]
-    pub database_url_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// Generated codes younger than this are read from the primary, not a replica: the
     /// longest replication lag (and clock difference between instances) to allow for.
     #[arg(long, env = "SHORTENER_REPLICA_LAG_BOUND", default_value = "5s")]
@@ -321,11 +322,7 @@ impl ServeArgs {
         let mut database_url = None;
         check(
             "DATABASE_URL",
-            read_database_url(self.database_url, self.database_url_file).and_then(|url| {
-                parse_pg_url(&url)?;
-                database_url = Some(url);
-                Ok(())
-            }),
+            self.database.resolve().map(|url| database_url = Some(url)),
         );
         let replica_urls = split_list(&self.database_replica_urls);
         for url in &replica_urls {
@@ -703,22 +700,11 @@ pub fn parse_redis(args: &RedisArgs) -> Result<Option<RedisConfig>, String> {
                 .collect::<Result<_, _>>()?,
         ),
     };
-    let password = match (
-        args.redis_password.clone().filter(|p| !p.is_empty()),
-        &args.redis_password_file,
-    ) {
-        (Some(_), Some(_)) => {
-            return Err("set REDIS_PASSWORD or REDIS_PASSWORD_FILE, not both".into());
-        }
-        (Some(password), None) => Some(password),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read REDIS_PASSWORD_FILE {}: {e}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        ),
-        (None, None) => None,
-    };
+    let password = read_secret(
+        args.redis_password.clone(),
+        args.redis_password_file.clone(),
+        ["REDIS_PASSWORD", "REDIS_PASSWORD_FILE"],
+    )?;
     let cluster_tls = match args.redis_tls.trim() {
         "true" => true,
         "false" => false,
@@ -745,35 +731,28 @@ pub fn parse_redis(args: &RedisArgs) -> Result<Option<RedisConfig>, String> {
     }))
 }
 
-/// `DATABASE_URL`, or the contents of `DATABASE_URL_FILE` (one of them). Start-up only.
-fn read_database_url(url: Option<String>, file: Option<PathBuf>) -> Result<String, String> {
-    match (url.filter(|url| !url.is_empty()), file) {
-        (Some(_), Some(_)) => Err("set DATABASE_URL or DATABASE_URL_FILE, not both".into()),
-        (Some(url), None) => Ok(url),
+/// A secret given directly or in a file (a mounted secret), one of the two: `names` are the
+/// variable and its `_FILE` variant. The file's trailing line break is dropped. Start-up only.
+fn read_secret(
+    value: Option<String>,
+    file: Option<PathBuf>,
+    [name, file_name]: [&str; 2],
+) -> Result<Option<String>, String> {
+    match (value.filter(|value| !value.is_empty()), file) {
+        (Some(_), Some(_)) => Err(format!("set {name} or {file_name}, not both")),
+        (Some(value), None) => Ok(Some(value)),
         (None, Some(path)) => std::fs::read_to_string(&path)
-            .map(|text| text.trim().to_owned())
-            .map_err(|e| format!("cannot read DATABASE_URL_FILE {}: {e}", path.display())),
-        (None, None) => Err("is required (or DATABASE_URL_FILE)".into()),
+            .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+            .map_err(|e| format!("cannot read {file_name} {}: {e}", path.display())),
+        (None, None) => Ok(None),
     }
 }
 
 /// Start-up only: reading these small files synchronously happens before the runtime serves.
 fn read_code_key(key: Option<String>, file: Option<PathBuf>) -> Result<(CodeKey, bool), String> {
-    let secret = match (key.filter(|k| !k.is_empty()), file) {
-        (Some(_), Some(_)) => {
-            return Err("set SHORTENER_CODE_KEY or SHORTENER_CODE_KEY_FILE, not both".into());
-        }
-        (Some(key), None) => key,
-        (None, Some(path)) => std::fs::read_to_string(&path)
-            .map_err(|e| {
-                format!(
-                    "cannot read SHORTENER_CODE_KEY_FILE {}: {e}",
-                    path.display()
-                )
-            })?
-            .trim_end_matches(['\r', '\n'])
-            .to_owned(),
-        (None, None) => return Ok((CodeKey::derive(DEVELOPMENT_CODE_KEY.as_bytes()), true)),
+    let names = ["SHORTENER_CODE_KEY", "SHORTENER_CODE_KEY_FILE"];
+    let Some(secret) = read_secret(key, file, names)? else {
+        return Ok((CodeKey::derive(DEVELOPMENT_CODE_KEY.as_bytes()), true));
     };
     if secret.len() < MIN_CODE_KEY_LEN {
         return Err(format!(

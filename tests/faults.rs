@@ -79,22 +79,6 @@ impl OwnRedis {
     }
 }
 
-/// `count` links made straight in Postgres: every first request for one misses moka and asks
-/// Redis, then Postgres.
-async fn links_in_postgres(app: &TestApp, count: i64) -> Vec<String> {
-    app.db()
-        .await
-        .execute(
-            "INSERT INTO links (id, code, target_url, created_at) \
-             SELECT g, 'fault-' || g, 'https://example.com/' || g, now() \
-             FROM generate_series(1, $1::bigint) AS g",
-            &[&count],
-        )
-        .await
-        .unwrap();
-    (1..=count).map(|i| format!("fault-{i}")).collect()
-}
-
 async fn redis_state(app: &TestApp) -> String {
     let body = send(app.admin, "GET", "/readyz", &[], b"").await.json();
     body["tiers"]["redis"]
@@ -139,7 +123,7 @@ async fn spawn_on_redis(redis_url: &str) -> TestApp {
 async fn f2_a_paused_redis_costs_each_redirect_at_most_one_command_timeout() {
     let redis = OwnRedis::start();
     let app = spawn_on_redis(&redis.url()).await;
-    let codes = links_in_postgres(&app, 40).await;
+    let codes = app.links_in_postgres("fault", 40).await;
     redirect_all_quickly(&app, &codes[..10]).await;
     assert_eq!(redis_state(&app).await, "up");
 
@@ -169,7 +153,7 @@ async fn f2_a_paused_redis_costs_each_redirect_at_most_one_command_timeout() {
 async fn f1_a_killed_redis_costs_redirects_nothing_and_is_used_again_once_back() {
     let redis = OwnRedis::start();
     let app = spawn_on_redis(&redis.url()).await;
-    let codes = links_in_postgres(&app, 40).await;
+    let codes = app.links_in_postgres("fault", 40).await;
     redirect_all_quickly(&app, &codes[..10]).await;
 
     let port = redis.kill();

@@ -8,20 +8,6 @@ use std::time::Duration;
 
 use common::{TestApp, send, spawn_app};
 
-/// Links made straight in the database, so that redirecting them needs a lookup.
-async fn uncached_links(app: &TestApp, count: i64) -> Vec<String> {
-    let db = app.db().await;
-    db.execute(
-        "INSERT INTO links (id, code, target_url, created_at) \
-         SELECT g, 'uncached-' || g, 'https://example.com/' || g, now() \
-         FROM generate_series(1, $1::bigint) AS g",
-        &[&count],
-    )
-    .await
-    .unwrap();
-    (1..=count).map(|i| format!("uncached-{i}")).collect()
-}
-
 /// Starts `count` creates of one alias that an uncommitted transaction holds: each waits
 /// on Postgres' unique index with a write connection, or waits for one.
 fn contested_creates(app: &TestApp, count: usize) -> Vec<tokio::task::JoinHandle<u16>> {
@@ -59,7 +45,7 @@ async fn hold_alias(db: &mut tokio_postgres::Client) -> tokio_postgres::Transact
 #[tokio::test]
 async fn redirects_are_served_while_creates_hold_every_write_connection() {
     let app = spawn_app(&["--db-write-pool-size", "4", "--db-acquire-timeout", "250ms"]).await;
-    let codes = uncached_links(&app, 20).await;
+    let codes = app.links_in_postgres("uncached", 20).await;
     let mut blocker = app.db().await;
     let tx = hold_alias(&mut blocker).await;
     let creates = contested_creates(&app, 16);
@@ -144,6 +130,7 @@ async fn readiness_names_each_tier() {
     assert_eq!(body["status"], "ready");
     assert_eq!(body["tiers"]["primary"], "up");
     assert!(body["tiers"]["cache_entries"].is_u64(), "{body}");
+    assert_eq!(body["tiers"]["redis"], "off", "{body}");
     assert_eq!(body["creates"], "ready");
     app.shutdown().await;
 }

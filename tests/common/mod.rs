@@ -155,6 +155,22 @@ impl TestApp {
         connect(&self.db_url).await
     }
 
+    /// `count` links made straight in Postgres (`{prefix}-1` …), as another instance would:
+    /// redirecting one needs a lookup below this instance's memory.
+    pub async fn links_in_postgres(&self, prefix: &str, count: i64) -> Vec<String> {
+        self.db()
+            .await
+            .execute(
+                "INSERT INTO links (id, code, target_url, created_at) \
+                 SELECT g, $1 || '-' || g, 'https://example.com/' || g, now() \
+                 FROM generate_series(1, $2::bigint) AS g",
+                &[&prefix, &count],
+            )
+            .await
+            .unwrap();
+        (1..=count).map(|i| format!("{prefix}-{i}")).collect()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         scalar(&self.db().await, &format!("SELECT count(*) FROM {table}")).await
     }
