@@ -1,11 +1,9 @@
-//! Reads through the local streaming replica (`make services` starts it on :5433): the
-//! replica serves old codes, a generated code younger than the lag bound is read from the
-//! primary (RELIABILITY F5: read-your-writes while replay is paused), aliases fall back to
-//! the primary, and a scan of unknown generated codes costs the primary nothing.
+//! Reads through the local streaming replica (`make services` starts it on :5433): a scan of
+//! unknown generated codes costs the primary nothing (unknown aliases still ask it), and with
+//! the primary cut off a fresh instance serves existing codes from the replica.
 //!
-//! The tests of this file pause and resume the replica's replay, so they run one at a time
-//! (a lock below); no other test binary uses the replica, and cargo runs test binaries one
-//! after another.
+//! Faults of the replica itself (replay paused, F5) and of a really stopped primary (F4) are
+//! in tests/faults.rs, against a primary and replica of the test's own.
 
 mod common;
 
@@ -17,10 +15,6 @@ use shortener::clicks::ClickRecorder;
 use shortener::ids::{CodeCodec, CodeKey, EPOCH_UNIX_MS, compose_id};
 use shortener::links::{CacheSettings, LinkCache, ResolveError, Resolver};
 use shortener::storage::{Db, PoolSettings, PoolSizes};
-use tokio::sync::Mutex;
-
-/// The tests here share the one replica, and one of them pauses it.
-static REPLICA: Mutex<()> = Mutex::const_new(());
 
 /// The code key of the test configuration (tests/common).
 const TEST_CODE_KEY: &[u8] = b"integration-test-code-key";
@@ -62,117 +56,13 @@ async fn wait_for_replica(primary_url: &str) {
     );
 }
 
-/// Pauses the replica's replay until dropped (also when a test panics).
-struct PausedReplay;
-
-impl PausedReplay {
-    async fn start() -> Self {
-        let replica = connect(&replica_url("postgres")).await;
-        replica
-            .batch_execute("SELECT pg_wal_replay_pause()")
-            .await
-            .unwrap();
-        PausedReplay
-    }
-}
-
-impl Drop for PausedReplay {
-    fn drop(&mut self) {
-        let url = replica_url("postgres");
-        let _ = std::process::Command::new("psql")
-            .args([url.as_str(), "-Atqc", "SELECT pg_wal_replay_resume()"])
-            .output();
-    }
-}
-
 fn now_ms_since_epoch() -> u64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     now.as_millis() as u64 - EPOCH_UNIX_MS
 }
 
 #[tokio::test]
-async fn young_codes_and_new_aliases_resolve_through_the_primary_while_replay_is_paused() {
-    let _one_at_a_time = REPLICA.lock().await;
-    let db_url = common::fresh_database().await;
-    wait_for_replica(&db_url).await;
-    let replica = replica_url(database_name(&db_url));
-    let reader = spawn_app_on(
-        &db_url,
-        &[
-            "--database-replica-urls",
-            &replica,
-            "--negative-ttl",
-            "200ms",
-        ],
-    )
-    .await;
-    let writer = spawn_app_on(&db_url, &[]).await;
-    let primary = connect(&db_url).await;
-
-    // An old link, replicated: the replica serves it.
-    let codec = CodeCodec::new(&CodeKey::derive(TEST_CODE_KEY));
-    let hour_ago = compose_id(now_ms_since_epoch() - 3_600_000, 1000, 1);
-    let replicated = String::from_utf8(codec.encode(hour_ago).to_vec()).unwrap();
-    primary
-        .execute(
-            "INSERT INTO links (id, code, target_url, created_at) \
-             VALUES ($1, $2, 'https://example.com/old', now())",
-            &[&hour_ago, &replicated],
-        )
-        .await
-        .unwrap();
-    wait_for_replica(&db_url).await;
-    assert_eq!(reader.get(&format!("/{replicated}")).await.status, 302);
-
-    let paused = PausedReplay::start().await;
-    // Created elsewhere during the pause: only the primary has them.
-    let young = writer.create("https://example.com/young").await;
-    let alias = writer
-        .shorten(r#"{"url": "https://example.com/alias", "alias": "during-the-pause"}"#)
-        .await;
-    assert_eq!(alias.status, 201);
-    let two_hours_ago = compose_id(now_ms_since_epoch() - 7_200_000, 1000, 2);
-    let old = String::from_utf8(codec.encode(two_hours_ago).to_vec()).unwrap();
-    primary
-        .execute(
-            "INSERT INTO links (id, code, target_url, created_at) \
-             VALUES ($1, $2, 'https://example.com/late', now())",
-            &[&two_hours_ago, &old],
-        )
-        .await
-        .unwrap();
-
-    let response = reader.get(&format!("/{young}")).await;
-    assert_eq!(
-        response.status, 302,
-        "a young code is read from the primary"
-    );
-    assert_eq!(
-        response.header("location"),
-        Some("https://example.com/young")
-    );
-    assert_eq!(reader.get("/during-the-pause").await.status, 302);
-    // An old generated code the replica does not have is unknown: the replica's answer is
-    // final for those (the price of sparing the primary a scanner's misses).
-    reader.get(&format!("/{old}")).await.assert_problem(404);
-
-    drop(paused);
-    wait_for_replica(&db_url).await;
-    let seen = eventually(Duration::from_secs(5), || async {
-        reader.get(&format!("/{old}")).await.status == 302
-    })
-    .await;
-    assert!(
-        seen,
-        "the old code was not served once the replica caught up"
-    );
-    reader.shutdown().await;
-    writer.shutdown().await;
-}
-
-#[tokio::test]
 async fn a_scan_of_unknown_generated_codes_costs_the_primary_nothing() {
-    let _one_at_a_time = REPLICA.lock().await;
     let db_url = common::fresh_database().await;
     wait_for_replica(&db_url).await;
     let settings = PoolSettings {
@@ -230,7 +120,6 @@ async fn a_scan_of_unknown_generated_codes_costs_the_primary_nothing() {
 
 #[tokio::test]
 async fn with_the_primary_gone_a_fresh_instance_serves_existing_codes_from_the_replica() {
-    let _one_at_a_time = REPLICA.lock().await;
     let db_url = common::fresh_database().await;
     let creator = spawn_app_on(&db_url, &[]).await;
     let codec = CodeCodec::new(&CodeKey::derive(TEST_CODE_KEY));

@@ -5,13 +5,23 @@
 //! without a timeout; here every command fails fast when no connection is up and times out
 //! after the configured command timeout otherwise, and the client reconnects by itself with
 //! an exponential back-off. Values are opaque bytes: `links` decides what they mean.
+//!
+//! A cluster master that hangs (its connections open, nothing answered) is never given up by
+//! fred on its own (aembke/fred.rs#363): after its replica takes over, commands for its slots
+//! would keep going to it and timing out. So a command that times out against a cluster makes
+//! every client re-read the slot map (`CLUSTER SLOTS`) in the background, at most once per
+//! [`RESYNC_AT_MOST_EVERY`]: once the replica has taken over, the hung node is dropped and its
+//! slots are routed to the new master.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use fred::error::ErrorKind;
 use fred::prelude::{
-    Builder, ClientLike, Config, Expiration, KeysInterface, Options, Pool, ReconnectPolicy, Server,
-    ServerConfig, TlsConnector,
+    Builder, ClientLike, ClusterInterface, Config, Expiration, KeysInterface, Options, Pool,
+    ReconnectPolicy, Server, ServerConfig, TlsConnector,
 };
 use fred::types::config::{ClusterDiscoveryPolicy, TlsConfig, TlsHostMapping, UnresponsiveConfig};
 use thiserror::Error;
@@ -25,6 +35,8 @@ const MAX_QUEUED_COMMANDS: usize = 10_000;
 /// Reconnect back-off: 100 ms, doubling, at most 2 s, forever.
 const RECONNECT_MIN_MS: u32 = 100;
 const RECONNECT_MAX_MS: u32 = 2_000;
+/// The slot map is re-read after a command timed out against a cluster, at most this often.
+const RESYNC_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// Where Redis is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +76,14 @@ pub struct RedisStore {
     pool: Pool,
     options: Options,
     key_prefix: String,
+    /// Set for a cluster: when the slot map was last re-read.
+    resync: Option<Arc<Resync>>,
+}
+
+/// When the clients last re-read a cluster's slot map, as milliseconds since `started`.
+struct Resync {
+    started: Instant,
+    last_ms: AtomicU64,
 }
 
 impl RedisStore {
@@ -123,7 +143,14 @@ impl RedisStore {
             ))
             .build_pool(POOL_SIZE)?;
         pool.connect();
+        let resync = matches!(settings.topology, RedisTopology::Cluster(_)).then(|| {
+            Arc::new(Resync {
+                started: Instant::now(),
+                last_ms: AtomicU64::new(0),
+            })
+        });
         Ok(RedisStore {
+            resync,
             pool,
             options: Options {
                 timeout: Some(settings.command_timeout),
@@ -148,11 +175,45 @@ impl RedisStore {
 
     /// The value stored for `code`, if any.
     pub async fn get_link(&self, code: &str) -> Result<Option<Bytes>, RedisError> {
-        Ok(self
+        let result = self
             .pool
             .with_options(&self.options)
             .get(self.key(code))
-            .await?)
+            .await;
+        self.checked(result)
+    }
+
+    /// Passes `result` on; a timeout against a cluster first starts a re-read of its slot map.
+    fn checked<T>(&self, result: Result<T, fred::error::Error>) -> Result<T, RedisError> {
+        if let (Err(error), Some(resync)) = (&result, &self.resync)
+            && *error.kind() == ErrorKind::Timeout
+        {
+            self.resync_soon(resync);
+        }
+        Ok(result?)
+    }
+
+    fn resync_soon(&self, resync: &Resync) {
+        let now_ms = resync.started.elapsed().as_millis() as u64 + 1;
+        let last_ms = resync.last_ms.load(Ordering::Relaxed);
+        let due = last_ms == 0
+            || now_ms.saturating_sub(last_ms) >= RESYNC_AT_MOST_EVERY.as_millis() as u64;
+        if !due
+            || resync
+                .last_ms
+                .compare_exchange(last_ms, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            for client in pool.clients() {
+                if let Err(error) = client.sync_cluster().await {
+                    tracing::debug!(%error, "re-reading the redis cluster's slot map failed");
+                }
+            }
+        });
     }
 
     /// Stores `value` for `code` for `ttl`.
@@ -163,7 +224,7 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<(), RedisError> {
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let _: () = self
+        let result: Result<(), _> = self
             .pool
             .with_options(&self.options)
             .set(
@@ -173,18 +234,18 @@ impl RedisStore {
                 None,
                 false,
             )
-            .await?;
-        Ok(())
+            .await;
+        self.checked(result)
     }
 
     /// Forgets `code`.
     pub async fn delete_link(&self, code: &str) -> Result<(), RedisError> {
-        let _: i64 = self
+        let result: Result<i64, _> = self
             .pool
             .with_options(&self.options)
             .del(self.key(code))
-            .await?;
-        Ok(())
+            .await;
+        self.checked(result).map(drop)
     }
 
     /// Whether Redis answers a PING within the command timeout.
