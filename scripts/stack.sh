@@ -6,6 +6,7 @@
 #                                   a streaming replica of it on 127.0.0.1:5433,
 #                                   Redis on 127.0.0.1:6379,
 #                                   a Redis Cluster of 3 masters and 3 replicas on 127.0.0.1:7001-7006
+#                                 and openssl, with which the TLS tests make their certificates
 #   scripts/stack.sh stop         stops what `up` started itself (the replica and the cluster);
 #                                 the machine's own Postgres and Redis are left running
 #   scripts/stack.sh createdb NAME   creates database NAME if it does not exist
@@ -217,7 +218,16 @@ stop_redis_cluster() {
   done
 }
 
+# The TLS tests make their certificates with openssl.
+install_openssl() {
+  command -v openssl >/dev/null && return
+  log "installing openssl from Debian packages"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl >/dev/null
+}
+
 up() {
+  install_openssl
   if postgres_answers; then
     log "PostgreSQL already answers on $PGHOST:$PGPORT"
   else

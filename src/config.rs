@@ -612,13 +612,10 @@ fn parse_base_url(raw: &str) -> Result<(String, String), String> {
     Ok((url.as_str().trim_end_matches('/').to_owned(), host))
 }
 
-/// Checks the shape of a Postgres URL without echoing it: it may hold a password.
+/// Checks a Postgres URL (its TLS settings and CA file too) without echoing it: it may hold a
+/// password.
 fn parse_pg_url(raw: &str) -> Result<(), String> {
-    if crate::storage::is_valid_database_url(raw) {
-        Ok(())
-    } else {
-        Err("is not a valid Postgres connection string (value not shown)".into())
-    }
+    crate::storage::check_database_url(raw)
 }
 
 fn parse_worker_id(raw: &str) -> Result<WorkerId, String> {

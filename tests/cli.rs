@@ -36,6 +36,40 @@ fn bad_configuration_reports_every_problem_and_exits_64() {
 }
 
 #[test]
+fn unusable_postgres_tls_settings_exit_64_naming_the_setting_not_the_url() {
+    for (url, says) in [
+        (
+            "postgres://user:hunter2@db.internal/x?sslmode=verify-ca",
+            "needs sslrootcert",
+        ),
+        (
+            "postgres://user:hunter2@db.internal/x?sslmode=verify-full&sslrootcert=/no/such/ca.pem",
+            "sslrootcert '/no/such/ca.pem'",
+        ),
+        (
+            "postgres://user:hunter2@db.internal/x?sslmode=always",
+            "sslmode 'always'",
+        ),
+    ] {
+        let output = shortener()
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "{url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("DATABASE_URL") && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("hunter2"),
+            "a secret was printed: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn missing_database_url_exits_64() {
     let output = shortener().arg("serve").output().unwrap();
     assert_eq!(output.status.code(), Some(64));

@@ -1,8 +1,6 @@
 //! Operator commands that change one link (`shortener disable` / `enable`), run from the
 //! command line on a connection of their own.
 
-use tokio_postgres::NoTls;
-
 use super::StorageError;
 
 /// Whether a link may be served.
@@ -20,8 +18,7 @@ pub async fn set_link_state(
     code: &str,
     state: LinkState,
 ) -> Result<bool, StorageError> {
-    let (client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
-    let connection = tokio::spawn(connection);
+    let (client, connection) = super::connect_once(database_url).await?;
     let sql = match state {
         LinkState::Disabled => {
             "UPDATE links SET disabled_at = coalesce(disabled_at, now()) WHERE code = $1"

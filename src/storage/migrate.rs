@@ -1,17 +1,15 @@
 //! Applies the SQL files in `migrations/`, embedded in the binary, with refinery.
 
 use anyhow::Context;
-use tokio_postgres::NoTls;
 
 refinery::embed_migrations!("migrations");
 
 /// Applies every pending migration to the database at `url`; a no-op when all are applied.
 /// Answers the names of the migrations applied by this call.
 pub async fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
-    let (mut client, connection) = tokio_postgres::connect(url, NoTls)
+    let (mut client, connection) = super::connect_once(url)
         .await
         .context("connecting to the database to migrate it")?;
-    let connection = tokio::spawn(connection);
     let report = migrations::runner()
         .run_async(&mut client)
         .await

@@ -13,6 +13,7 @@ mod pool;
 mod probe;
 mod redis;
 mod stats;
+mod tls;
 pub mod worker_lease;
 
 use std::sync::Arc;
@@ -26,12 +27,29 @@ pub use links::{CreateOutcome, IdempotentRequest, LinkRecord, NewLink, StoredAns
 pub use migrate::migrate;
 pub use pool::{
     OWN_CONNECTIONS_PRIMARY, OWN_CONNECTIONS_REPLICA, PgConn, PoolSettings, PoolSizes,
-    is_valid_database_url,
+    check_database_url,
 };
 pub use redis::{RedisError, RedisSettings, RedisStore, RedisTopology};
 pub use stats::{ClickRows, DailyClicks};
 
 use pool::{PgPool, Role};
+
+/// One connection of its own to the database at `url` (TLS as the URL says), its connection
+/// task spawned; for the commands that run once (`migrate`, `disable`, `enable`).
+async fn connect_once(
+    url: &str,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), StorageError> {
+    let target = tls::parse(url).map_err(|reason| {
+        StorageError::Unavailable(format!("the database URL is not usable: {reason}"))
+    })?;
+    let (client, connection) = target.config.connect(target.tls).await?;
+    let task = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "postgres connection ended");
+        }
+    });
+    Ok((client, task))
+}
 
 /// Why a storage call failed, as far as callers need to branch on it.
 #[derive(Debug, Error)]
@@ -58,7 +76,16 @@ impl From<tokio_postgres::Error> for StorageError {
                 code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
             });
         if transient {
-            StorageError::Unavailable(error.to_string())
+            // The driver's own text ("error performing TLS handshake", "error connecting to
+            // server") says little without its cause.
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            StorageError::Unavailable(text)
         } else {
             StorageError::Database(error)
         }

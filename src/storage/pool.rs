@@ -4,14 +4,15 @@
 //! redirect path that must answer in milliseconds nor one that must shed load quickly; every
 //! limit is explicit here. Statements are prepared once, when a connection is opened.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use bb8::{ErrorSink, ManageConnection, Pool, PooledConnection, QueueStrategy, RunError};
 use bb8_postgres::PostgresConnectionManager;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StorageError;
+use super::tls;
 
 /// A peer that vanished (host down, network cut) is noticed within about half a minute
 /// instead of the kernel's default two hours.
@@ -187,7 +188,7 @@ impl BackgroundStatements {
 }
 
 pub struct PgManager {
-    inner: PostgresConnectionManager<NoTls>,
+    inner: PostgresConnectionManager<MakeRustlsConnect>,
     role: Role,
 }
 
@@ -231,9 +232,10 @@ impl ErrorSink<tokio_postgres::Error> for LogErrors {
     }
 }
 
-/// Whether `url` is a Postgres connection string the driver accepts (checked at start-up).
-pub fn is_valid_database_url(url: &str) -> bool {
-    Config::from_str(url).is_ok()
+/// Checks a Postgres connection string at start-up, TLS settings and CA file included; the
+/// error names what is wrong without repeating the string.
+pub fn check_database_url(url: &str) -> Result<(), String> {
+    tls::parse(url).map(drop)
 }
 
 /// A pool of `size` connections of `role` to the database at `url`.
@@ -243,8 +245,9 @@ pub(super) fn build(
     size: u32,
     settings: &PoolSettings,
 ) -> Result<PgPool, StorageError> {
-    let mut config = Config::from_str(url)
-        .map_err(|_| StorageError::Unavailable("the database URL is malformed".into()))?;
+    let tls::PgTarget { mut config, tls } = tls::parse(url).map_err(|reason| {
+        StorageError::Unavailable(format!("the database URL is not usable: {reason}"))
+    })?;
     config
         .connect_timeout(settings.connect_timeout)
         .keepalives(true)
@@ -258,7 +261,7 @@ pub(super) fn build(
             settings.statement_timeout.as_millis()
         ));
     let manager = PgManager {
-        inner: PostgresConnectionManager::new(config, NoTls),
+        inner: PostgresConnectionManager::new(config, tls),
         role,
     };
     // Request pools keep two connections warm; a task's own connection is opened on first use.

@@ -356,14 +356,16 @@ pub struct OwnPostgres {
 }
 
 impl OwnPostgres {
-    /// A new primary.
+    /// A new primary, started.
     pub fn start() -> OwnPostgres {
-        OwnPostgres::start_with(&[], None)
+        let own = OwnPostgres::init();
+        own.start_again();
+        own
     }
 
-    /// A new primary with `settings` added to its configuration and, when given, `hba` as its
-    /// whole pg_hba.conf.
-    pub fn start_with(settings: &[(&str, &str)], hba: Option<&str>) -> OwnPostgres {
+    /// A new primary, not started yet: [`OwnPostgres::configure`] and
+    /// [`OwnPostgres::write_file`] first, then [`OwnPostgres::start_again`].
+    pub fn init() -> OwnPostgres {
         let bin = postgres_bin();
         let root = own_dir("postgres");
         give_to_postgres(&root);
@@ -381,12 +383,17 @@ impl OwnPostgres {
             port: free_port(),
             bin,
         };
-        own.configure(settings);
-        if let Some(hba) = hba {
-            std::fs::write(own.dir.join("pg_hba.conf"), hba).unwrap();
-        }
-        own.start_again();
+        own.configure_own_ports();
         own
+    }
+
+    /// Writes `name` into the data directory, readable by the server only (as a TLS key must be).
+    pub fn write_file(&self, name: &str, contents: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        give_to_postgres(&path);
     }
 
     /// A streaming replica of `primary`, from a fresh base backup.
@@ -406,18 +413,30 @@ impl OwnPostgres {
             port: free_port(),
             bin: primary.bin.clone(),
         };
+        own.configure_own_ports();
         own.configure(&[("hot_standby", "on")]);
         own.start_again();
         own
     }
 
-    fn configure(&self, settings: &[(&str, &str)]) {
-        let mut conf = format!(
-            "\n# the test's own server\nport = {}\nlisten_addresses = '127.0.0.1'\n\
-             unix_socket_directories = '{}'\nfsync = off\nmax_connections = 200\n",
-            self.port,
-            self.dir.display()
-        );
+    /// Its own port and socket directory, and no fsync (nothing here must survive a crash of
+    /// the machine).
+    fn configure_own_ports(&self) {
+        let socket_dir = self.dir.display().to_string();
+        let port = self.port.to_string();
+        self.configure(&[
+            ("port", &port),
+            ("listen_addresses", "'127.0.0.1'"),
+            ("unix_socket_directories", &format!("'{socket_dir}'")),
+            ("fsync", "off"),
+            ("max_connections", "200"),
+        ]);
+    }
+
+    /// Adds `settings` to its configuration (the last of a name counts); a server that runs
+    /// takes them at its next start.
+    pub fn configure(&self, settings: &[(&str, &str)]) {
+        let mut conf = String::new();
         for (name, value) in settings {
             conf.push_str(&format!("{name} = {value}\n"));
         }
@@ -455,8 +474,14 @@ impl OwnPostgres {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.dir
+    /// Connection parameters over its Unix socket (in its data directory), which the
+    /// pg_hba.conf of a test may treat apart from TCP.
+    pub fn socket_params(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={database}",
+            self.dir.display(),
+            self.port
+        )
     }
 }
 
