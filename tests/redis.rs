@@ -42,11 +42,13 @@ fn redis_flags(topology: Topology, prefix: &str) -> Vec<String> {
         value,
         "--redis-key-prefix".into(),
         prefix.into(),
+        "--redis-ttl".into(),
+        "30s".into(),
     ]
 }
 
-/// What Redis holds under `key`, read with redis-cli (`-c` follows cluster redirections).
-fn redis_get(topology: Topology, key: &str) -> Option<String> {
+/// What redis-cli prints for `args` (`-c` follows cluster redirections), trimmed.
+fn redis_cli(topology: Topology, args: &[&str]) -> String {
     let mut command = Command::new("redis-cli");
     match topology {
         Topology::Single => command.args(["-u", &single_url()]),
@@ -57,13 +59,26 @@ fn redis_get(topology: Topology, key: &str) -> Option<String> {
         }
     };
     let output = command
-        .args(["--raw", "GET", key])
+        .arg("--raw")
+        .args(args)
         .output()
         .expect("redis-cli runs");
     assert!(output.status.success(), "redis-cli: {output:?}");
-    let text = String::from_utf8(output.stdout).unwrap();
-    let value = text.trim_end_matches('\n');
-    (!value.is_empty()).then(|| value.to_owned())
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_owned()
+}
+
+/// What Redis holds under `key`.
+fn redis_get(topology: Topology, key: &str) -> Option<String> {
+    let value = redis_cli(topology, &["GET", key]);
+    (!value.is_empty()).then_some(value)
+}
+
+/// Seconds `key` has left to live in Redis (-1: no expiry, -2: no such key).
+fn redis_ttl(topology: Topology, key: &str) -> i64 {
+    redis_cli(topology, &["TTL", key]).parse().unwrap()
 }
 
 async fn spawn_with_redis(db_url: &str, topology: Topology, prefix: &str) -> TestApp {
@@ -102,6 +117,11 @@ async fn tiers_fill_and_serve(topology: Topology) {
     })
     .await;
     assert!(filled, "not filled back into Redis");
+    // Both live for SHORTENER_REDIS_TTL (30 s here).
+    for key in [format!("{prefix}{code}"), format!("{prefix}made-in-sql")] {
+        let ttl = redis_ttl(topology, &key);
+        assert!((1..=30).contains(&ttl), "{key}: TTL {ttl}");
+    }
 
     // Unknown codes are never written to Redis.
     first.get("/never-made").await.assert_problem(404);
