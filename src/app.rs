@@ -18,7 +18,7 @@ use crate::domain::{ClientIp, TrustedProxies, UrlPolicy};
 use crate::http::{ConnectionLimits, handle_admin, handle_public, serve};
 use crate::ids::{CodeCodec, IdGenerator};
 use crate::lease::LeaseKeeper;
-use crate::links::{BreakerState, Creator, LinkCache, RemoteCache, Resolver};
+use crate::links::{BreakerState, CreateWriter, Creator, LinkCache, RemoteCache, Resolver};
 use crate::readiness::{Readiness, RedisState, Tiers, run_prober};
 use crate::storage::{Db, RedisStore};
 
@@ -76,6 +76,7 @@ impl App {
     pub fn new(
         config: &Config,
         db: Db,
+        writer: Arc<CreateWriter>,
         clicks: Arc<ClickRecorder>,
         remote: Option<Arc<RemoteCache>>,
         shutdown: CancellationToken,
@@ -94,6 +95,7 @@ impl App {
             .with_remote(remote.clone()),
             creator: Creator::new(
                 db.clone(),
+                writer,
                 Arc::clone(&ids),
                 codec,
                 cache,
@@ -192,16 +194,19 @@ pub async fn run(
         }
         None => None,
     };
+    let background = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (writer, write_creates) = CreateWriter::new(db.clone(), config.writer, background.clone());
+    tasks.spawn(write_creates);
     let app = Arc::new(App::new(
         &config,
         db.clone(),
+        Arc::new(writer),
         Arc::clone(&clicks),
         remote.clone(),
         shutdown.clone(),
     ));
 
-    let background = CancellationToken::new();
-    let tasks = TaskTracker::new();
     tasks.spawn(run_prober(
         Arc::clone(&app.readiness),
         db.clone(),

@@ -12,7 +12,7 @@ use http::StatusCode;
 
 use crate::domain::{Blocklist, IpNet, TrustedProxies};
 use crate::ids::{CodeKey, MAX_WORKER_ID, WorkerId};
-use crate::links::CacheSettings;
+use crate::links::{CacheSettings, WriterSettings};
 use crate::storage::{PoolSettings, PoolSizes, RedisSettings, RedisTopology};
 
 /// The code key used when none is configured. Development only: anyone can read it here.
@@ -195,6 +195,16 @@ pub struct ServeArgs {
     /// Connections to the primary for creates.
     #[arg(long, env = "SHORTENER_DB_WRITE_POOL_SIZE", default_value = "8")]
     pub db_write_pool_size: String,
+    /// Most creates written in one transaction (group commit); 1 writes each on its own.
+    #[arg(long, env = "SHORTENER_CREATE_BATCH_MAX", default_value = "256")]
+    pub create_batch_max: String,
+    /// How long a batch that found other creates waiting waits for more (never when the queue
+    /// was idle); 0s writes what is queued at once.
+    #[arg(long, env = "SHORTENER_CREATE_LINGER", default_value = "1ms")]
+    pub create_linger: String,
+    /// Most creates waiting to be written; more are answered 503 at once.
+    #[arg(long, env = "SHORTENER_CREATE_QUEUE", default_value = "4096")]
+    pub create_queue: String,
     /// Connections to the primary for click flushes and pruning.
     #[arg(long, env = "SHORTENER_DB_BACKGROUND_POOL_SIZE", default_value = "2")]
     pub db_background_pool_size: String,
@@ -247,6 +257,8 @@ pub struct Config {
     /// Most connections to one Postgres server (checked against `pool`).
     pub db_connection_budget: u32,
     pub cache: CacheSettings,
+    /// Group commit of creates.
+    pub writer: WriterSettings,
     /// The Redis tier, when Redis is configured.
     pub redis: Option<RedisConfig>,
 }
@@ -447,6 +459,29 @@ impl ServeArgs {
                 parse_positive::<u32>,
             ),
         );
+        let mut batch_max = None;
+        check(
+            "SHORTENER_CREATE_BATCH_MAX",
+            parse_into(
+                &self.create_batch_max,
+                &mut batch_max,
+                parse_positive::<usize>,
+            ),
+        );
+        let mut linger = None;
+        check(
+            "SHORTENER_CREATE_LINGER",
+            parse_into(&self.create_linger, &mut linger, parse_duration_or_zero),
+        );
+        let mut create_queue = None;
+        check(
+            "SHORTENER_CREATE_QUEUE",
+            parse_into(
+                &self.create_queue,
+                &mut create_queue,
+                parse_positive::<usize>,
+            ),
+        );
         let mut budget = None;
         check(
             "SHORTENER_DB_CONNECTION_BUDGET",
@@ -547,6 +582,11 @@ impl ServeArgs {
                 statement_timeout: statement_timeout.expect("validated"),
             },
             db_connection_budget: budget.expect("validated"),
+            writer: WriterSettings {
+                batch_max: batch_max.expect("validated"),
+                linger: linger.expect("validated"),
+                queue: create_queue.expect("validated"),
+            },
             redis,
             cache: CacheSettings {
                 capacity: cache_capacity.expect("validated"),

@@ -52,6 +52,8 @@ pub enum ApiError {
     Unavailable,
     #[error("this instance holds no worker id, so it cannot issue ids right now; retry shortly")]
     NoWorkerId,
+    #[error("too many creates are waiting to be written; retry shortly")]
+    Overloaded,
     #[error("metrics are not exported yet")]
     NotImplemented,
     #[error("the server failed to handle this request")]
@@ -101,6 +103,7 @@ impl From<CreateError> for ApiError {
                 tracing::warn!("no worker id lease held; refusing creates");
                 ApiError::NoWorkerId
             }
+            CreateError::Busy => ApiError::Overloaded,
             CreateError::Storage(error) => ApiError::from(error),
             CreateError::Internal(what) => {
                 tracing::error!(what, "create failed");
@@ -179,6 +182,11 @@ impl ApiError {
                 "no-worker-id",
                 "No worker id",
             ),
+            Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too many creates waiting",
+            ),
             NotImplemented => (
                 StatusCode::NOT_IMPLEMENTED,
                 "not-implemented",
@@ -209,7 +217,10 @@ impl ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match self {
-            ApiError::Unavailable | ApiError::NoWorkerId | ApiError::IdempotencyKeyInUse => {
+            ApiError::Unavailable
+            | ApiError::NoWorkerId
+            | ApiError::Overloaded
+            | ApiError::IdempotencyKeyInUse => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             ApiError::MethodNotAllowed(allow) => {

@@ -1,5 +1,6 @@
-//! The create use case: validate, take an id, make the code, insert the link with its
-//! idempotency record, and fill the new link into the cache.
+//! The create use case: validate, take an id, make the code, hand the row (with its
+//! idempotency record) to the group-commit writer, and fill the new link into the caches once
+//! it is committed.
 
 use std::sync::Arc;
 
@@ -9,15 +10,14 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use super::idempotency::{fingerprint, replay_or_refuse};
+use super::writer::{CreateWriter, WriteError};
 use super::{LinkCache, RemoteCache, ResolvedLink};
 use crate::domain::{
     Alias, AliasError, ExpiresAt, ExpiryError, IdempotencyKey, TargetUrl, UrlError, UrlPolicy,
     now_micros,
 };
 use crate::ids::{CodeCodec, IdGenerator};
-use crate::storage::{
-    CreateOutcome, Db, IdempotentRequest, LinkRecord, NewLink, StorageError, StoredAnswer,
-};
+use crate::storage::{BatchKey, BatchRow, Db, LinkRecord, RowOutcome, StorageError, StoredAnswer};
 
 /// Fresh ids tried when one collides (an id reissued after a clock step, or a generated code
 /// that an alias took first): each retry is astronomically less likely than the one before.
@@ -67,6 +67,8 @@ pub enum CreateError {
     KeyReused,
     #[error("this instance holds no worker id")]
     NoWorkerId,
+    #[error("too many creates are waiting to be written")]
+    Busy,
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("create failed: {0}")]
@@ -104,6 +106,7 @@ struct ValidRequest {
 /// Creates links. Cheap to share behind the application state.
 pub struct Creator {
     db: Db,
+    writer: Arc<CreateWriter>,
     ids: Arc<IdGenerator>,
     codec: CodeCodec,
     cache: Arc<LinkCache>,
@@ -117,6 +120,7 @@ pub struct Creator {
 impl Creator {
     pub fn new(
         db: Db,
+        writer: Arc<CreateWriter>,
         ids: Arc<IdGenerator>,
         codec: CodeCodec,
         cache: Arc<LinkCache>,
@@ -125,6 +129,7 @@ impl Creator {
     ) -> Self {
         Creator {
             db,
+            writer,
             ids,
             codec,
             cache,
@@ -142,17 +147,23 @@ impl Creator {
 
     pub async fn create(&self, request: CreateRequest<'_>) -> Result<Created, CreateError> {
         let fingerprint = fingerprint(&request.json)?;
-        // A retry is answered from the stored response before anything else is checked.
-        if let Some(key) = &request.key
-            && let Some(stored) = self.db.stored_answer(request.scope, key.as_str()).await?
-        {
-            return replayed(replay_or_refuse(stored, &fingerprint)?);
-        }
         let now = now_micros();
-        let valid = self.validate(request.json, now)?;
+        let valid = match self.validate(&request.json, now) {
+            Ok(valid) => valid,
+            // A retry gets its first answer even if the request would no longer validate (an
+            // `expires_at` now in the past).
+            Err(error) => {
+                let stored = self.stored_replay(&request, &fingerprint).await?;
+                return stored.ok_or(error);
+            }
+        };
 
         for _ in 0..MAX_ID_ATTEMPTS {
-            let id = self.ids.next_id().ok_or(CreateError::NoWorkerId)?;
+            let Some(id) = self.ids.next_id() else {
+                // Without a worker id no link can be made, but a retry can still be answered.
+                let stored = self.stored_replay(&request, &fingerprint).await?;
+                return stored.ok_or(CreateError::NoWorkerId);
+            };
             let code = match &valid.alias {
                 Some(alias) => alias.as_str().to_owned(),
                 None => String::from_utf8_lossy(&self.codec.encode(id)).into_owned(),
@@ -166,23 +177,37 @@ impl Creator {
             };
             let body =
                 serde_json::to_string(&answer).map_err(|_| CreateError::Internal("answer JSON"))?;
-            let link = NewLink {
+            let row = BatchRow {
                 id,
-                code: &answer.code,
-                target_url: valid.target.as_str(),
+                code: answer.code.clone(),
+                target_url: valid.target.as_str().to_owned(),
                 created_at: now,
                 expires_at: valid.expires_at,
+                key: request.key.as_ref().map(|key| BatchKey {
+                    scope: request.scope.to_owned(),
+                    key: key.as_str().to_owned(),
+                    fingerprint: fingerprint.to_vec(),
+                    status: StatusCode::CREATED.as_u16(),
+                    body: body.clone(),
+                }),
             };
-            let idempotency = request.key.as_ref().map(|key| IdempotentRequest {
-                scope: request.scope,
-                key: key.as_str(),
-                fingerprint: &fingerprint,
-                status: StatusCode::CREATED.as_u16(),
-                body: &body,
-            });
-            match self.db.create_link(&link, idempotency.as_ref()).await? {
-                CreateOutcome::Created => {
-                    self.fill_cache(&link).await;
+            let outcome = self
+                .writer
+                .write(row.clone())
+                .await
+                .map_err(|error| match error {
+                    WriteError::QueueFull => CreateError::Busy,
+                    WriteError::Stopped => CreateError::Storage(StorageError::Unavailable(
+                        "the service is shutting down".into(),
+                    )),
+                    WriteError::Unavailable => CreateError::Storage(StorageError::Unavailable(
+                        "the create batch was not written".into(),
+                    )),
+                    WriteError::Failed => CreateError::Internal("the create batch failed"),
+                })?;
+            match outcome {
+                RowOutcome::Created => {
+                    self.fill_cache(row).await;
                     return Ok(Created {
                         status: StatusCode::CREATED,
                         body,
@@ -190,14 +215,14 @@ impl Creator {
                         replay: Replay::Fresh,
                     });
                 }
-                CreateOutcome::Stored(stored) => {
+                RowOutcome::Stored(stored) => {
                     return replayed(replay_or_refuse(stored, &fingerprint)?);
                 }
-                CreateOutcome::KeyInUse => return Err(CreateError::KeyInUse),
-                CreateOutcome::CodeTaken if valid.alias.is_some() => {
+                RowOutcome::KeyInUse => return Err(CreateError::KeyInUse),
+                RowOutcome::CodeTaken if valid.alias.is_some() => {
                     return Err(CreateError::AliasTaken(answer.code));
                 }
-                CreateOutcome::CodeTaken | CreateOutcome::IdTaken => {
+                RowOutcome::CodeTaken | RowOutcome::IdTaken => {
                     tracing::warn!(
                         id,
                         "generated id or code already in use; retrying with a fresh id"
@@ -208,12 +233,28 @@ impl Creator {
         Err(CreateError::Internal("no free id after several attempts"))
     }
 
+    /// The answer stored for the request's key, sent again, if a request with that key was
+    /// answered before (none without a key).
+    async fn stored_replay(
+        &self,
+        request: &CreateRequest<'_>,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<Created>, CreateError> {
+        let Some(key) = &request.key else {
+            return Ok(None);
+        };
+        match self.db.stored_answer(request.scope, key.as_str()).await? {
+            Some(stored) => replayed(replay_or_refuse(stored, fingerprint)?).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn validate(
         &self,
-        json: serde_json::Value,
+        json: &serde_json::Value,
         now: OffsetDateTime,
     ) -> Result<ValidRequest, CreateError> {
-        let request: ShortenRequest = serde_json::from_value(json)
+        let request = ShortenRequest::deserialize(json)
             .map_err(|error| CreateError::InvalidBody(error.to_string()))?;
         Ok(ValidRequest {
             target: TargetUrl::parse(&request.url, &self.url_policy)?,
@@ -228,20 +269,21 @@ impl Creator {
 
     /// The new link is served from this instance's memory at once, and an earlier "no such
     /// code" here is forgotten.
-    async fn fill_cache(&self, link: &NewLink<'_>) {
+    async fn fill_cache(&self, row: BatchRow) {
         let record = LinkRecord {
-            id: link.id,
-            code: link.code.to_owned(),
-            target_url: link.target_url.to_owned(),
-            created_at: link.created_at,
-            expires_at: link.expires_at,
+            id: row.id,
+            code: row.code,
+            target_url: row.target_url,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
             disabled_at: None,
         };
         if let Some(remote) = &self.remote {
-            remote.write_through(link.code, &record).await;
+            remote.write_through(&record.code, &record).await;
         }
+        let code = record.code.clone();
         let resolved = ResolvedLink::from_record(record);
-        self.cache.created(link.code, resolved).await;
+        self.cache.created(&code, resolved).await;
     }
 }
 

@@ -2,8 +2,9 @@
 //! Header Field"): a request's fingerprint, and what a stored answer means for a retry.
 //!
 //! The answer of a successful create is stored with its key in the same transaction as the
-//! link (`storage::Db::create_link`), per client scope, for 24 hours. A retry with the same
-//! body gets that answer again; another body with the same key is refused.
+//! link (in its group-commit batch, `storage::Db::create_batch`), per client scope, for 24
+//! hours. A retry with the same body gets that answer again; another body with the same key
+//! is refused.
 
 use sha2::{Digest, Sha256};
 

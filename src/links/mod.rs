@@ -14,6 +14,7 @@ mod creator;
 mod idempotency;
 mod remote;
 mod resolver;
+mod writer;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use cache::{CacheSettings, LinkCache};
 pub use creator::{CreateError, CreateRequest, Created, Creator, Replay};
 pub use remote::RemoteCache;
 pub use resolver::{LinkStats, ResolveError, Resolver, Visit};
+pub use writer::{CreateWriter, WriteError, WriterSettings};
 
 use crate::domain::TargetUrl;
 use crate::storage::LinkRecord;

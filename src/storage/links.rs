@@ -1,10 +1,10 @@
-//! Links: lookups for redirects, and the create transaction with its idempotency record.
+//! Links: lookups for redirects, and the stored answer of an Idempotency-Key (creates are
+//! written in batches: `batch.rs`).
 
 use std::sync::atomic::Ordering;
 
 use time::OffsetDateTime;
 use tokio_postgres::Row;
-use tokio_postgres::error::SqlState;
 
 use super::{Db, StorageError, pool};
 
@@ -32,29 +32,6 @@ impl LinkRecord {
     }
 }
 
-/// A link about to be inserted.
-#[derive(Debug)]
-pub struct NewLink<'a> {
-    pub id: i64,
-    pub code: &'a str,
-    pub target_url: &'a str,
-    pub created_at: OffsetDateTime,
-    pub expires_at: Option<OffsetDateTime>,
-}
-
-/// The idempotency record written in the same transaction as the link.
-#[derive(Debug)]
-pub struct IdempotentRequest<'a> {
-    /// Whose key this is (the client IP): one client cannot replay another's responses.
-    pub scope: &'a str,
-    pub key: &'a str,
-    /// SHA-256 of the normalised request body.
-    pub fingerprint: &'a [u8],
-    /// The response stored for replays.
-    pub status: u16,
-    pub body: &'a str,
-}
-
 /// A response stored under an Idempotency-Key less than 24 hours ago.
 #[derive(Debug, PartialEq, Eq)]
 pub struct StoredAnswer {
@@ -72,21 +49,6 @@ impl StoredAnswer {
             body: row.try_get(2)?,
         })
     }
-}
-
-/// What became of a create.
-#[derive(Debug, PartialEq, Eq)]
-pub enum CreateOutcome {
-    Created,
-    /// The code (an alias, or in theory a generated code) belongs to another link.
-    CodeTaken,
-    /// The id is already in use: the caller retries with a fresh id.
-    IdTaken,
-    /// The key was used before (by a request that won a race with this one): the caller
-    /// replays the stored answer or refuses a different body.
-    Stored(StoredAnswer),
-    /// Another request with this key is being processed right now.
-    KeyInUse,
 }
 
 impl Db {
@@ -119,7 +81,8 @@ impl Db {
     }
 
     /// The answer stored under `(scope, key)` in the last 24 hours, if any. Read without the
-    /// lock: `create_link` checks again under it.
+    /// lock: for a retry that can no longer be written (its body no longer validates, or no
+    /// worker id is held); every other create reads it under the lock, in its batch.
     pub async fn stored_answer(
         &self,
         scope: &str,
@@ -135,83 +98,6 @@ impl Db {
                 Some(row) if row.try_get::<_, bool>(3)? => Ok(Some(StoredAnswer::from_row(&row)?)),
                 _ => Ok(None),
             }
-        })
-        .await
-    }
-
-    /// Inserts `link` and, when given, its idempotency record, in one transaction.
-    pub async fn create_link(
-        &self,
-        link: &NewLink<'_>,
-        idempotency: Option<&IdempotentRequest<'_>>,
-    ) -> Result<CreateOutcome, StorageError> {
-        self.bounded(async {
-            let mut conn = pool::checkout(&self.write).await?;
-            let statements = conn.write()?;
-            let (lock, get, delete, insert_link, insert_key) = (
-                statements.idempotency_lock.clone(),
-                statements.idempotency_get.clone(),
-                statements.idempotency_delete.clone(),
-                statements.insert_link.clone(),
-                statements.idempotency_insert.clone(),
-            );
-            let tx = conn.client.transaction().await?;
-
-            if let Some(request) = idempotency {
-                // A transaction-scoped advisory lock on (scope, key): a concurrent request with the
-                // same key sees it taken and answers 409 instead of waiting; a crash releases it.
-                let lock_name = format!("{}\n{}", request.scope, request.key);
-                let locked: bool = tx.query_one(&lock, &[&lock_name]).await?.try_get(0)?;
-                if !locked {
-                    return Ok(CreateOutcome::KeyInUse);
-                }
-                let stored = tx.query_opt(&get, &[&request.scope, &request.key]).await?;
-                if let Some(row) = stored {
-                    let fresh: bool = row.try_get(3)?;
-                    if fresh {
-                        return Ok(CreateOutcome::Stored(StoredAnswer::from_row(&row)?));
-                    }
-                    tx.execute(&delete, &[&request.scope, &request.key]).await?;
-                }
-            }
-
-            let inserted = tx
-                .execute(
-                    &insert_link,
-                    &[
-                        &link.id,
-                        &link.code,
-                        &link.target_url,
-                        &link.created_at,
-                        &link.expires_at,
-                    ],
-                )
-                .await;
-            match inserted {
-                Ok(0) => return Ok(CreateOutcome::CodeTaken),
-                Ok(_) => {}
-                Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                    return Ok(CreateOutcome::IdTaken);
-                }
-                Err(error) => return Err(error.into()),
-            }
-
-            if let Some(request) = idempotency {
-                tx.execute(
-                    &insert_key,
-                    &[
-                        &request.scope,
-                        &request.key,
-                        &request.fingerprint,
-                        &(request.status as i16),
-                        &request.body,
-                        &link.id,
-                    ],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(CreateOutcome::Created)
         })
         .await
     }

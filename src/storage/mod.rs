@@ -6,6 +6,7 @@
 //! connection of their own, so no role can starve another. Nothing here knows about HTTP.
 
 mod admin;
+mod batch;
 mod janitor;
 mod links;
 mod migrate;
@@ -23,7 +24,8 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 pub use admin::{LinkState, set_link_state};
-pub use links::{CreateOutcome, IdempotentRequest, LinkRecord, NewLink, StoredAnswer};
+pub use batch::{BatchKey, BatchRow, RowOutcome};
+pub use links::{LinkRecord, StoredAnswer};
 pub use migrate::migrate;
 pub use pool::{
     OWN_CONNECTIONS_PRIMARY, OWN_CONNECTIONS_REPLICA, PgConn, PoolSettings, PoolSizes,

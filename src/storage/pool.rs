@@ -98,12 +98,19 @@ pub(super) struct ReadStatements {
     pub daily_clicks: Statement,
 }
 
+#[derive(Clone)]
 pub(super) struct WriteStatements {
-    pub insert_link: Statement,
-    pub idempotency_lock: Statement,
     pub idempotency_get: Statement,
-    pub idempotency_delete: Statement,
-    pub idempotency_insert: Statement,
+    /// `(names text[])`: `pg_try_advisory_xact_lock` on each name, in the array's order.
+    pub batch_claim_keys: Statement,
+    /// `(scopes, keys)`: the answers stored under those keys in the last 24 hours; older
+    /// ones are deleted on the way.
+    pub batch_stored_answers: Statement,
+    /// `(ids, codes, targets, created, expires)`: the links inserted, by id.
+    pub batch_insert_links: Statement,
+    /// `(codes)`: the id owning each code that exists.
+    pub batch_code_owners: Statement,
+    pub batch_insert_keys: Statement,
 }
 
 pub(super) struct BackgroundStatements {
@@ -138,28 +145,46 @@ impl ReadStatements {
 impl WriteStatements {
     async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
         Ok(WriteStatements {
-            insert_link: client
-                .prepare(
-                    "INSERT INTO links (id, code, target_url, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO NOTHING",
-                )
-                .await?,
-            idempotency_lock: client
-                .prepare("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                .await?,
             idempotency_get: client
                 .prepare(
                     "SELECT fingerprint, status, body, created_at > now() - interval '24 hours' \
                      FROM idempotency_keys WHERE scope = $1 AND key = $2",
                 )
                 .await?,
-            idempotency_delete: client
-                .prepare("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
+            batch_claim_keys: client
+                .prepare(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended(name, 0)) \
+                     FROM UNNEST($1::text[]) WITH ORDINALITY AS claim(name, position) \
+                     ORDER BY position",
+                )
                 .await?,
-            idempotency_insert: client
+            batch_stored_answers: client
+                .prepare(
+                    "WITH asked AS (SELECT * FROM UNNEST($1::text[], $2::text[]) AS a(scope, key)), \
+                     stale AS (DELETE FROM idempotency_keys k USING asked \
+                               WHERE k.scope = asked.scope AND k.key = asked.key \
+                                 AND k.created_at <= now() - interval '24 hours') \
+                     SELECT k.scope, k.key, k.fingerprint, k.status, k.body \
+                     FROM idempotency_keys k JOIN asked USING (scope, key) \
+                     WHERE k.created_at > now() - interval '24 hours'",
+                )
+                .await?,
+            batch_insert_links: client
+                .prepare(
+                    "INSERT INTO links (id, code, target_url, created_at, expires_at) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
+                                          $4::timestamptz[], $5::timestamptz[]) \
+                     ON CONFLICT DO NOTHING RETURNING id",
+                )
+                .await?,
+            batch_code_owners: client
+                .prepare("SELECT code, id FROM links WHERE code = ANY($1::text[])")
+                .await?,
+            batch_insert_keys: client
                 .prepare(
                     "INSERT INTO idempotency_keys (scope, key, fingerprint, status, body, link_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::smallint[], \
+                                          $5::text[], $6::bigint[])",
                 )
                 .await?,
         })

@@ -1,0 +1,202 @@
+//! Group commit: the one task that writes creates. Handlers hand it an owned row through a
+//! bounded queue and wait for that row's outcome; it takes what is queued (up to
+//! `batch_max`), lingers a little for more only when more were already waiting (never when the
+//! queue was idle: a lone create is written at once), writes the batch in one transaction
+//! (`storage::Db::create_batch`) and answers each handler through its own channel.
+//!
+//! A full queue is refused at once (the handler answers 503 with `Retry-After`) instead of
+//! making requests wait without bound. On shutdown the writer stops accepting, writes what
+//! is queued, answers everyone, and exits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use crate::storage::{BatchRow, Db, RowOutcome, StorageError};
+
+/// How the writer batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterSettings {
+    /// Most rows in one transaction (1 writes every create on its own).
+    pub batch_max: usize,
+    /// How long a batch that found others waiting waits for more before it is written.
+    pub linger: Duration,
+    /// Most creates waiting for the writer; more are refused.
+    pub queue: usize,
+}
+
+/// Why a row got no outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// The queue is full: try again shortly.
+    QueueFull,
+    /// The writer has stopped (shutdown).
+    Stopped,
+    /// The database could not take the batch (down, overloaded, or the commit's fate is
+    /// unknown after a timeout): nothing of it is acknowledged.
+    Unavailable,
+    /// The database refused the batch for another reason (a bug): logged where it happened.
+    Failed,
+}
+
+struct Pending {
+    row: BatchRow,
+    reply: oneshot::Sender<Result<RowOutcome, WriteError>>,
+}
+
+/// The handle handlers submit through; cheap to share.
+pub struct CreateWriter {
+    queue: mpsc::Sender<Pending>,
+    counts: Arc<Counts>,
+    /// Cancelled at shutdown: nothing new is taken from then on.
+    stop: CancellationToken,
+}
+
+/// What the writer has done so far.
+#[derive(Debug, Default)]
+struct Counts {
+    batches: AtomicU64,
+    rows: AtomicU64,
+}
+
+impl CreateWriter {
+    /// The handle, and the task to spawn (it returns once `stop` is cancelled and everything
+    /// queued by then is written and answered).
+    pub fn new(
+        db: Db,
+        settings: WriterSettings,
+        stop: CancellationToken,
+    ) -> (CreateWriter, impl Future<Output = ()> + Send + 'static) {
+        let (queue, receiver) = mpsc::channel(settings.queue.max(1));
+        let counts = Arc::new(Counts::default());
+        let task = run(db, settings, receiver, stop.clone(), Arc::clone(&counts));
+        (
+            CreateWriter {
+                queue,
+                counts,
+                stop,
+            },
+            task,
+        )
+    }
+
+    /// Writes `row` with the next batch; answers its outcome once the batch is committed.
+    pub async fn write(&self, row: BatchRow) -> Result<RowOutcome, WriteError> {
+        if self.stop.is_cancelled() {
+            return Err(WriteError::Stopped);
+        }
+        let (reply, outcome) = oneshot::channel();
+        self.queue
+            .try_send(Pending { row, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => WriteError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
+            })?;
+        outcome.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Creates waiting for the writer now.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// Batches written so far (committed or not).
+    pub fn batches(&self) -> u64 {
+        self.counts.batches.load(Ordering::Relaxed)
+    }
+
+    /// Rows in those batches.
+    pub fn rows(&self) -> u64 {
+        self.counts.rows.load(Ordering::Relaxed)
+    }
+}
+
+async fn run(
+    db: Db,
+    settings: WriterSettings,
+    mut receiver: mpsc::Receiver<Pending>,
+    stop: CancellationToken,
+    counts: Arc<Counts>,
+) {
+    let batch_max = settings.batch_max.max(1);
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            receiver.recv().await
+        } else {
+            tokio::select! {
+                biased;
+                pending = receiver.recv() => pending,
+                _ = stop.cancelled() => {
+                    // Refuse new creates; what is queued is still received below.
+                    receiver.close();
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else {
+            return;
+        };
+        let mut batch = vec![first];
+        take_queued(&mut receiver, &mut batch, batch_max);
+        if batch.len() > 1 && !settings.linger.is_zero() && !stopping {
+            let deadline = Instant::now() + settings.linger;
+            while batch.len() < batch_max {
+                match timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(pending)) => {
+                        batch.push(pending);
+                        take_queued(&mut receiver, &mut batch, batch_max);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        counts.batches.fetch_add(1, Ordering::Relaxed);
+        counts.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        write_batch(&db, batch).await;
+    }
+}
+
+fn take_queued(receiver: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max: usize) {
+    while batch.len() < max {
+        match receiver.try_recv() {
+            Ok(pending) => batch.push(pending),
+            Err(_) => return,
+        }
+    }
+}
+
+async fn write_batch(db: &Db, batch: Vec<Pending>) {
+    let (rows, replies): (Vec<BatchRow>, Vec<_>) = batch
+        .into_iter()
+        .map(|pending| (pending.row, pending.reply))
+        .unzip();
+    match db.create_batch(&rows).await {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                // A handler that gave up (its client went away) no longer listens.
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error) => {
+            let answer = match &error {
+                StorageError::Unavailable(reason) => {
+                    tracing::warn!(%reason, rows = rows.len(), "create batch not written: database unavailable");
+                    WriteError::Unavailable
+                }
+                error => {
+                    tracing::error!(%error, cause = ?std::error::Error::source(error), rows = rows.len(), "create batch failed");
+                    WriteError::Failed
+                }
+            };
+            for reply in replies {
+                let _ = reply.send(Err(answer));
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Group commit of creates: many links (and their idempotency records) in one transaction of
+//! set-based statements, with an outcome per row.
+//!
+//! A batch of N rows costs one round trip for its links when none carries an Idempotency-Key
+//! (a single `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING RETURNING id`, atomic on
+//! its own), and six when some do (BEGIN, claim the keys, read their stored answers, insert the
+//! links, insert the keys, COMMIT), whatever N is. One row's conflict is that row's outcome,
+//! never the batch's failure.
+//!
+//! Deadlock freedom across instances: keys are claimed with `pg_try_advisory_xact_lock`, which
+//! never waits, in (scope, key) order; links are inserted in code order, so two batches that
+//! would wait on each other's uncommitted codes wait in the same order. A deadlock or
+//! serialization failure that happens anyway is retried once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use time::OffsetDateTime;
+use tokio_postgres::Transaction;
+use tokio_postgres::error::SqlState;
+
+use super::links::StoredAnswer;
+use super::{Db, StorageError, pool};
+
+/// The idempotency record of one row, written with its link.
+#[derive(Debug, Clone)]
+pub struct BatchKey {
+    /// Whose key this is (the client IP): one client cannot replay another's responses.
+    pub scope: String,
+    pub key: String,
+    /// SHA-256 of the normalised request body.
+    pub fingerprint: Vec<u8>,
+    /// The response stored for replays.
+    pub status: u16,
+    pub body: String,
+}
+
+/// One create of a batch, owned (it crosses a channel to the writer).
+#[derive(Debug, Clone)]
+pub struct BatchRow {
+    pub id: i64,
+    pub code: String,
+    pub target_url: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub key: Option<BatchKey>,
+}
+
+/// What became of one row.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RowOutcome {
+    /// Committed.
+    Created,
+    /// The code belongs to another link (inserted before, or earlier in this batch).
+    CodeTaken,
+    /// The id is already in use: the caller retries with a fresh id.
+    IdTaken,
+    /// The key was used before: the caller replays the stored answer or refuses another body.
+    Stored(StoredAnswer),
+    /// Another request with this key is being processed right now (here or elsewhere).
+    KeyInUse,
+}
+
+impl Db {
+    /// Writes `rows` in one transaction; answers an outcome per row, in `rows`' order. An error
+    /// means nothing of the batch was committed (or, for a timeout after COMMIT was sent, that
+    /// it is unknown whether it was).
+    pub async fn create_batch(&self, rows: &[BatchRow]) -> Result<Vec<RowOutcome>, StorageError> {
+        match self.create_batch_once(rows).await {
+            Err(StorageError::Database(error)) if is_retryable(&error) => {
+                tracing::info!(%error, rows = rows.len(), "create batch retried once");
+                match self.create_batch_once(rows).await {
+                    Err(StorageError::Database(error)) if is_retryable(&error) => Err(
+                        StorageError::Unavailable(format!("create batch failed twice: {error}")),
+                    ),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn create_batch_once(&self, rows: &[BatchRow]) -> Result<Vec<RowOutcome>, StorageError> {
+        // Set once the statement that commits has been sent: a failure after it leaves the
+        // batch's fate unknown.
+        let commit_sent = AtomicBool::new(false);
+        let write = async {
+            let mut conn = pool::checkout(&self.write).await?;
+            let statements = conn.write()?.clone();
+            if rows.iter().all(|row| row.key.is_none()) {
+                // One statement: atomic without a transaction around it.
+                let mut undecided = undecided(rows.len());
+                commit_sent.store(true, Ordering::Relaxed);
+                return write_links(&conn.client, &statements, rows, &mut undecided).await;
+            }
+            let tx = conn.client.transaction().await?;
+            let mut decided = claim_keys(&tx, &statements, rows).await?;
+            let outcomes = write_links(&tx, &statements, rows, &mut decided).await?;
+            insert_keys(&tx, &statements, rows, &outcomes).await?;
+            commit_sent.store(true, Ordering::Relaxed);
+            tx.commit().await?;
+            Ok(outcomes)
+        };
+        let result = tokio::time::timeout(self.call_timeout, write)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StorageError::Unavailable(
+                    "the database did not answer in time".into(),
+                ))
+            });
+        if matches!(result, Err(StorageError::Unavailable(_)))
+            && commit_sent.load(Ordering::Relaxed)
+        {
+            tracing::warn!(
+                rows = rows.len(),
+                "create batch: the commit was sent but never acknowledged; its links may exist \
+                 (answered 503: a retry with the same Idempotency-Key is safe, one without may \
+                 create a second link)"
+            );
+        }
+        result
+    }
+}
+
+fn undecided(count: usize) -> Vec<Option<RowOutcome>> {
+    (0..count).map(|_| None).collect()
+}
+
+/// Claims each distinct key without waiting and reads the answers stored under the claimed
+/// ones. Answers, per row, the outcome already decided (`None`: the row is to be inserted).
+async fn claim_keys(
+    tx: &Transaction<'_>,
+    statements: &pool::WriteStatements,
+    rows: &[BatchRow],
+) -> Result<Vec<Option<RowOutcome>>, StorageError> {
+    let mut outcomes = undecided(rows.len());
+    // Rows with a key, in (scope, key) order; a key seen twice in one batch is in flight for
+    // the second row (the advisory lock is re-entrant within a transaction, so it would not
+    // say so).
+    let mut keyed: Vec<(usize, &BatchKey)> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(index, row)| row.key.as_ref().map(|key| (index, key)))
+        .collect();
+    keyed.sort_by(|(a_index, a), (b_index, b)| {
+        (&a.scope, &a.key, a_index).cmp(&(&b.scope, &b.key, b_index))
+    });
+    let mut claimed: Vec<(usize, &BatchKey)> = Vec::with_capacity(keyed.len());
+    for (index, key) in keyed {
+        if claimed
+            .last()
+            .is_some_and(|(_, last)| last.scope == key.scope && last.key == key.key)
+        {
+            outcomes[index] = Some(RowOutcome::KeyInUse);
+        } else {
+            claimed.push((index, key));
+        }
+    }
+    let names: Vec<String> = claimed
+        .iter()
+        .map(|(_, key)| format!("{}\n{}", key.scope, key.key))
+        .collect();
+    let locks = tx.query(&statements.batch_claim_keys, &[&names]).await?;
+    let mut held = Vec::with_capacity(claimed.len());
+    for ((index, key), row) in claimed.into_iter().zip(locks) {
+        if row.try_get::<_, bool>(0)? {
+            held.push((index, key));
+        } else {
+            outcomes[index] = Some(RowOutcome::KeyInUse);
+        }
+    }
+    if held.is_empty() {
+        return Ok(outcomes);
+    }
+    let scopes: Vec<&str> = held.iter().map(|(_, key)| key.scope.as_str()).collect();
+    let keys: Vec<&str> = held.iter().map(|(_, key)| key.key.as_str()).collect();
+    let stored = tx
+        .query(&statements.batch_stored_answers, &[&scopes, &keys])
+        .await?;
+    let mut answers: HashMap<(String, String), StoredAnswer> = HashMap::new();
+    for row in stored {
+        let scope: String = row.try_get(0)?;
+        let key: String = row.try_get(1)?;
+        let status: i16 = row.try_get(3)?;
+        answers.insert(
+            (scope, key),
+            StoredAnswer {
+                fingerprint: row.try_get(2)?,
+                status: status as u16,
+                body: row.try_get(4)?,
+            },
+        );
+    }
+    for (index, key) in held {
+        if let Some(answer) = answers.remove(&(key.scope.clone(), key.key.clone())) {
+            outcomes[index] = Some(RowOutcome::Stored(answer));
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Inserts the rows whose outcome is not decided yet, in code order; answers every row's
+/// outcome.
+async fn write_links(
+    client: &impl tokio_postgres::GenericClient,
+    statements: &pool::WriteStatements,
+    rows: &[BatchRow],
+    decided: &mut [Option<RowOutcome>],
+) -> Result<Vec<RowOutcome>, StorageError> {
+    let mut order: Vec<usize> = (0..rows.len()).filter(|&i| decided[i].is_none()).collect();
+    order.sort_by(|&a, &b| (&rows[a].code, a).cmp(&(&rows[b].code, b)));
+    let mut inserted: HashSet<i64> = HashSet::new();
+    if !order.is_empty() {
+        let ids: Vec<i64> = order.iter().map(|&i| rows[i].id).collect();
+        let codes: Vec<&str> = order.iter().map(|&i| rows[i].code.as_str()).collect();
+        let targets: Vec<&str> = order.iter().map(|&i| rows[i].target_url.as_str()).collect();
+        let created: Vec<OffsetDateTime> = order.iter().map(|&i| rows[i].created_at).collect();
+        let expires: Vec<Option<OffsetDateTime>> =
+            order.iter().map(|&i| rows[i].expires_at).collect();
+        for row in client
+            .query(
+                &statements.batch_insert_links,
+                &[&ids, &codes, &targets, &created, &expires],
+            )
+            .await?
+        {
+            inserted.insert(row.try_get(0)?);
+        }
+    }
+    let refused: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| !inserted.contains(&rows[i].id))
+        .collect();
+    // Why a row was not inserted: its code belongs to another link, or else its id is taken.
+    let mut owners: HashMap<String, i64> = HashMap::new();
+    if !refused.is_empty() {
+        let codes: Vec<&str> = refused.iter().map(|&i| rows[i].code.as_str()).collect();
+        for row in client
+            .query(&statements.batch_code_owners, &[&codes])
+            .await?
+        {
+            owners.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+    }
+    Ok(rows
+        .iter()
+        .enumerate()
+        .map(|(index, row)| match decided[index].take() {
+            Some(outcome) => outcome,
+            None if inserted.contains(&row.id) => RowOutcome::Created,
+            None => match owners.get(&row.code) {
+                Some(&owner) if owner != row.id => RowOutcome::CodeTaken,
+                _ => RowOutcome::IdTaken,
+            },
+        })
+        .collect())
+}
+
+/// Stores the answers of the created rows that carry a key.
+async fn insert_keys(
+    tx: &Transaction<'_>,
+    statements: &pool::WriteStatements,
+    rows: &[BatchRow],
+    outcomes: &[RowOutcome],
+) -> Result<(), StorageError> {
+    let mut created: Vec<(&BatchKey, i64)> = rows
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, outcome)| **outcome == RowOutcome::Created)
+        .filter_map(|(row, _)| row.key.as_ref().map(|key| (key, row.id)))
+        .collect();
+    if created.is_empty() {
+        return Ok(());
+    }
+    created.sort_by(|(a, _), (b, _)| (&a.scope, &a.key).cmp(&(&b.scope, &b.key)));
+    let scopes: Vec<&str> = created.iter().map(|(key, _)| key.scope.as_str()).collect();
+    let keys: Vec<&str> = created.iter().map(|(key, _)| key.key.as_str()).collect();
+    let fingerprints: Vec<&[u8]> = created
+        .iter()
+        .map(|(key, _)| key.fingerprint.as_slice())
+        .collect();
+    let statuses: Vec<i16> = created.iter().map(|(key, _)| key.status as i16).collect();
+    let bodies: Vec<&str> = created.iter().map(|(key, _)| key.body.as_str()).collect();
+    let link_ids: Vec<i64> = created.iter().map(|(_, id)| *id).collect();
+    tx.execute(
+        &statements.batch_insert_keys,
+        &[&scopes, &keys, &fingerprints, &statuses, &bodies, &link_ids],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deadlocks and serialization failures are worth one more try of the whole batch.
+pub(super) fn is_retryable(error: &tokio_postgres::Error) -> bool {
+    matches!(
+        error.code(),
+        Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
