@@ -46,6 +46,8 @@ pub struct App {
     pub trusted_proxies: TrustedProxies,
     pub redirect_status: StatusCode,
     pub redirect_cache_control: HeaderValue,
+    /// Time a client has to send a create's body (408 after it).
+    pub body_read_timeout: Duration,
     /// Set once the main listener serves.
     started: AtomicBool,
     /// Cancelled when the service stops accepting (SIGTERM): readiness goes 503 at once.
@@ -111,6 +113,7 @@ impl App {
             readiness: Arc::new(Readiness::new(db.replica_count())),
             trusted_proxies: config.trusted_proxies.clone(),
             redirect_status: config.redirect_status,
+            body_read_timeout: config.body_read_timeout,
             redirect_cache_control: HeaderValue::from_str(&format!(
                 "private, max-age={}",
                 config.redirect_max_age
@@ -241,7 +244,12 @@ pub async fn run(
         },
         admin_stop.clone(),
     ));
-    let mut lease = LeaseKeeper::new(db.clone(), Arc::clone(&app.ids), config.worker_id);
+    let mut lease = LeaseKeeper::new(
+        db.clone(),
+        Arc::clone(&app.ids),
+        config.worker_id,
+        config.lease,
+    );
     let _ = tokio::time::timeout(FIRST_LEASE_WAIT, lease.step()).await;
     tasks.spawn(lease.run(background.clone()));
 

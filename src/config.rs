@@ -12,6 +12,7 @@ use http::StatusCode;
 
 use crate::domain::{Blocklist, IpNet, TrustedProxies};
 use crate::ids::{CodeKey, MAX_WORKER_ID, WorkerId};
+use crate::lease::LeaseSettings;
 use crate::links::{CacheSettings, WriterSettings};
 use crate::storage::{PoolSettings, PoolSizes, RedisSettings, RedisTopology};
 
@@ -186,6 +187,9 @@ pub struct ServeArgs {
     /// Time a client has to send request headers; also closes keep-alive connections idle this long.
     #[arg(long, env = "SHORTENER_HEADER_READ_TIMEOUT", default_value = "10s")]
     pub header_read_timeout: String,
+    /// Time a client has to send a whole request body, once its headers arrived: 408 after it.
+    #[arg(long, env = "SHORTENER_BODY_READ_TIMEOUT", default_value = "5s")]
+    pub body_read_timeout: String,
     /// Most open connections on the main listener; further clients wait in the accept backlog.
     #[arg(long, env = "SHORTENER_MAX_CONNECTIONS", default_value = "10000")]
     pub max_connections: String,
@@ -195,6 +199,15 @@ pub struct ServeArgs {
     /// Connections to the primary for creates.
     #[arg(long, env = "SHORTENER_DB_WRITE_POOL_SIZE", default_value = "8")]
     pub db_write_pool_size: String,
+    /// How long a worker-id lease lives without renewal.
+    #[arg(long, env = "SHORTENER_LEASE_TTL", default_value = "30s")]
+    pub lease_ttl: String,
+    /// How often the worker-id lease is renewed.
+    #[arg(long, env = "SHORTENER_LEASE_RENEW_EVERY", default_value = "10s")]
+    pub lease_renew_every: String,
+    /// Ids stop this long before the lease could expire (clock drift, a late answer).
+    #[arg(long, env = "SHORTENER_LEASE_SAFETY_MARGIN", default_value = "5s")]
+    pub lease_safety_margin: String,
     /// Most creates written in one transaction (group commit); 1 writes each on its own.
     #[arg(long, env = "SHORTENER_CREATE_BATCH_MAX", default_value = "256")]
     pub create_batch_max: String,
@@ -252,11 +265,14 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub shutdown_delay: Duration,
     pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
     pub max_connections: usize,
     pub pool: PoolSettings,
     /// Most connections to one Postgres server (checked against `pool`).
     pub db_connection_budget: u32,
     pub cache: CacheSettings,
+    /// The worker-id lease.
+    pub lease: LeaseSettings,
     /// Group commit of creates.
     pub writer: WriterSettings,
     /// The Redis tier, when Redis is configured.
@@ -459,6 +475,38 @@ impl ServeArgs {
                 parse_positive::<u32>,
             ),
         );
+        let mut body_timeout = None;
+        check(
+            "SHORTENER_BODY_READ_TIMEOUT",
+            parse_into(&self.body_read_timeout, &mut body_timeout, parse_duration),
+        );
+        let mut lease_ttl = None;
+        check(
+            "SHORTENER_LEASE_TTL",
+            parse_into(&self.lease_ttl, &mut lease_ttl, parse_duration),
+        );
+        let mut renew_every = None;
+        check(
+            "SHORTENER_LEASE_RENEW_EVERY",
+            parse_into(&self.lease_renew_every, &mut renew_every, parse_duration),
+        );
+        let mut safety_margin = None;
+        check(
+            "SHORTENER_LEASE_SAFETY_MARGIN",
+            parse_into(
+                &self.lease_safety_margin,
+                &mut safety_margin,
+                parse_duration,
+            ),
+        );
+        let lease = match (lease_ttl, renew_every, safety_margin) {
+            (Some(ttl), Some(renew_every), Some(safety_margin)) => Some(LeaseSettings {
+                ttl,
+                renew_every,
+                safety_margin,
+            }),
+            _ => None,
+        };
         let mut batch_max = None;
         check(
             "SHORTENER_CREATE_BATCH_MAX",
@@ -529,6 +577,9 @@ impl ServeArgs {
             ),
         );
 
+        if let Some(Err(error)) = lease.map(|lease| lease.check()) {
+            errors.push(error);
+        }
         if listen.is_some() && listen == admin_listen {
             errors.push("SHORTENER_ADMIN_LISTEN: must differ from SHORTENER_LISTEN".into());
         }
@@ -574,6 +625,7 @@ impl ServeArgs {
             shutdown_grace: grace.expect("validated"),
             shutdown_delay: shutdown_delay.expect("validated"),
             header_read_timeout: header_timeout.expect("validated"),
+            body_read_timeout: body_timeout.expect("validated"),
             max_connections: max_connections.expect("validated"),
             pool: PoolSettings {
                 sizes: sizes.expect("validated"),
@@ -582,6 +634,7 @@ impl ServeArgs {
                 statement_timeout: statement_timeout.expect("validated"),
             },
             db_connection_budget: budget.expect("validated"),
+            lease: lease.expect("validated"),
             writer: WriterSettings {
                 batch_max: batch_max.expect("validated"),
                 linger: linger.expect("validated"),

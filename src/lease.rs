@@ -1,40 +1,95 @@
 //! The task that keeps this instance's Snowflake worker id leased.
 //!
 //! Until a lease is held the id generator issues nothing (creates answer 503). The lease is
-//! renewed every third of its lifetime; when renewals fail for so long that the lease may
-//! have expired, the generator stops before another instance could take the same id.
+//! renewed every `renew_every`; each acquire or renewal tells the generator until when its ids
+//! are safe (`ttl - safety_margin` after the request was sent, on the monotonic clock), and the
+//! generator checks that deadline itself on every id. So ids stop before another instance
+//! could take the same worker id, whether renewals fail or this process is paused and never
+//! gets to run its keeper at all.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ids::{IdGenerator, MAX_WORKER_ID, WorkerId};
-use crate::storage::Db;
+use crate::ids::{IdGenerator, MAX_WORKER_ID, WorkerId, monotonic_ms};
+use crate::storage::{Db, StorageError};
 
-/// How long a lease lives without renewal.
-pub const LEASE_TTL: Duration = Duration::from_secs(30);
-const RENEW_EVERY: Duration = Duration::from_secs(10);
-/// Stop issuing ids this long before the lease could expire, to absorb clock and network delay.
-const SAFETY_MARGIN: Duration = Duration::from_secs(5);
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a lease lives, how often it is renewed, and how long before it could expire this
+/// instance stops issuing ids (clock drift between hosts, a delayed answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSettings {
+    pub ttl: Duration,
+    pub renew_every: Duration,
+    pub safety_margin: Duration,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            ttl: Duration::from_secs(30),
+            renew_every: Duration::from_secs(10),
+            safety_margin: Duration::from_secs(5),
+        }
+    }
+}
+
+impl LeaseSettings {
+    /// The margin must leave a usable lease, and the lease must outlive at least two renewal
+    /// periods, so one failed renewal does not stop creates.
+    pub fn check(&self) -> Result<(), String> {
+        if self.safety_margin >= self.ttl {
+            return Err(
+                "SHORTENER_LEASE_SAFETY_MARGIN: must be shorter than SHORTENER_LEASE_TTL".into(),
+            );
+        }
+        if self.renew_every * 2 > self.ttl - self.safety_margin {
+            return Err(
+                "SHORTENER_LEASE_RENEW_EVERY: at most half of SHORTENER_LEASE_TTL minus \
+                 SHORTENER_LEASE_SAFETY_MARGIN (one renewal may fail without stopping creates)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Each lease statement's own limit: half the margin, so a hung database costs at most
+    /// that before the keeper knows.
+    fn sql_timeout(&self) -> Duration {
+        self.safety_margin / 2
+    }
+
+    /// The monotonic deadline of a lease asked for at `sent_ms`.
+    fn valid_until(&self, sent_ms: u64) -> u64 {
+        sent_ms + (self.ttl - self.safety_margin).as_millis() as u64
+    }
+}
 
 /// Holds (or keeps trying to hold) one worker-id lease for this process.
 pub struct LeaseKeeper {
     db: Db,
     ids: Arc<IdGenerator>,
+    settings: LeaseSettings,
     range: RangeInclusive<u16>,
     holder: String,
-    /// The worker id held, and until when it is safe to issue ids with it.
-    held: Option<(WorkerId, Instant)>,
+    /// The worker id held, and until when (monotonic milliseconds) it is safe to issue ids.
+    held: Option<(WorkerId, u64)>,
+    /// Whether "no worker id can be had" was logged since the last lease.
+    said_unavailable: bool,
 }
 
 impl LeaseKeeper {
     /// `fixed`: the configured `SHORTENER_WORKER_ID`, leased like any other so that two
     /// instances configured with the same id cannot both issue ids.
-    pub fn new(db: Db, ids: Arc<IdGenerator>, fixed: Option<WorkerId>) -> Self {
+    pub fn new(
+        db: Db,
+        ids: Arc<IdGenerator>,
+        fixed: Option<WorkerId>,
+        settings: LeaseSettings,
+    ) -> Self {
         let range = match fixed {
             Some(worker) => worker.get()..=worker.get(),
             None => 0..=MAX_WORKER_ID,
@@ -43,9 +98,11 @@ impl LeaseKeeper {
         LeaseKeeper {
             db,
             ids,
+            settings,
             range,
             holder: format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..)),
             held: None,
+            said_unavailable: false,
         }
     }
 
@@ -60,7 +117,7 @@ impl LeaseKeeper {
     /// Keeps the lease until `stop` is cancelled, then releases it.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut wait = if self.held.is_some() {
-            RENEW_EVERY
+            self.settings.renew_every
         } else {
             Duration::ZERO
         };
@@ -83,40 +140,76 @@ impl LeaseKeeper {
         }
     }
 
-    async fn acquire(&mut self) -> Duration {
-        let sent = Instant::now();
-        match self
-            .db
-            .acquire_worker_id(&self.holder, self.range.clone(), LEASE_TTL)
+    /// A lease statement, within its own limit.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        tokio::time::timeout(self.settings.sql_timeout(), call)
             .await
-        {
+            .unwrap_or_else(|_| {
+                Err(StorageError::Unavailable(
+                    "the lease statement did not answer within half the safety margin".into(),
+                ))
+            })
+    }
+
+    async fn acquire(&mut self) -> Duration {
+        let sent = monotonic_ms();
+        let acquired = self
+            .bounded(
+                self.db
+                    .acquire_worker_id(&self.holder, self.range.clone(), self.settings.ttl),
+            )
+            .await;
+        match acquired {
             Ok(Some(lease)) => {
-                self.ids.assign(lease.worker, lease.high_water_ms);
-                self.held = Some((lease.worker, sent + LEASE_TTL - SAFETY_MARGIN));
+                let valid_until = self.settings.valid_until(sent);
+                self.ids
+                    .assign(lease.worker, lease.high_water_ms, valid_until);
+                self.held = Some((lease.worker, valid_until));
+                self.said_unavailable = false;
                 tracing::info!(worker_id = lease.worker.get(), "worker id leased");
-                RENEW_EVERY
+                self.settings.renew_every
             }
             Ok(None) => {
-                tracing::warn!(range = ?self.range, "every worker id in range is held by a live instance");
+                // Said once, not every second: the readiness body says it for as long as it lasts.
+                if !self.said_unavailable {
+                    self.said_unavailable = true;
+                    tracing::error!(
+                        range = ?self.range,
+                        "every worker id this instance may use is held by a live instance; \
+                         creates answer 503 (no-worker-id) until one is free, redirects go on"
+                    );
+                }
                 RETRY_EVERY
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot lease a worker id yet");
+                if !self.said_unavailable {
+                    self.said_unavailable = true;
+                    tracing::warn!(%error, "cannot lease a worker id yet; retrying every second");
+                }
                 RETRY_EVERY
             }
         }
     }
 
-    async fn renew(&mut self, worker: WorkerId, valid_until: Instant) -> Duration {
-        let sent = Instant::now();
+    async fn renew(&mut self, worker: WorkerId, valid_until: u64) -> Duration {
+        let sent = monotonic_ms();
         let renewed = self
-            .db
-            .renew_worker_id(worker, &self.holder, self.ids.high_water_ms(), LEASE_TTL)
+            .bounded(self.db.renew_worker_id(
+                worker,
+                &self.holder,
+                self.ids.high_water_ms(),
+                self.settings.ttl,
+            ))
             .await;
         match renewed {
             Ok(true) => {
-                self.held = Some((worker, sent + LEASE_TTL - SAFETY_MARGIN));
-                RENEW_EVERY
+                let valid_until = self.settings.valid_until(sent);
+                self.ids.extend(valid_until);
+                self.held = Some((worker, valid_until));
+                self.settings.renew_every
             }
             Ok(false) => {
                 self.ids.revoke();
@@ -127,7 +220,7 @@ impl LeaseKeeper {
                 );
                 Duration::ZERO
             }
-            Err(error) if Instant::now() >= valid_until => {
+            Err(error) if monotonic_ms() >= valid_until => {
                 self.ids.revoke();
                 self.held = None;
                 tracing::error!(%error, "worker id lease could not be renewed in time");

@@ -70,6 +70,32 @@ fn unusable_postgres_tls_settings_exit_64_naming_the_setting_not_the_url() {
 }
 
 #[test]
+fn lease_settings_that_leave_no_room_for_a_failed_renewal_exit_64() {
+    for (name, value, says) in [
+        (
+            "SHORTENER_LEASE_SAFETY_MARGIN",
+            "40s",
+            "SHORTENER_LEASE_SAFETY_MARGIN",
+        ),
+        (
+            "SHORTENER_LEASE_RENEW_EVERY",
+            "20s",
+            "SHORTENER_LEASE_RENEW_EVERY",
+        ),
+    ] {
+        let output = shortener()
+            .arg("serve")
+            .env("DATABASE_URL", "postgres://u@db.internal/x")
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "{name}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
+#[test]
 fn missing_database_url_exits_64() {
     let output = shortener().arg("serve").output().unwrap();
     assert_eq!(output.status.code(), Some(64));

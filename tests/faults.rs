@@ -514,3 +514,170 @@ async fn f5_with_replay_paused_young_codes_and_new_aliases_resolve_through_the_p
     reader.shutdown().await;
     writer.shutdown().await;
 }
+
+/// `shortener serve` as a process of its own, so that it can be paused; on free ports, with a
+/// fixed worker id and a 3 s lease.
+struct OwnService {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+}
+
+impl OwnService {
+    fn start(db_url: &str, worker_id: &str) -> OwnService {
+        let (port, admin_port) = (processes::free_port(), processes::free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_shortener"))
+            .arg("serve")
+            .env_clear()
+            .env("DATABASE_URL", db_url)
+            .env("SHORTENER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SHORTENER_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+            .env("SHORTENER_PUBLIC_BASE_URL", common::PUBLIC_BASE)
+            .env("SHORTENER_CODE_KEY", "integration-test-code-key")
+            .env("SHORTENER_WORKER_ID", worker_id)
+            .env("SHORTENER_LEASE_TTL", "3s")
+            .env("SHORTENER_LEASE_RENEW_EVERY", "1s")
+            .env("SHORTENER_LEASE_SAFETY_MARGIN", "1s")
+            .env("SHORTENER_DB_ACQUIRE_TIMEOUT", "2s")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the shortener binary runs");
+        OwnService {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+            admin: ([127, 0, 0, 1], admin_port).into(),
+        }
+    }
+
+    async fn creates(&self) -> String {
+        let Ok(stream) = tokio::net::TcpStream::connect(self.admin).await else {
+            return String::new();
+        };
+        drop(stream);
+        let body = send(self.admin, "GET", "/readyz", &[], b"").await.json();
+        body["creates"].as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn wait_creates(&self, state: &str) -> bool {
+        eventually(Duration::from_secs(15), || async {
+            self.creates().await == state
+        })
+        .await
+    }
+
+    async fn shorten(&self, url: &str) -> common::TestResponse {
+        let body = serde_json::json!({ "url": url }).to_string();
+        send(
+            self.addr,
+            "POST",
+            "/shorten",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .await
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child; no memory is involved.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+}
+
+impl Drop for OwnService {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn an_instance_paused_past_its_lease_issues_no_id_once_it_runs_again() {
+    let db_url = common::fresh_database().await;
+    let first = OwnService::start(&db_url, "7");
+    assert!(
+        first.wait_creates("ready").await,
+        "the first instance got no lease"
+    );
+    for n in 0..5 {
+        assert_eq!(
+            first
+                .shorten(&format!("https://example.com/first/{n}"))
+                .await
+                .status,
+            201
+        );
+    }
+    // A second instance configured with the same worker id waits for it, and says so.
+    let second = OwnService::start(&db_url, "7");
+    assert!(second.wait_creates("no_worker_id").await);
+    let refused = second.shorten("https://example.com/refused").await;
+    assert_eq!(
+        refused.assert_problem(503)["type"],
+        "urn:shortener:problem:no-worker-id"
+    );
+    let ready = send(second.admin, "GET", "/readyz", &[], b"").await;
+    assert_eq!(
+        ready.status,
+        200,
+        "redirects are still served: {}",
+        ready.text()
+    );
+
+    // The first is paused past its lease; the second takes the worker id and creates.
+    first.signal(libc::SIGSTOP);
+    assert!(
+        second.wait_creates("ready").await,
+        "the lease was never taken over"
+    );
+    for n in 0..30 {
+        assert_eq!(
+            second
+                .shorten(&format!("https://example.com/second/{n}"))
+                .await
+                .status,
+            201
+        );
+    }
+    // Creates sent to the paused instance wait in its accept queue and are handled the moment
+    // it runs again, before its lease keeper has had a chance to notice anything.
+    let waiting: Vec<_> = (0..30)
+        .map(|n| {
+            let addr = first.addr;
+            tokio::spawn(async move {
+                let body = serde_json::json!({ "url": format!("https://example.com/late/{n}") });
+                send(
+                    addr,
+                    "POST",
+                    "/shorten",
+                    &[("Content-Type", "application/json")],
+                    body.to_string().as_bytes(),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.signal(libc::SIGCONT);
+    for handle in waiting {
+        assert_eq!(
+            handle.await.unwrap(),
+            503,
+            "an id was issued after the lease expired"
+        );
+    }
+    let db = connect(&db_url).await;
+    assert_eq!(scalar(&db, "SELECT count(*) FROM links").await, 35);
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM links WHERE target_url LIKE '%/late/%'"
+        )
+        .await,
+        0
+    );
+}

@@ -1,10 +1,11 @@
-//! Bad input (RELIABILITY B1, B4, B5): refused with a clear error, nothing stored.
+//! Bad input (RELIABILITY B1, B4, B5, B8): refused with a clear error, nothing stored.
 
 mod common;
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use common::{send, send_raw, spawn_app};
+use common::{parse_response, send, send_raw, spawn_app};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -143,4 +144,87 @@ async fn open_connections_are_capped_and_excess_clients_wait() {
     assert_eq!(response.status, 302);
     drop(second);
     app.shutdown().await;
+}
+
+/// A create whose declared 100-byte body trickles in at a byte a second; answers the response
+/// and how long after the headers it came.
+async fn trickle_a_body(addr: SocketAddr) -> (common::TestResponse, Duration) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(
+            b"POST /shorten HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let trickling = tokio::spawn(async move {
+        for _ in 0..100 {
+            if writer.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answer))
+        .await
+        .expect("the server answers a trickling body")
+        .expect("read the answer");
+    let took = sent.elapsed();
+    trickling.abort();
+    (parse_response(&answer), took)
+}
+
+#[tokio::test]
+async fn slow_bodies_get_408_at_the_deadline_and_free_their_connections() {
+    const DEADLINE: Duration = Duration::from_secs(2);
+    let app = spawn_app(&[
+        "--max-connections",
+        "50",
+        "--body-read-timeout",
+        "2s",
+        "--shutdown-grace",
+        "20s",
+    ])
+    .await;
+    // As many trickling bodies as there are connection places.
+    let tricklers: Vec<_> = (0..50)
+        .map(|_| tokio::spawn(trickle_a_body(app.addr)))
+        .collect();
+    for trickler in tricklers {
+        let (response, took) = trickler.await.unwrap();
+        let problem = response.assert_problem(408);
+        assert_eq!(problem["type"], "urn:shortener:problem:request-timeout");
+        assert_eq!(response.header("connection"), Some("close"));
+        assert!(
+            took <= DEADLINE + Duration::from_secs(1),
+            "408 after {took:?}"
+        );
+    }
+    // Their places are free again.
+    let code = app.create("https://example.com/after-the-slow-ones").await;
+    assert_eq!(app.get(&format!("/{code}")).await.status, 302);
+    assert_eq!(
+        app.count("links").await,
+        1,
+        "nothing of the slow bodies was stored"
+    );
+
+    // Shutdown is not held by slow bodies past their deadline (the drain deadline is 16 s).
+    let tricklers: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(trickle_a_body(app.addr)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    app.shutdown().await;
+    assert!(
+        stopping.elapsed() <= DEADLINE + Duration::from_secs(2),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+    for trickler in tricklers {
+        assert_eq!(trickler.await.unwrap().0.status, 408);
+    }
 }

@@ -1,4 +1,7 @@
-//! Reading request bodies with a size limit enforced before and while reading.
+//! Reading request bodies with a size limit enforced before and while reading, and a time
+//! limit: a body that trickles in holds a connection permit, so it gets `timeout` in all.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -10,8 +13,12 @@ use super::ApiError;
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
 
 /// Reads the whole body, refusing with 413 as soon as it is known to be too large: from
-/// `Content-Length` before reading anything, or while reading a chunked body.
-pub async fn read_limited(request: http::Request<Incoming>) -> Result<Bytes, ApiError> {
+/// `Content-Length` before reading anything, or while reading a chunked body; and with 408
+/// when it has not all arrived within `timeout`.
+pub async fn read_limited(
+    request: http::Request<Incoming>,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let declared = request
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -20,10 +27,11 @@ pub async fn read_limited(request: http::Request<Incoming>) -> Result<Bytes, Api
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    let read = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    let Ok(read) = tokio::time::timeout(timeout, read).await else {
+        return Err(ApiError::RequestTimeout(timeout));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge),
         Err(_) => Err(ApiError::InvalidRequest(

@@ -4,7 +4,7 @@
 //! or stack traces. Server-side causes are logged where they happen, not sent.
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
@@ -44,6 +44,8 @@ pub enum ApiError {
     Gone,
     #[error("the request body is larger than 8 KiB")]
     PayloadTooLarge,
+    #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
+    RequestTimeout(std::time::Duration),
     #[error("the request body must be sent as Content-Type: application/json")]
     UnsupportedMediaType,
     #[error("this Idempotency-Key was already used with a different request body")]
@@ -99,10 +101,8 @@ impl From<CreateError> for ApiError {
             CreateError::AliasTaken(alias) => ApiError::AliasTaken(alias),
             CreateError::KeyInUse => ApiError::IdempotencyKeyInUse,
             CreateError::KeyReused => ApiError::IdempotencyKeyReused,
-            CreateError::NoWorkerId => {
-                tracing::warn!("no worker id lease held; refusing creates");
-                ApiError::NoWorkerId
-            }
+            // Logged once by the lease keeper, and named in `/readyz`, not once per create.
+            CreateError::NoWorkerId => ApiError::NoWorkerId,
             CreateError::Busy => ApiError::Overloaded,
             CreateError::Storage(error) => ApiError::from(error),
             CreateError::Internal(what) => {
@@ -161,6 +161,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Body too large",
+            ),
+            RequestTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Body too slow",
             ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -225,6 +230,10 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            ApiError::RequestTimeout(_) => {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -7,7 +7,9 @@ mod codec;
 mod snowflake;
 
 pub use codec::{CODE_LEN, CodeCodec, CodeKey};
-pub use snowflake::{EPOCH_UNIX_MS, IdGenerator, MAX_WORKER_ID, WorkerId, compose_id, split_id};
+pub use snowflake::{
+    EPOCH_UNIX_MS, IdGenerator, MAX_WORKER_ID, WorkerId, compose_id, monotonic_ms, split_id,
+};
 
 #[cfg(test)]
 mod tests {

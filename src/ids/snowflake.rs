@@ -8,6 +8,11 @@
 //! Here the last issued `(millisecond, sequence)` pair lives in one `AtomicU64`, and a new id is
 //! always strictly greater than the last one: when the clock steps backwards or the sequence is
 //! exhausted, the generator borrows the next millisecond instead of waiting or panicking.
+//!
+//! The generator also knows until when its worker id is leased (a deadline on the coarse
+//! monotonic clock, moved forward by each renewal) and checks it on every id: a process that
+//! was paused past its lease (SIGSTOP, a VM migration, a long GC-like stall of the host) issues
+//! nothing once it runs again, even before its lease keeper has noticed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(not(target_os = "linux"))]
@@ -51,6 +56,8 @@ pub struct IdGenerator {
     worker: AtomicU64,
     /// `(milliseconds since EPOCH << SEQUENCE_BITS) | sequence` of the last id issued.
     last: AtomicU64,
+    /// Ids are issued only while [`monotonic_ms`] is below this.
+    valid_until_ms: AtomicU64,
 }
 
 impl Default for IdGenerator {
@@ -64,23 +71,31 @@ impl IdGenerator {
         IdGenerator {
             worker: AtomicU64::new(NO_WORKER),
             last: AtomicU64::new(0),
+            valid_until_ms: AtomicU64::new(0),
         }
     }
 
-    /// A generator that holds `worker` from the start (benchmarks and tests).
+    /// A generator that holds `worker` from the start, with no deadline (benchmarks and tests).
     pub fn with_worker(worker: WorkerId) -> Self {
         let generator = Self::new();
-        generator.assign(worker, 0);
+        generator.assign(worker, 0, u64::MAX);
         generator
     }
 
-    /// Starts issuing ids as `worker`, never below `floor_ms` (the high-water mark the previous
-    /// holder of this worker id recorded), so a clock that stepped back across a restart or a
-    /// takeover does not repeat that holder's ids.
-    pub fn assign(&self, worker: WorkerId, floor_ms: u64) {
+    /// Starts issuing ids as `worker` until [`monotonic_ms`] reaches `valid_until_ms`, never
+    /// below `floor_ms` (the high-water mark the previous holder of this worker id recorded),
+    /// so a clock that stepped back across a restart or a takeover does not repeat that
+    /// holder's ids.
+    pub fn assign(&self, worker: WorkerId, floor_ms: u64, valid_until_ms: u64) {
         self.last
             .fetch_max((floor_ms + 1) << SEQUENCE_BITS, Ordering::SeqCst);
+        self.valid_until_ms.store(valid_until_ms, Ordering::SeqCst);
         self.worker.store(u64::from(worker.0), Ordering::SeqCst);
+    }
+
+    /// The lease was renewed: ids may be issued until `valid_until_ms`.
+    pub fn extend(&self, valid_until_ms: u64) {
+        self.valid_until_ms.store(valid_until_ms, Ordering::SeqCst);
     }
 
     /// Stops issuing ids (the lease behind the worker id is no longer known to be ours).
@@ -88,9 +103,11 @@ impl IdGenerator {
         self.worker.store(NO_WORKER, Ordering::SeqCst);
     }
 
+    /// The worker id this generator issues ids with, while its lease is valid.
     pub fn worker(&self) -> Option<WorkerId> {
         let worker = self.worker.load(Ordering::Acquire);
-        (worker != NO_WORKER).then_some(WorkerId(worker as u16))
+        (worker != NO_WORKER && monotonic_ms() < self.valid_until_ms.load(Ordering::Acquire))
+            .then_some(WorkerId(worker as u16))
     }
 
     /// The millisecond (since EPOCH) of the last id issued: recorded with the lease.
@@ -98,15 +115,16 @@ impl IdGenerator {
         self.last.load(Ordering::Acquire) >> SEQUENCE_BITS
     }
 
-    /// The next id, or `None` while no worker id is held.
+    /// The next id, or `None` while no worker id is held or its lease may have expired.
     pub fn next_id(&self) -> Option<i64> {
-        self.next_id_at(now_ms())
+        self.next_id_at(now_ms(), monotonic_ms())
     }
 
-    /// The next id as if the clock read `now_ms` (milliseconds since EPOCH).
-    pub fn next_id_at(&self, now_ms: u64) -> Option<i64> {
+    /// The next id as if the real-time clock read `now_ms` (milliseconds since EPOCH) and the
+    /// monotonic clock `monotonic_ms`.
+    pub fn next_id_at(&self, now_ms: u64, monotonic_ms: u64) -> Option<i64> {
         let worker = self.worker.load(Ordering::Acquire);
-        if worker == NO_WORKER {
+        if worker == NO_WORKER || monotonic_ms >= self.valid_until_ms.load(Ordering::Acquire) {
             return None;
         }
         let mut last = self.last.load(Ordering::Relaxed);
@@ -171,6 +189,30 @@ fn now_ms() -> u64 {
     unix_ms.saturating_sub(EPOCH_UNIX_MS)
 }
 
+/// Milliseconds on the coarse monotonic clock (the kernel tick's resolution; it never steps
+/// and keeps counting while the process is stopped): the clock of lease deadlines.
+#[cfg(target_os = "linux")]
+pub fn monotonic_ms() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as in `now_ms`; CLOCK_MONOTONIC_COARSE exists on Linux.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    if status != 0 {
+        return u64::MAX;
+    }
+    (now.tv_sec as u64) * 1000 + (now.tv_nsec as u64) / 1_000_000
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn monotonic_ms() -> u64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
 #[cfg(not(target_os = "linux"))]
 fn now_ms() -> u64 {
     let unix_ms = SystemTime::now()
@@ -209,7 +251,7 @@ mod tests {
         let generator = IdGenerator::new();
         assert_eq!(generator.next_id(), None);
         assert_eq!(generator.worker(), None);
-        generator.assign(worker(3), 0);
+        generator.assign(worker(3), 0, u64::MAX);
         assert_eq!(generator.worker(), Some(worker(3)));
         let id = generator.next_id().unwrap();
         assert_eq!(split_id(id).1, 3);
@@ -222,7 +264,7 @@ mod tests {
     fn sequence_exhaustion_borrows_the_next_millisecond_without_repeating() {
         let generator = IdGenerator::with_worker(worker(1));
         let ids: Vec<i64> = (0..10_000)
-            .map(|_| generator.next_id_at(1_000).unwrap())
+            .map(|_| generator.next_id_at(1_000, 0).unwrap())
             .collect();
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
         assert_eq!(split_id(ids[0]), (1_000, 1, 0));
@@ -233,13 +275,13 @@ mod tests {
     #[test]
     fn a_clock_stepping_backwards_neither_panics_nor_repeats() {
         let generator = IdGenerator::with_worker(worker(1));
-        let before = generator.next_id_at(50_000).unwrap();
-        let after = generator.next_id_at(10_000).unwrap();
+        let before = generator.next_id_at(50_000, 0).unwrap();
+        let after = generator.next_id_at(10_000, 0).unwrap();
         assert!(after > before);
         assert_eq!(split_id(after), (50_000, 1, 1));
         // Once the clock catches up again, the sequence restarts at 0.
         assert_eq!(
-            split_id(generator.next_id_at(50_001).unwrap()),
+            split_id(generator.next_id_at(50_001, 0).unwrap()),
             (50_001, 1, 0)
         );
     }
@@ -247,8 +289,35 @@ mod tests {
     #[test]
     fn assign_honours_the_previous_holders_high_water_mark() {
         let generator = IdGenerator::new();
-        generator.assign(worker(9), 90_000);
-        assert_eq!(split_id(generator.next_id_at(10).unwrap()), (90_001, 9, 1));
+        generator.assign(worker(9), 90_000, u64::MAX);
+        assert_eq!(
+            split_id(generator.next_id_at(10, 0).unwrap()),
+            (90_001, 9, 1)
+        );
         assert_eq!(generator.high_water_ms(), 90_001);
+    }
+
+    #[test]
+    fn no_id_is_issued_once_the_lease_deadline_passed_until_it_is_extended() {
+        let generator = IdGenerator::new();
+        generator.assign(worker(4), 0, 10_000);
+        assert!(generator.next_id_at(1, 9_999).is_some());
+        // The process was stopped past its deadline: nothing, whatever the real-time clock says.
+        assert_eq!(generator.next_id_at(2, 10_000), None);
+        assert_eq!(generator.next_id_at(3, 50_000), None);
+        // A renewal moves the deadline.
+        generator.extend(60_000);
+        assert!(generator.next_id_at(4, 50_000).is_some());
+    }
+
+    #[test]
+    fn the_real_deadline_is_read_from_the_monotonic_clock() {
+        let generator = IdGenerator::new();
+        generator.assign(worker(5), 0, monotonic_ms() + 60_000);
+        assert!(generator.next_id().is_some());
+        assert_eq!(generator.worker(), Some(worker(5)));
+        generator.extend(monotonic_ms().saturating_sub(1));
+        assert_eq!(generator.next_id(), None);
+        assert_eq!(generator.worker(), None);
     }
 }

@@ -30,7 +30,7 @@ async fn create(
     require_json(request.headers())?;
     let key = idempotency_key(request.headers())?;
     let scope = app.client_ip(peer, request.headers()).get().to_string();
-    let body = read_limited(request).await?;
+    let body = read_limited(request, app.body_read_timeout).await?;
     let json =
         serde_json::from_slice(&body).map_err(|error| ApiError::InvalidJson(error.to_string()))?;
     let request = CreateRequest {
