@@ -681,3 +681,93 @@ async fn an_instance_paused_past_its_lease_issues_no_id_once_it_runs_again() {
         0
     );
 }
+
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn the_primary_stopped_under_creates_loses_nothing_acknowledged() {
+    let primary = OwnPostgres::start();
+    let db_url = database_on(&primary).await;
+    let app = std::sync::Arc::new(spawn_app_on(&db_url, &["--db-acquire-timeout", "250ms"]).await);
+    let ready = eventually(Duration::from_secs(10), || async {
+        readiness(&app).await.1["creates"] == "ready"
+    })
+    .await;
+    assert!(ready);
+    // Eight clients creating as fast as they can, every other request with a key of its own.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let (app, running) = (std::sync::Arc::clone(&app), std::sync::Arc::clone(&running));
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                let mut n = 0;
+                while running.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let key = format!("client-{client}-{n}");
+                    let body = format!(r#"{{"url": "https://example.com/{client}/{n}"}}"#);
+                    let headers: &[(&str, &str)] = if n % 2 == 0 {
+                        &[("Idempotency-Key", &key)]
+                    } else {
+                        &[]
+                    };
+                    let response = app.shorten_with(&body, headers).await;
+                    let code = (response.status == 201)
+                        .then(|| response.json()["code"].as_str().unwrap().to_owned());
+                    answers.push((response.status, code, n % 2 == 0));
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    primary.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    primary.start_again();
+    let back = eventually(Duration::from_secs(15), || async {
+        readiness(&app).await.1["tiers"]["primary"] == "up"
+    })
+    .await;
+    assert!(back, "the primary did not come back");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+
+    let mut acknowledged = Vec::new();
+    let mut keyed = 0;
+    let mut refused = 0;
+    for client in clients {
+        for (status, code, with_key) in client.await.unwrap() {
+            match status {
+                201 => {
+                    keyed += i64::from(with_key);
+                    acknowledged.push(code.unwrap());
+                }
+                503 => refused += 1,
+                other => panic!("a create answered {other}"),
+            }
+        }
+    }
+    assert!(refused > 0, "the stop was never noticed");
+    assert!(!acknowledged.is_empty());
+    let db = connect(&db_url).await;
+    let stored: i64 = db
+        .query_one(
+            "SELECT count(*) FROM links WHERE code = ANY($1)",
+            &[&acknowledged],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored,
+        acknowledged.len() as i64,
+        "an acknowledged create is missing"
+    );
+    // No half-written create: every stored answer has its link (a foreign key), and every
+    // acknowledged create with a key has its stored answer.
+    let answers = scalar(&db, "SELECT count(*) FROM idempotency_keys").await;
+    assert!(
+        answers >= keyed,
+        "{answers} stored answers for {keyed} keyed 201s"
+    );
+    std::sync::Arc::into_inner(app).unwrap().shutdown().await;
+}

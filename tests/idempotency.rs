@@ -1,10 +1,13 @@
-//! Idempotency-Key semantics of POST /shorten (RELIABILITY F10, without Redis).
+//! Idempotency-Key semantics of POST /shorten (RELIABILITY F10): on one instance, across two
+//! sharing a database, and with their Redis gone (Redis is not in the correctness path).
 
 mod common;
+#[path = "support/processes.rs"]
+mod processes;
 
 use std::sync::Arc;
 
-use common::{send, spawn_app};
+use common::{TestApp, send, spawn_app, spawn_app_on};
 
 const BODY: &str = r#"{"url": "https://example.com/idempotent", "expires_at": null}"#;
 
@@ -88,14 +91,15 @@ async fn keys_are_scoped_per_client() {
     app.shutdown().await;
 }
 
-#[tokio::test]
-async fn concurrent_requests_with_one_key_create_one_link() {
-    let app = Arc::new(spawn_app(&[]).await);
+/// F10: 50 concurrent requests with one key, spread over `apps`, for 10 keys in turn: one
+/// link per key, every 201 the same body (the first answer or its replay), the others 409, and
+/// another body with a used key 422.
+async fn fifty_retries_per_key_make_one_link(apps: &[Arc<TestApp>], label: &str) {
     for round in 0..10 {
-        let key = format!("concurrent-{round}");
+        let key = format!("{label}-{round}");
         let tasks: Vec<_> = (0..50)
-            .map(|_| {
-                let app = Arc::clone(&app);
+            .map(|n| {
+                let app = Arc::clone(&apps[n % apps.len()]);
                 let key = key.clone();
                 tokio::spawn(
                     async move { app.shorten_with(BODY, &[("Idempotency-Key", &key)]).await },
@@ -115,10 +119,88 @@ async fn concurrent_requests_with_one_key_create_one_link() {
                 other => panic!("unexpected {other}: {}", response.text()),
             }
         }
+        assert!(bodies.len() <= 1, "every 201 carries the same body");
+        // Whatever raced, a retry now is the first answer again.
+        let replay = apps[round % apps.len()]
+            .shorten_with(BODY, &[("Idempotency-Key", &key)])
+            .await;
+        assert_eq!(replay.status, 201, "{}", replay.text());
+        assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+        bodies.insert(replay.body);
         assert_eq!(bodies.len(), 1, "every 201 carries the same body");
+        apps[0]
+            .shorten_with(
+                r#"{"url": "https://example.com/another"}"#,
+                &[("Idempotency-Key", &key)],
+            )
+            .await
+            .assert_problem(422);
     }
-    assert_eq!(app.count("links").await, 10);
+    let db = apps[0].db().await;
+    let keyed =
+        format!("SELECT count(DISTINCT link_id) FROM idempotency_keys WHERE key LIKE '{label}-%'");
+    assert_eq!(
+        common::scalar(&db, &keyed).await,
+        10,
+        "one stored answer per key"
+    );
+}
+
+async fn links(app: &TestApp) -> i64 {
+    app.count("links").await
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_create_one_link() {
+    let app = Arc::new(spawn_app(&[]).await);
+    fifty_retries_per_key_make_one_link(&[Arc::clone(&app)], "one").await;
+    assert_eq!(links(&app).await, 10);
     Arc::into_inner(app).unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_across_two_instances_create_one_link() {
+    let db_url = common::fresh_database().await;
+    let apps = [
+        Arc::new(spawn_app_on(&db_url, &[]).await),
+        Arc::new(spawn_app_on(&db_url, &[]).await),
+    ];
+    fifty_retries_per_key_make_one_link(&apps, "two").await;
+    assert_eq!(links(&apps[0]).await, 10);
+    for app in apps {
+        Arc::into_inner(app).unwrap().shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn with_redis_gone_retries_still_make_one_link() {
+    let redis = processes::OwnRedis::start();
+    let db_url = common::fresh_database().await;
+    let flags = [
+        "--redis-url",
+        &redis.url(),
+        "--redis-command-timeout",
+        "50ms",
+    ];
+    let apps = [
+        Arc::new(spawn_app_on(&db_url, &flags).await),
+        Arc::new(spawn_app_on(&db_url, &flags).await),
+    ];
+    assert_eq!(
+        apps[0].shorten(BODY).await.status,
+        201,
+        "creates work with Redis up"
+    );
+    redis.kill();
+    fifty_retries_per_key_make_one_link(&apps, "no-redis").await;
+    assert_eq!(
+        links(&apps[0]).await,
+        11,
+        "the ten keys' links and the one made before"
+    );
+    for app in apps {
+        Arc::into_inner(app).unwrap().shutdown().await;
+    }
 }
 
 #[tokio::test]
