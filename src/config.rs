@@ -213,8 +213,11 @@ pub struct ServeArgs {
     pub create_batch_max: String,
     /// How long a batch that found other creates waiting waits for more (never when the queue
     /// was idle); 0s writes what is queued at once.
-    #[arg(long, env = "SHORTENER_CREATE_LINGER", default_value = "1ms")]
+    #[arg(long, env = "SHORTENER_CREATE_LINGER", default_value = "0s")]
     pub create_linger: String,
+    /// Batches written at once, each on a write-pool connection (at most the write pool's size).
+    #[arg(long, env = "SHORTENER_CREATE_WRITERS", default_value = "1")]
+    pub create_writers: String,
     /// Most creates waiting to be written; more are answered 503 at once.
     #[arg(long, env = "SHORTENER_CREATE_QUEUE", default_value = "4096")]
     pub create_queue: String,
@@ -521,6 +524,11 @@ impl ServeArgs {
             "SHORTENER_CREATE_LINGER",
             parse_into(&self.create_linger, &mut linger, parse_duration_or_zero),
         );
+        let mut writers = None;
+        check(
+            "SHORTENER_CREATE_WRITERS",
+            parse_into(&self.create_writers, &mut writers, parse_positive::<usize>),
+        );
         let mut create_queue = None;
         check(
             "SHORTENER_CREATE_QUEUE",
@@ -577,6 +585,14 @@ impl ServeArgs {
             ),
         );
 
+        if let (Some(writers), Some(write_pool)) = (writers, write_pool)
+            && writers > write_pool as usize
+        {
+            errors.push(
+                "SHORTENER_CREATE_WRITERS: at most SHORTENER_DB_WRITE_POOL_SIZE (each batch holds a connection)"
+                    .into(),
+            );
+        }
         if let Some(Err(error)) = lease.map(|lease| lease.check()) {
             errors.push(error);
         }
@@ -639,6 +655,7 @@ impl ServeArgs {
                 batch_max: batch_max.expect("validated"),
                 linger: linger.expect("validated"),
                 queue: create_queue.expect("validated"),
+                concurrency: writers.expect("validated"),
             },
             redis,
             cache: CacheSettings {

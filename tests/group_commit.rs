@@ -67,10 +67,12 @@ fn keyed(id: i64, code: &str, key: &str) -> BatchRow {
     }
 }
 
+/// One batch at a time, so that rows queue up behind a blocked one.
 const BATCHING: WriterSettings = WriterSettings {
     batch_max: 64,
     linger: Duration::from_millis(20),
     queue: 1024,
+    concurrency: 1,
 };
 
 /// Writes every row at once (each from a task of its own); answers their outcomes in order.
@@ -269,6 +271,7 @@ async fn a_full_queue_is_refused_at_once_and_shutdown_writes_what_was_queued() {
         batch_max: 1,
         linger: Duration::ZERO,
         queue: 3,
+        concurrency: 1,
     };
     let (writer, stop, task) = writer_on(&url, settings);
     let locked = LockedLinks::take(&url).await;
@@ -359,4 +362,46 @@ async fn a_full_create_queue_answers_503_with_retry_after() {
     statuses.sort();
     assert_eq!(statuses, [201, 503, 503, 503, 503]);
     Arc::try_unwrap(app).ok().unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn batches_of_two_instances_racing_for_the_same_aliases_never_deadlock() {
+    let url = common::fresh_database().await;
+    let settings = WriterSettings {
+        concurrency: 4,
+        batch_max: 16,
+        ..BATCHING
+    };
+    let writers = [writer_on(&url, settings), writer_on(&url, settings)];
+    // Both ask for the same 50 aliases, 4 times each, in opposite orders.
+    let mut rounds = Vec::new();
+    for (side, (writer, _, _)) in writers.iter().enumerate() {
+        let mut rows = Vec::new();
+        for repeat in 0..4 {
+            for n in 0..50 {
+                let n = if side == 0 { n } else { 49 - n };
+                let id = 1 + (side * 1000 + repeat * 100 + n) as i64;
+                rows.push(row(id, &format!("race-{n}")));
+            }
+        }
+        let writer = Arc::clone(writer);
+        rounds.push(tokio::spawn(async move { write_all(&writer, rows).await }));
+    }
+    let mut created = 0;
+    for round in rounds {
+        for outcome in round.await.unwrap() {
+            match outcome {
+                RowOutcome::Created => created += 1,
+                RowOutcome::CodeTaken => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(created, 50, "each alias went to exactly one row");
+    let db = connect(&url).await;
+    assert_eq!(scalar(&db, "SELECT count(*) FROM links").await, 50);
+    for (_, stop, task) in writers {
+        stop.cancel();
+        task.await.unwrap();
+    }
 }

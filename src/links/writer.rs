@@ -1,8 +1,10 @@
-//! Group commit: the one task that writes creates. Handlers hand it an owned row through a
-//! bounded queue and wait for that row's outcome; it takes what is queued (up to
-//! `batch_max`), lingers a little for more only when more were already waiting (never when the
-//! queue was idle: a lone create is written at once), writes the batch in one transaction
-//! (`storage::Db::create_batch`) and answers each handler through its own channel.
+//! Group commit: the one task that gathers creates into batches. Handlers hand it an owned row
+//! through a bounded queue and wait for that row's outcome; whenever one of its `concurrency`
+//! slots (one per write-pool connection) is free, it takes what is queued (up to `batch_max`),
+//! lingers a little for more only when more were already waiting (never when the queue was
+//! idle: a lone create is written at once), writes the batch in one transaction
+//! (`storage::Db::create_batch`) and answers each handler through its own channel. While every
+//! slot is busy committing, the queue fills and the next batches grow.
 //!
 //! A full queue is refused at once (the handler answers 503 with `Retry-After`) instead of
 //! making requests wait without bound. On shutdown the writer stops accepting, writes what
@@ -12,7 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +30,8 @@ pub struct WriterSettings {
     pub linger: Duration,
     /// Most creates waiting for the writer; more are refused.
     pub queue: usize,
+    /// Batches written at once (the write pool's size: each holds one connection).
+    pub concurrency: usize,
 }
 
 /// Why a row got no outcome.
@@ -123,8 +128,15 @@ async fn run(
     counts: Arc<Counts>,
 ) {
     let batch_max = settings.batch_max.max(1);
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut in_flight = JoinSet::new();
     let mut stopping = false;
     loop {
+        // A batch is gathered only once a connection's worth of room is free: while every
+        // slot is busy, creates keep queuing and the next batch grows.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
         let first = if stopping {
             receiver.recv().await
         } else {
@@ -140,7 +152,7 @@ async fn run(
             }
         };
         let Some(first) = first else {
-            return;
+            break;
         };
         let mut batch = vec![first];
         take_queued(&mut receiver, &mut batch, batch_max);
@@ -158,8 +170,16 @@ async fn run(
         }
         counts.batches.fetch_add(1, Ordering::Relaxed);
         counts.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        write_batch(&db, batch).await;
+        let db = db.clone();
+        in_flight.spawn(async move {
+            write_batch(&db, batch).await;
+            drop(slot);
+        });
+        // Reap what has finished, so the set does not grow.
+        while in_flight.try_join_next().is_some() {}
     }
+    // Everyone queued has been taken; wait until each batch in flight has answered its rows.
+    while in_flight.join_next().await.is_some() {}
 }
 
 fn take_queued(receiver: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max: usize) {

@@ -282,8 +282,17 @@ pub(super) fn build(
         .tcp_user_timeout(TCP_USER_TIMEOUT)
         .application_name("shortener")
         .options(format!(
-            "-c statement_timeout={}",
-            settings.statement_timeout.as_millis()
+            "-c statement_timeout={}{}",
+            settings.statement_timeout.as_millis(),
+            // The batch statements join arrays against the tables. A generic plan made while a
+            // table was small (a new deployment) is a sequential scan kept for the connection's
+            // life as the table grows; planning each batch (microseconds, once per batch)
+            // follows the table's size instead.
+            if role == Role::Write {
+                " -c plan_cache_mode=force_custom_plan"
+            } else {
+                ""
+            }
         ));
     let manager = PgManager {
         inner: PostgresConnectionManager::new(config, tls),
