@@ -263,25 +263,7 @@ async fn database_on(server: &OwnPostgres) -> String {
 
 /// Waits until `replica` has replayed everything `primary` has written so far.
 async fn wait_for_replica(primary: &OwnPostgres, replica: &OwnPostgres) {
-    let lsn: String = connect(&primary.url("postgres"))
-        .await
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let replica = connect(&replica.url("postgres")).await;
-    let caught_up = eventually(Duration::from_secs(20), || async {
-        replica
-            .query_one(
-                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
-                &[&lsn],
-            )
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-    })
-    .await;
-    assert!(caught_up, "the test's replica did not catch up");
+    common::wait_for_replay(&primary.url("postgres"), &replica.url("postgres")).await;
 }
 
 fn now_ms_since_epoch() -> u64 {

@@ -30,30 +30,9 @@ fn database_name(url: &str) -> &str {
     &url[url.rfind('/').unwrap() + 1..]
 }
 
-/// Waits until the replica has replayed everything the primary has written so far.
+/// Waits until the stack's replica has replayed everything the primary has written so far.
 async fn wait_for_replica(primary_url: &str) {
-    let primary = connect(primary_url).await;
-    let replica = connect(&replica_url("postgres")).await;
-    let lsn: String = primary
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let caught_up = eventually(Duration::from_secs(20), || async {
-        replica
-            .query_one(
-                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
-                &[&lsn],
-            )
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-    })
-    .await;
-    assert!(
-        caught_up,
-        "the replica did not catch up (is it running? `make services`)"
-    );
+    common::wait_for_replay(primary_url, &replica_url("postgres")).await;
 }
 
 fn now_ms_since_epoch() -> u64 {

@@ -307,6 +307,30 @@ where
     }
 }
 
+/// Waits until the replica at `replica_url` has replayed everything the primary at
+/// `primary_url` has written so far (at most 20 s).
+pub async fn wait_for_replay(primary_url: &str, replica_url: &str) {
+    let lsn: String = connect(primary_url)
+        .await
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let replica = connect(replica_url).await;
+    let caught_up = eventually(Duration::from_secs(20), || async {
+        replica
+            .query_one(
+                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
+                &[&lsn],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    })
+    .await;
+    assert!(caught_up, "the replica did not catch up (is it running?)");
+}
+
 /// A TCP proxy in front of the test Postgres that a test can cut and restore: it takes the
 /// database away from one service (refused sessions, broken connections) without touching the
 /// machine's Postgres, which other tests share.
