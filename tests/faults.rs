@@ -584,14 +584,13 @@ async fn an_instance_paused_past_its_lease_issues_no_id_once_it_runs_again() {
         first.wait_creates("ready").await,
         "the first instance got no lease"
     );
+    let mut made = Vec::new();
     for n in 0..5 {
-        assert_eq!(
-            first
-                .shorten(&format!("https://example.com/first/{n}"))
-                .await
-                .status,
-            201
-        );
+        let created = first
+            .shorten(&format!("https://example.com/first/{n}"))
+            .await;
+        assert_eq!(created.status, 201);
+        made.push(created.json()["code"].as_str().unwrap().to_owned());
     }
     // A second instance configured with the same worker id waits for it, and says so.
     let second = OwnService::start(&db_url, "7");
@@ -607,6 +606,11 @@ async fn an_instance_paused_past_its_lease_issues_no_id_once_it_runs_again() {
         200,
         "redirects are still served: {}",
         ready.text()
+    );
+    let redirect = send(second.addr, "HEAD", &format!("/{}", made[0]), &[], b"").await;
+    assert_eq!(
+        redirect.status, 302,
+        "an instance without a worker id still redirects"
     );
 
     // The first is paused past its lease; the second takes the worker id and creates.
