@@ -9,6 +9,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use shortener::clicks::{ClickKind, ClickRecorder, is_bot};
 use shortener::domain::{TargetUrl, UrlPolicy};
 use shortener::ids::{CodeCodec, CodeKey, IdGenerator, WorkerId};
+use shortener::limits::{LimitKey, LocalLimiter, RateSpec};
 use shortener::links::{CacheSettings, LinkCache, ResolvedLink, Resolver, Visit};
 use shortener::storage::{Db, PoolSettings, PoolSizes};
 
@@ -170,5 +171,26 @@ fn cache_hits(c: &mut Criterion) {
     black_box(clicks.drain().len());
 }
 
-criterion_group!(benches, ids_and_codes, request_pieces, cache_hits);
+/// The in-process limiter's decision on the redirect path: one client, and clients spread over
+/// 100,000 addresses (what a cache miss in its key store costs).
+fn limiter(c: &mut Criterion) {
+    let spec: RateSpec = "1000000/s,burst=1000000".parse().unwrap();
+    let limiter = LocalLimiter::new(spec, 1_000_000);
+    let one = LimitKey::of("203.0.113.7".parse().unwrap());
+    c.bench_function("limiter_one_client", |b| {
+        b.iter(|| limiter.check(black_box(one)).allowed)
+    });
+    let clients: Vec<LimitKey> = (0..100_000u32)
+        .map(|n| LimitKey::of(std::net::IpAddr::V4((0x0a00_0000 + n).into())))
+        .collect();
+    let mut next = 0;
+    c.bench_function("limiter_spread_clients", |b| {
+        b.iter(|| {
+            next = (next + 7919) % clients.len();
+            limiter.check(black_box(clients[next])).allowed
+        })
+    });
+}
+
+criterion_group!(benches, ids_and_codes, request_pieces, cache_hits, limiter);
 criterion_main!(benches);

@@ -24,6 +24,9 @@
 #   CACHE_CAPACITY  the service's SHORTENER_CACHE_CAPACITY [max(2 x LINKS, 1000000)]; smaller
 #                than LINKS makes part of the spread scenario miss memory
 #   REDIS        off, single (127.0.0.1:6379) or cluster (127.0.0.1:7001-7003 seeds) [off]
+#   RATE_LIMIT_REDIRECT  the service's SHORTENER_RATE_LIMIT_REDIRECT [off]: every request
+#                comes from 127.0.0.1, so any per-client limit would measure the limiter
+#                refusing, not the service serving
 #   OUT          output directory [target/loadtest/ratio-<timestamp>]
 #
 # Builds once (release), starts Postgres (scripts/stack.sh up), recreates the database
@@ -60,6 +63,7 @@ ADMIN_PORT=19090
 BARE_PORT=18090
 CACHE_CAPACITY=${CACHE_CAPACITY:-$(( LINKS * 2 > 1000000 ? LINKS * 2 : 1000000 ))}
 REDIS=${REDIS:-off}
+RATE_LIMIT_REDIRECT=${RATE_LIMIT_REDIRECT:-off}
 case "$REDIS" in
   off) redis_env=() ;;
   single) redis_env=(REDIS_URL=redis://127.0.0.1:6379) ;;
@@ -207,6 +211,7 @@ SHORTENER_CACHE_TTL=1h \
 SHORTENER_STATS_FLUSH_INTERVAL=$STATS_FLUSH_INTERVAL \
 SHORTENER_CODE_KEY=ratio-benchmark-code-key \
 SHORTENER_MAX_CONNECTIONS=10000 \
+SHORTENER_RATE_LIMIT_REDIRECT="$RATE_LIMIT_REDIRECT" \
 RUST_LOG=warn \
   env "${redis_env[@]}" \
   taskset -c "$SERVER_CPU" target/release/shortener serve >"$OUT/service.log" 2>&1 &
@@ -345,7 +350,7 @@ cat >"$OUT/meta.md" <<META
 - wrk: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)
 - git commit: $commit
 - settings: ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS LINKS=$LINKS SERVER_CPU=$SERVER_CPU LOAD_CPU=$LOAD_CPU PG_CPU=$PG_CPU QUICK=${QUICK:-0}; each run starts once Postgres is quiet
-- service: SHORTENER_CACHE_CAPACITY=$CACHE_CAPACITY SHORTENER_CACHE_TTL=1h SHORTENER_STATS_FLUSH_INTERVAL=$STATS_FLUSH_INTERVAL SHORTENER_MAX_CONNECTIONS=10000 REDIS=$REDIS RUST_LOG=warn, other settings default; hot code /$HOT_CODE
+- service: SHORTENER_CACHE_CAPACITY=$CACHE_CAPACITY SHORTENER_CACHE_TTL=1h SHORTENER_STATS_FLUSH_INTERVAL=$STATS_FLUSH_INTERVAL SHORTENER_MAX_CONNECTIONS=10000 REDIS=$REDIS SHORTENER_RATE_LIMIT_REDIRECT=$RATE_LIMIT_REDIRECT RUST_LOG=warn, other settings default; hot code /$HOT_CODE
 - service cache after warm-up: $cached of $LINKS links
 - output: $OUT
 META

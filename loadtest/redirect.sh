@@ -5,7 +5,9 @@
 #   defaults:             http://127.0.0.1:8080  10s        64
 #
 # Creates LINKS links, then runs wrk for DURATION over them (a Lua script picks codes at random)
-# and prints wrk's latency distribution. The fuller harness (mixed workload, Zipf popularity,
+# and prints wrk's latency distribution. Every request comes from one address: run the
+# instance with SHORTENER_RATE_LIMIT_CREATE=off and SHORTENER_RATE_LIMIT_REDIRECT=off, or what is
+# measured is the limiter answering 429. The fuller harness (mixed workload, Zipf popularity,
 # open-loop latency at a fixed rate, reports and plots) grows here with the performance work.
 set -euo pipefail
 BASE=${1:-http://127.0.0.1:8080}

@@ -1,12 +1,11 @@
 //! The running service: its shared state ([`App`]) and [`run`], the one entry point used by
 //! `main`, the integration tests and the benchmarks.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -14,10 +13,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::clicks::{ClickRecorder, FlushSettings, run_flusher};
 use crate::config::Config;
-use crate::domain::{ClientIp, TrustedProxies, UrlPolicy};
+use crate::domain::{TrustedProxies, UrlPolicy};
 use crate::http::{ConnectionLimits, handle_admin, handle_public, serve};
 use crate::ids::{CodeCodec, IdGenerator};
 use crate::lease::LeaseKeeper;
+use crate::limits::RouteLimits;
 use crate::links::{BreakerState, CreateWriter, Creator, LinkCache, RemoteCache, Resolver};
 use crate::readiness::{Readiness, RedisState, Tiers, run_prober};
 use crate::storage::{Db, RedisStore};
@@ -48,6 +48,8 @@ pub struct App {
     pub redirect_cache_control: HeaderValue,
     /// Time a client has to send a create's body (408 after it).
     pub body_read_timeout: Duration,
+    /// Per-client limits of creates, redirects and stats.
+    pub limits: RouteLimits,
     /// Set once the main listener serves.
     started: AtomicBool,
     /// Cancelled when the service stops accepting (SIGTERM): readiness goes 503 at once.
@@ -114,6 +116,12 @@ impl App {
             trusted_proxies: config.trusted_proxies.clone(),
             redirect_status: config.redirect_status,
             body_read_timeout: config.body_read_timeout,
+            limits: RouteLimits::new(
+                config.rate_limits.create,
+                config.rate_limits.redirect,
+                config.rate_limits.stats,
+                config.rate_limits.max_keys,
+            ),
             redirect_cache_control: HeaderValue::from_str(&format!(
                 "private, max-age={}",
                 config.redirect_max_age
@@ -122,16 +130,6 @@ impl App {
             started: AtomicBool::new(false),
             shutdown,
         }
-    }
-
-    /// The client a request is attributed to.
-    pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> ClientIp {
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .next_back()
-            .map(HeaderValue::as_bytes);
-        self.trusted_proxies.client_ip(peer.ip(), forwarded)
     }
 
     /// Whether the instance can take traffic, from the cached probe results: started, not

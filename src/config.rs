@@ -13,6 +13,7 @@ use http::StatusCode;
 use crate::domain::{Blocklist, IpNet, TrustedProxies};
 use crate::ids::{CodeKey, MAX_WORKER_ID, WorkerId};
 use crate::lease::LeaseSettings;
+use crate::limits::RateSpec;
 use crate::links::{CacheSettings, WriterSettings};
 use crate::storage::{PoolSettings, PoolSizes, RedisSettings, RedisTopology};
 
@@ -190,6 +191,30 @@ pub struct ServeArgs {
     /// Time a client has to send a whole request body, once its headers arrived: 408 after it.
     #[arg(long, env = "SHORTENER_BODY_READ_TIMEOUT", default_value = "5s")]
     pub body_read_timeout: String,
+    /// Creates per client (IP, or IPv6 /64): `N/s,burst=M` (also /m, /h), or `off`.
+    #[arg(
+        long,
+        env = "SHORTENER_RATE_LIMIT_CREATE",
+        default_value = "20/s,burst=40"
+    )]
+    pub rate_limit_create: String,
+    /// Redirects per client, 404s included; kept in this instance's memory.
+    #[arg(
+        long,
+        env = "SHORTENER_RATE_LIMIT_REDIRECT",
+        default_value = "1000/s,burst=2000"
+    )]
+    pub rate_limit_redirect: String,
+    /// Stats requests per client.
+    #[arg(
+        long,
+        env = "SHORTENER_RATE_LIMIT_STATS",
+        default_value = "50/s,burst=100"
+    )]
+    pub rate_limit_stats: String,
+    /// Most clients each limit keeps state for; an evicted client starts with a full burst.
+    #[arg(long, env = "SHORTENER_RATE_LIMIT_MAX_KEYS", default_value = "100000")]
+    pub rate_limit_max_keys: String,
     /// Most open connections on the main listener; further clients wait in the accept backlog.
     #[arg(long, env = "SHORTENER_MAX_CONNECTIONS", default_value = "10000")]
     pub max_connections: String,
@@ -269,6 +294,7 @@ pub struct Config {
     pub shutdown_delay: Duration,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    pub rate_limits: RateLimits,
     pub max_connections: usize,
     pub pool: PoolSettings,
     /// Most connections to one Postgres server (checked against `pool`).
@@ -280,6 +306,27 @@ pub struct Config {
     pub writer: WriterSettings,
     /// The Redis tier, when Redis is configured.
     pub redis: Option<RedisConfig>,
+}
+
+/// Per-client rate limits by route (`None`: off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub create: Option<RateSpec>,
+    pub redirect: Option<RateSpec>,
+    pub stats: Option<RateSpec>,
+    /// Clients each limit keeps state for.
+    pub max_keys: u64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            create: None,
+            redirect: None,
+            stats: None,
+            max_keys: 100_000,
+        }
+    }
 }
 
 /// The Redis tier's settings.
@@ -478,6 +525,30 @@ impl ServeArgs {
                 parse_positive::<u32>,
             ),
         );
+        let mut limits = RateLimits::default();
+        for (name, raw, slot) in [
+            (
+                "SHORTENER_RATE_LIMIT_CREATE",
+                &self.rate_limit_create,
+                &mut limits.create,
+            ),
+            (
+                "SHORTENER_RATE_LIMIT_REDIRECT",
+                &self.rate_limit_redirect,
+                &mut limits.redirect,
+            ),
+            (
+                "SHORTENER_RATE_LIMIT_STATS",
+                &self.rate_limit_stats,
+                &mut limits.stats,
+            ),
+        ] {
+            check(name, parse_limit(raw).map(|spec| *slot = spec));
+        }
+        check(
+            "SHORTENER_RATE_LIMIT_MAX_KEYS",
+            parse_positive::<u64>(&self.rate_limit_max_keys).map(|keys| limits.max_keys = keys),
+        );
         let mut body_timeout = None;
         check(
             "SHORTENER_BODY_READ_TIMEOUT",
@@ -642,6 +713,7 @@ impl ServeArgs {
             shutdown_delay: shutdown_delay.expect("validated"),
             header_read_timeout: header_timeout.expect("validated"),
             body_read_timeout: body_timeout.expect("validated"),
+            rate_limits: limits,
             max_connections: max_connections.expect("validated"),
             pool: PoolSettings {
                 sizes: sizes.expect("validated"),
@@ -726,6 +798,14 @@ fn parse_base_url(raw: &str) -> Result<(String, String), String> {
 /// password.
 fn parse_pg_url(raw: &str) -> Result<(), String> {
     crate::storage::check_database_url(raw)
+}
+
+fn parse_limit(raw: &str) -> Result<Option<RateSpec>, String> {
+    if raw.trim().eq_ignore_ascii_case("off") {
+        Ok(None)
+    } else {
+        raw.parse().map(Some)
+    }
 }
 
 fn parse_worker_id(raw: &str) -> Result<WorkerId, String> {

@@ -18,6 +18,7 @@
 //! | [`storage`] | pools by role, prepared statements, every SQL statement, migrations, the Redis client and its commands | business rules, HTTP |
 //! | [`clicks`] | in-memory click tallies and the batch flusher | write to the database on the redirect path |
 //! | [`lease`] | keeping the worker-id lease alive | issue ids itself |
+//! | [`limits`] | per-client rate limits: `N/s,burst=M`, the client key (/64 for IPv6), the in-process GCRA limiter | I/O |
 //! | [`readiness`] | probing the databases on connections of their own for `/readyz` | borrow request connections |
 //! | [`shutdown`], [`telemetry`] | signals; logs | |
 
@@ -28,6 +29,7 @@ pub mod domain;
 pub mod http;
 pub mod ids;
 pub mod lease;
+pub mod limits;
 pub mod links;
 pub mod readiness;
 pub mod shutdown;

@@ -521,6 +521,7 @@ impl OwnService {
             .env("SHORTENER_LEASE_RENEW_EVERY", "1s")
             .env("SHORTENER_LEASE_SAFETY_MARGIN", "1s")
             .env("SHORTENER_DB_ACQUIRE_TIMEOUT", "2s")
+            .env("SHORTENER_RATE_LIMIT_CREATE", "off")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

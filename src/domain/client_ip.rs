@@ -90,22 +90,30 @@ impl TrustedProxies {
     /// The client behind `peer`. When the peer is trusted, walk `X-Forwarded-For` from the right
     /// (the entries nearest to us, appended by proxies we trust) to the first address that is not
     /// itself a trusted proxy. Entries further left were written by the client and prove nothing.
-    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&[u8]>) -> ClientIp {
+    /// `forwarded_for` is every `X-Forwarded-For` line in the order received: several lines are
+    /// one list (RFC 9110 §5.3), so a proxy that adds a line of its own is honoured too.
+    pub fn client_ip<'a, I>(&self, peer: IpAddr, forwarded_for: I) -> ClientIp
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: DoubleEndedIterator,
+    {
         let peer = canonical(peer);
         if !self.trusts(peer) {
             return ClientIp(peer);
         }
-        let Some(header) = forwarded_for.and_then(|raw| std::str::from_utf8(raw).ok()) else {
-            return ClientIp(peer);
-        };
         let mut client = peer;
-        for entry in header.rsplit(',') {
-            let Ok(address) = entry.trim().parse::<IpAddr>() else {
-                break;
+        for line in forwarded_for.into_iter().rev() {
+            let Ok(line) = std::str::from_utf8(line) else {
+                return ClientIp(client);
             };
-            client = canonical(address);
-            if !self.trusts(client) {
-                break;
+            for entry in line.rsplit(',') {
+                let Ok(address) = entry.trim().parse::<IpAddr>() else {
+                    return ClientIp(client);
+                };
+                client = canonical(address);
+                if !self.trusts(client) {
+                    return ClientIp(client);
+                }
             }
         }
         ClientIp(client)
@@ -150,20 +158,50 @@ mod tests {
 
     #[test]
     fn untrusted_peers_cannot_choose_their_address() {
-        let client = proxies(&[]).client_ip(ip("203.0.113.9"), Some(b"1.2.3.4"));
+        let client = proxies(&[]).client_ip(ip("203.0.113.9"), [&b"1.2.3.4"[..]]);
         assert_eq!(client.get(), ip("203.0.113.9"));
     }
 
     #[test]
     fn trusted_proxies_name_the_rightmost_untrusted_hop() {
         let proxies = proxies(&["10.0.0.0/8"]);
-        let client = proxies.client_ip(ip("10.0.0.2"), Some(b"6.6.6.6, 198.51.100.7, 10.0.0.3"));
+        let client = proxies.client_ip(ip("10.0.0.2"), [&b"6.6.6.6, 198.51.100.7, 10.0.0.3"[..]]);
         assert_eq!(client.get(), ip("198.51.100.7"));
+        let none: [&[u8]; 0] = [];
         assert_eq!(
-            proxies.client_ip(ip("10.0.0.2"), None).get(),
+            proxies.client_ip(ip("10.0.0.2"), none).get(),
             ip("10.0.0.2")
         );
-        let garbage = proxies.client_ip(ip("10.0.0.2"), Some(b"not-an-ip"));
+        let garbage = proxies.client_ip(ip("10.0.0.2"), [&b"not-an-ip"[..]]);
         assert_eq!(garbage.get(), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn every_forwarded_for_line_counts_and_the_rightmost_untrusted_wins() {
+        let proxies = proxies(&["10.0.0.0/8"]);
+        // The client's own line comes first; our proxies appended a line each after it.
+        let lines: [&[u8]; 3] = [b"6.6.6.6", b"198.51.100.7", b"10.0.0.9, 10.0.0.3"];
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), lines).get(),
+            ip("198.51.100.7")
+        );
+        // Never the left-most: a spoofed first entry is ignored.
+        let lines: [&[u8]; 1] = [b"1.1.1.1, 203.0.113.5"];
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), lines).get(),
+            ip("203.0.113.5")
+        );
+        // An IPv4-mapped peer is matched as IPv4.
+        let lines: [&[u8]; 1] = [b"203.0.113.5"];
+        assert_eq!(
+            proxies.client_ip(ip("::ffff:10.0.0.1"), lines).get(),
+            ip("203.0.113.5")
+        );
+        assert!(
+            "10.0.0.0/8"
+                .parse::<IpNet>()
+                .unwrap()
+                .contains(ip("::ffff:10.0.0.1"))
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! `links` and renders its answer, with `problem` for every error. No SQL, no tier order.
 
 mod body;
+mod client;
 mod problem;
 mod router;
 mod routes;

@@ -56,6 +56,8 @@ pub enum ApiError {
     NoWorkerId,
     #[error("too many creates are waiting to be written; retry shortly")]
     Overloaded,
+    #[error("too many requests from this client; retry in {0} s")]
+    RateLimited(u64),
     #[error("metrics are not exported yet")]
     NotImplemented,
     #[error("the server failed to handle this request")]
@@ -192,6 +194,11 @@ impl ApiError {
                 "overloaded",
                 "Too many creates waiting",
             ),
+            RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
             NotImplemented => (
                 StatusCode::NOT_IMPLEMENTED,
                 "not-implemented",
@@ -230,6 +237,9 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::RateLimited(seconds) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
             }
             // The rest of the body may still be on its way: the connection cannot be reused.
             ApiError::RequestTimeout(_) => {

@@ -10,10 +10,14 @@ use std::sync::Arc;
 use http::Method;
 use hyper::body::Incoming;
 
+use http::HeaderValue;
+
+use super::client::client_ip;
 use super::routes::{admin, openapi, redirect, shorten, stats};
 use super::{ApiError, Response};
 use crate::app::App;
-use crate::domain::{Code, CodeBuf};
+use crate::domain::{ClientIp, Code, CodeBuf};
+use crate::limits::{Decision, LimitedRoute, RateSpec};
 use crate::links::Visit;
 
 const GET_HEAD: &str = "GET, HEAD";
@@ -32,10 +36,24 @@ enum Route {
     /// Boxed, so the common redirect's future does not carry a whole request's room.
     Shorten {
         request: Box<http::Request<Incoming>>,
-        peer: SocketAddr,
+        client: ClientIp,
     },
     OpenApi,
+    /// A read of a path that can name no link: 404, counted as a redirect (scanners pay).
+    Unknown,
     Refused(ApiError),
+}
+
+impl Route {
+    /// The limit this request counts toward, if any.
+    fn limit(&self) -> Option<LimitedRoute> {
+        match self {
+            Route::Redirect { .. } | Route::Unknown => Some(LimitedRoute::Redirect),
+            Route::Stats { .. } => Some(LimitedRoute::Stats),
+            Route::Shorten { .. } => Some(LimitedRoute::Create),
+            Route::OpenApi | Route::Refused(_) => None,
+        }
+    }
 }
 
 /// Routes a request of the main listener. The routing runs now; the returned future does
@@ -45,29 +63,72 @@ pub fn handle_public(
     request: http::Request<Incoming>,
     peer: SocketAddr,
 ) -> impl Future<Output = Response> + Send + 'static {
-    let route = route(request, peer);
+    let client = client_ip(&app.trusted_proxies, peer, request.headers());
+    let route = route(request, client);
+    let limited = route.limit().and_then(|limit| {
+        app.limits
+            .check(limit, client.get())
+            .map(|(spec, decision)| (limit, spec, decision))
+    });
     async move {
-        match route {
+        if let Some((limit, spec, decision)) = limited
+            && !decision.allowed
+        {
+            let mut response = ApiError::RateLimited(decision.retry_after_seconds).into_response();
+            add_rate_limit_fields(&mut response, limit, spec, decision);
+            return response;
+        }
+        let mut response = match route {
             Route::Redirect { code, visit } => redirect::handle(&app, code.as_str(), visit).await,
             // Boxed: these futures are large, and every request's future is as large as its
             // largest branch, moved in memory as a whole on every redirect.
             Route::Stats { code } => Box::pin(stats::handle(&app, code.as_str())).await,
-            Route::Shorten { request, peer } => {
-                Box::pin(shorten::handle(&app, *request, peer)).await
+            Route::Shorten { request, client } => {
+                Box::pin(shorten::handle(&app, *request, client)).await
             }
             Route::OpenApi => openapi::handle(),
+            Route::Unknown => ApiError::NotFound.into_response(),
             Route::Refused(error) => error.into_response(),
+        };
+        // Redirects never carry the fields (the draft advises against them on 3xx).
+        if let Some((limit, spec, decision)) = limited
+            && !response.status().is_redirection()
+        {
+            add_rate_limit_fields(&mut response, limit, spec, decision);
         }
+        response
     }
 }
 
-fn route(request: http::Request<Incoming>, peer: SocketAddr) -> Route {
+/// `RateLimit-Policy: "create";q=40;w=2` and `RateLimit: "create";r=12;t=1` (the IETF draft's
+/// structured-field syntax; the mapping of `N/s,burst=M` is in `limits`).
+fn add_rate_limit_fields(
+    response: &mut Response,
+    limit: LimitedRoute,
+    spec: RateSpec,
+    decision: Decision,
+) {
+    let name = limit.name();
+    let policy = format!("\"{name}\";q={};w={}", spec.burst, spec.window_seconds());
+    let state = format!(
+        "\"{name}\";r={};t={}",
+        decision.remaining, decision.reset_seconds
+    );
+    let headers = response.headers_mut();
+    if let (Ok(policy), Ok(state)) = (HeaderValue::try_from(policy), HeaderValue::try_from(state)) {
+        headers.insert("ratelimit-policy", policy);
+        headers.insert("ratelimit", state);
+    }
+}
+
+/// What a request of the main listener asks for, taken out of it without any `.await`.
+fn route(request: http::Request<Incoming>, client: ClientIp) -> Route {
     let method = request.method();
     let is_read = method == Method::GET || method == Method::HEAD;
     match request.uri().path() {
         "/shorten" if method == Method::POST => Route::Shorten {
             request: Box::new(request),
-            peer,
+            client,
         },
         "/shorten" => Route::Refused(ApiError::MethodNotAllowed("POST")),
         "/openapi.json" if is_read => Route::OpenApi,
@@ -78,6 +139,7 @@ fn route(request: http::Request<Incoming>, peer: SocketAddr) -> Route {
             let (segment, stats) = match rest.split_once('/') {
                 None => (rest, false),
                 Some((code, "stats")) => (code, true),
+                Some(_) if is_read => return Route::Unknown,
                 Some(_) => return Route::Refused(ApiError::NotFound),
             };
             if !is_read {
@@ -85,7 +147,7 @@ fn route(request: http::Request<Incoming>, peer: SocketAddr) -> Route {
             }
             // A segment that can never name a link is 404 without a lookup.
             let Some(code) = Code::parse(segment).map(Code::to_buf) else {
-                return Route::Refused(ApiError::NotFound);
+                return Route::Unknown;
             };
             if stats {
                 Route::Stats { code }

@@ -78,6 +78,10 @@ pub fn config(database_url: &str, extra: &[&str]) -> Config {
         // production default of 250 ms would make semantic tests flaky. Tests of shedding
         // set it themselves.
         ("--db-acquire-timeout", "2s"),
+        // Every test client is 127.0.0.1: tests of the limits set them themselves.
+        ("--rate-limit-create", "off"),
+        ("--rate-limit-redirect", "off"),
+        ("--rate-limit-stats", "off"),
     ];
     let mut argv = vec!["shortener", "serve"];
     for (flag, value) in defaults {

@@ -2,21 +2,19 @@
 //!
 //! [`Creator::create`]: crate::links::Creator::create
 
-use std::net::SocketAddr;
-
 use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue};
 use hyper::body::Incoming;
 
 use super::json_response;
 use crate::app::App;
-use crate::domain::IdempotencyKey;
+use crate::domain::{ClientIp, IdempotencyKey};
 use crate::http::body::read_limited;
 use crate::http::{ApiError, Response};
 use crate::links::{CreateRequest, Created, Replay};
 
-pub async fn handle(app: &App, request: http::Request<Incoming>, peer: SocketAddr) -> Response {
-    match create(app, request, peer).await {
+pub async fn handle(app: &App, request: http::Request<Incoming>, client: ClientIp) -> Response {
+    match create(app, request, client).await {
         Ok(created) => render(created),
         Err(error) => error.into_response(),
     }
@@ -25,11 +23,11 @@ pub async fn handle(app: &App, request: http::Request<Incoming>, peer: SocketAdd
 async fn create(
     app: &App,
     request: http::Request<Incoming>,
-    peer: SocketAddr,
+    client: ClientIp,
 ) -> Result<Created, ApiError> {
     require_json(request.headers())?;
     let key = idempotency_key(request.headers())?;
-    let scope = app.client_ip(peer, request.headers()).get().to_string();
+    let scope = client.get().to_string();
     let body = read_limited(request, app.body_read_timeout).await?;
     let json =
         serde_json::from_slice(&body).map_err(|error| ApiError::InvalidJson(error.to_string()))?;

@@ -1,0 +1,176 @@
+//! Per-client rate limits (API.md "Rate limiting"; RELIABILITY B6, B7): exact bursts per IP
+//! and per IPv6 /64, the client a trusted proxy names (every `X-Forwarded-For` line), spoofed
+//! headers from untrusted peers, 404s counting toward the redirect limit, and the IETF
+//! RateLimit fields on every non-3xx answer of a limited route.
+
+mod common;
+
+use common::{TestApp, send, spawn_app};
+
+/// A refill too slow to matter within a test: exactly the burst passes.
+const SLOW: &str = "60/h,burst=100";
+
+async fn get_as(app: &TestApp, path: &str, forwarded: &[&str]) -> common::TestResponse {
+    let headers: Vec<(&str, &str)> = forwarded.iter().map(|f| ("X-Forwarded-For", *f)).collect();
+    send(app.addr, "GET", path, &headers, b"").await
+}
+
+fn assert_limited(response: &common::TestResponse, policy: &str) {
+    let problem = response.assert_problem(429);
+    assert_eq!(problem["type"], "urn:shortener:problem:rate-limited");
+    let retry: u64 = response.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(response.header("ratelimit-policy"), Some(policy));
+    let state = response.header("ratelimit").unwrap();
+    assert!(
+        state.starts_with(&policy[..policy.find(';').unwrap()]) && state.contains(";r=0;"),
+        "{state}"
+    );
+}
+
+#[tokio::test]
+async fn exactly_the_burst_of_redirects_passes_per_client_and_404s_count() {
+    let app = spawn_app(&["--rate-limit-redirect", SLOW]).await;
+    let mut passed = 0;
+    for _ in 0..101 {
+        let response = app.get("/no-such-code").await;
+        match response.status {
+            404 => {
+                passed += 1;
+                // A non-3xx answer of a limited route says where the client stands.
+                assert_eq!(
+                    response.header("ratelimit-policy"),
+                    Some("\"redirect\";q=100;w=6000")
+                );
+                let remaining = 100 - passed;
+                assert!(
+                    response
+                        .header("ratelimit")
+                        .unwrap()
+                        .starts_with(&format!("\"redirect\";r={remaining};t=")),
+                    "{:?}",
+                    response.header("ratelimit")
+                );
+            }
+            429 => assert_limited(&response, "\"redirect\";q=100;w=6000"),
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(passed, 100);
+    // Paths that can name no link count too (a scanner's garbage).
+    assert_eq!(app.get("/a/b/c").await.status, 429);
+    // Other routes have limits of their own.
+    assert_eq!(app.get("/openapi.json").await.status, 200);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn redirects_carry_no_rate_limit_fields_and_creates_and_stats_do() {
+    let app = spawn_app(&[
+        "--rate-limit-redirect",
+        SLOW,
+        "--rate-limit-create",
+        "20/s,burst=40",
+        "--rate-limit-stats",
+        SLOW,
+    ])
+    .await;
+    let created = app
+        .shorten(r#"{"url": "https://example.com/fields"}"#)
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        created.header("ratelimit-policy"),
+        Some("\"create\";q=40;w=2")
+    );
+    assert!(
+        created
+            .header("ratelimit")
+            .unwrap()
+            .starts_with("\"create\";r=39;t=")
+    );
+    let code = created.json()["code"].as_str().unwrap().to_owned();
+    let redirect = app.get(&format!("/{code}")).await;
+    assert_eq!(redirect.status, 302);
+    assert_eq!(redirect.header("ratelimit"), None);
+    assert_eq!(redirect.header("ratelimit-policy"), None);
+    let stats = app.get(&format!("/{code}/stats")).await;
+    assert_eq!(stats.status, 200);
+    assert_eq!(
+        stats.header("ratelimit-policy"),
+        Some("\"stats\";q=100;w=6000")
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn creates_are_limited_per_client() {
+    let app = spawn_app(&["--rate-limit-create", "60/h,burst=5"]).await;
+    for n in 0..5 {
+        let body = format!(r#"{{"url": "https://example.com/{n}"}}"#);
+        assert_eq!(app.shorten(&body).await.status, 201);
+    }
+    let refused = app.shorten(r#"{"url": "https://example.com/six"}"#).await;
+    assert_limited(&refused, "\"create\";q=5;w=300");
+    assert_eq!(
+        app.count("links").await,
+        5,
+        "a refused create stores nothing"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn spoofed_forwarded_for_from_an_untrusted_peer_is_one_client() {
+    // B6: no trusted proxies, so X-Forwarded-For proves nothing.
+    let app = spawn_app(&["--rate-limit-redirect", SLOW]).await;
+    let mut passed = 0;
+    for n in 0..110 {
+        let spoofed = format!("198.51.100.{}", n % 250);
+        if get_as(&app, "/nope", &[&spoofed]).await.status == 404 {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 100);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_an_ipv6_64_is_one_client() {
+    let app = spawn_app(&[
+        "--rate-limit-redirect",
+        SLOW,
+        "--trusted-proxies",
+        "127.0.0.1/32",
+    ])
+    .await;
+    // Addresses all over one /64 are one client.
+    let mut passed = 0;
+    for n in 0..110 {
+        let address = format!("2001:db8:1:2:{n:x}::{:x}", n * 7);
+        if get_as(&app, "/nope", &[&address]).await.status == 404 {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 100);
+    // Another /64, and another IPv4 client, are not.
+    assert_eq!(
+        get_as(&app, "/nope", &["2001:db8:1:3::1"]).await.status,
+        404
+    );
+    assert_eq!(get_as(&app, "/nope", &["203.0.113.9"]).await.status, 404);
+    // The right-most untrusted address of all the lines is the client: a spoofed first line
+    // does not make a new one.
+    for n in 0..99 {
+        let spoofed = format!("192.0.2.{n}");
+        let response = get_as(&app, "/nope", &[&spoofed, "203.0.113.9"]).await;
+        assert_eq!(response.status, 404, "request {n}");
+    }
+    assert_eq!(
+        get_as(&app, "/nope", &["192.0.2.200", "203.0.113.9"])
+            .await
+            .status,
+        429
+    );
+    app.shutdown().await;
+}
