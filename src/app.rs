@@ -83,6 +83,7 @@ impl App {
         writer: Arc<CreateWriter>,
         clicks: Arc<ClickRecorder>,
         remote: Option<Arc<RemoteCache>>,
+        redis: Option<RedisStore>,
         shutdown: CancellationToken,
     ) -> Self {
         let ids = Arc::new(IdGenerator::new());
@@ -121,6 +122,7 @@ impl App {
                 config.rate_limits.redirect,
                 config.rate_limits.stats,
                 config.rate_limits.max_keys,
+                redis,
             ),
             redirect_cache_control: HeaderValue::from_str(&format!(
                 "private, max-age={}",
@@ -185,16 +187,20 @@ pub async fn run(
     }
     let db = Db::connect_lazy(&config.database_url, &config.replica_urls, &config.pool)?;
     let clicks = Arc::new(ClickRecorder::new());
-    let remote = match &config.redis {
+    let redis_store = match &config.redis {
         Some(redis) => {
             let store = RedisStore::connect(&redis.settings)?;
             if !store.wait_connected(FIRST_REDIS_WAIT).await {
                 tracing::warn!("redis is not reachable yet; serving without it until it is");
             }
-            Some(Arc::new(RemoteCache::new(store, redis.ttl)))
+            Some(store)
         }
         None => None,
     };
+    let remote = redis_store
+        .clone()
+        .zip(config.redis.as_ref())
+        .map(|(store, redis)| Arc::new(RemoteCache::new(store, redis.ttl)));
     let background = CancellationToken::new();
     let tasks = TaskTracker::new();
     let (writer, write_creates) = CreateWriter::new(db.clone(), config.writer, background.clone());
@@ -205,6 +211,7 @@ pub async fn run(
         Arc::new(writer),
         Arc::clone(&clicks),
         remote.clone(),
+        redis_store,
         shutdown.clone(),
     ));
 

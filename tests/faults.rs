@@ -758,3 +758,71 @@ async fn the_primary_stopped_under_creates_loses_nothing_acknowledged() {
     );
     std::sync::Arc::into_inner(app).unwrap().shutdown().await;
 }
+
+async fn create_limit_mode(app: &TestApp) -> String {
+    let (_, body) = readiness(app).await;
+    body["create_limit"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A create answered 201, and how long it took.
+async fn timed_create(app: &TestApp, n: usize) -> Duration {
+    let started = Instant::now();
+    let response = app
+        .shorten(&format!(r#"{{"url": "https://example.com/limited/{n}"}}"#))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(response.status, 201, "{}", response.text());
+    took
+}
+
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn the_create_limit_is_per_instance_while_redis_is_away_and_shared_again_after() {
+    let redis = OwnRedis::start();
+    let db_url = common::fresh_database().await;
+    let app = spawn_app_on(
+        &db_url,
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--redis-command-timeout",
+            "50ms",
+            "--rate-limit-create",
+            "1000/s,burst=1000",
+        ],
+    )
+    .await;
+    timed_create(&app, 0).await;
+    assert_eq!(create_limit_mode(&app).await, "shared");
+
+    // Killed: within one command timeout the create is decided here, and it says so.
+    let port = redis.kill();
+    for n in 1..5 {
+        let took = timed_create(&app, n).await;
+        assert!(took <= COMMAND_TIMEOUT + MARGIN, "create took {took:?}");
+    }
+    assert_eq!(create_limit_mode(&app).await, "per_instance");
+
+    // Back, without the script (a fresh Redis): EVALSHA fails, EVAL loads it, shared again.
+    let back = OwnRedis::start_on(port);
+    let mut n = 5;
+    let shared = eventually(Duration::from_secs(5), || {
+        n += 1;
+        let app = &app;
+        async move {
+            timed_create(app, n).await;
+            create_limit_mode(app).await == "shared"
+        }
+    })
+    .await;
+    assert!(shared, "the create limit was not shared again within 5 s");
+
+    // Paused: each create waits at most one command timeout more.
+    back.signal(libc::SIGSTOP);
+    for n in 100..105 {
+        let took = timed_create(&app, n).await;
+        assert!(took <= COMMAND_TIMEOUT + MARGIN, "create took {took:?}");
+    }
+    back.signal(libc::SIGCONT);
+    app.shutdown().await;
+}

@@ -1,11 +1,15 @@
 //! Per-client rate limits (API.md "Rate limiting"; RELIABILITY B6, B7): exact bursts per IP
 //! and per IPv6 /64, the client a trusted proxy names (every `X-Forwarded-For` line), spoofed
-//! headers from untrusted peers, 404s counting toward the redirect limit, and the IETF
-//! RateLimit fields on every non-3xx answer of a limited route.
+//! headers from untrusted peers, 404s counting toward the redirect limit, the IETF RateLimit
+//! fields on every non-3xx answer of a limited route, and the create limit shared by several
+//! instances through one Redis (single node and Cluster), per instance when Redis is away.
 
 mod common;
 
-use common::{TestApp, send, spawn_app};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{TestApp, send, spawn_app, spawn_app_on};
 
 /// A refill too slow to matter within a test: exactly the burst passes.
 const SLOW: &str = "60/h,burst=100";
@@ -173,4 +177,95 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_an_ipv6_64_i
         429
     );
     app.shutdown().await;
+}
+
+async fn create_limit_mode(app: &TestApp) -> String {
+    let body = send(app.admin, "GET", "/readyz", &[], b"").await.json();
+    body["create_limit"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Three instances on one database and one Redis; `attempts` creates spread over them from
+/// one client; answers how many were accepted.
+async fn creates_across_three(
+    redis_flag: &str,
+    redis: &str,
+    limit: &str,
+    attempts: usize,
+) -> (usize, Vec<String>) {
+    let db_url = common::fresh_database().await;
+    let prefix = common::unique_redis_prefix();
+    let flags = [
+        redis_flag,
+        redis,
+        "--redis-key-prefix",
+        &prefix,
+        "--redis-command-timeout",
+        "50ms",
+        "--rate-limit-create",
+        limit,
+    ];
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(Arc::new(spawn_app_on(&db_url, &flags).await));
+    }
+    let mut modes = Vec::new();
+    for app in &apps {
+        modes.push(create_limit_mode(app).await);
+    }
+    let mut accepted = 0;
+    for n in 0..attempts {
+        let body = format!(r#"{{"url": "https://example.com/{n}"}}"#);
+        let started = Instant::now();
+        let response = apps[n % 3].shorten(&body).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a create waited {:?}",
+            started.elapsed()
+        );
+        match response.status {
+            201 => accepted += 1,
+            429 => {}
+            other => panic!("{other}: {}", response.text()),
+        }
+    }
+    for app in apps {
+        Arc::into_inner(app).unwrap().shutdown().await;
+    }
+    (accepted, modes)
+}
+
+#[tokio::test]
+async fn three_instances_share_one_create_limit_through_a_redis_node() {
+    let (accepted, modes) = creates_across_three(
+        "--redis-url",
+        &common::redis_single_url(),
+        "60/h,burst=30",
+        45,
+    )
+    .await;
+    assert_eq!(modes, ["shared", "shared", "shared"]);
+    assert_eq!(accepted, 30, "one bucket for the client across the three");
+}
+
+#[tokio::test]
+async fn three_instances_share_one_create_limit_through_a_redis_cluster() {
+    let (accepted, modes) = creates_across_three(
+        "--redis-cluster-nodes",
+        &common::redis_cluster_nodes(),
+        "60/h,burst=30",
+        45,
+    )
+    .await;
+    assert_eq!(modes, ["shared", "shared", "shared"]);
+    assert_eq!(accepted, 30, "one bucket for the client across the three");
+}
+
+#[tokio::test]
+async fn with_redis_unreachable_each_instance_limits_on_its_own_never_not_at_all() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (accepted, _) = creates_across_three("--redis-url", &url, "60/h,burst=5", 30).await;
+    assert_eq!(accepted, 15, "at most instances x burst");
 }

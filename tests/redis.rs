@@ -20,16 +20,15 @@ enum Topology {
 }
 
 fn single_url() -> String {
-    std::env::var("SHORTENER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    common::redis_single_url()
 }
 
 fn cluster_nodes() -> String {
-    std::env::var("SHORTENER_TEST_REDIS_CLUSTER_NODES")
-        .unwrap_or_else(|_| "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".into())
+    common::redis_cluster_nodes()
 }
 
 fn unique_prefix() -> String {
-    format!("test:{}:{}:", std::process::id(), fastrand::u64(..))
+    common::unique_redis_prefix()
 }
 
 fn redis_flags(topology: Topology, prefix: &str) -> Vec<String> {

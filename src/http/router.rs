@@ -65,12 +65,20 @@ pub fn handle_public(
 ) -> impl Future<Output = Response> + Send + 'static {
     let client = client_ip(&app.trusted_proxies, peer, request.headers());
     let route = route(request, client);
-    let limited = route.limit().and_then(|limit| {
+    // Redirects and stats are decided here, in memory; a create's decision may ask Redis.
+    let decided = route.limit().and_then(|limit| {
         app.limits
             .check(limit, client.get())
             .map(|(spec, decision)| (limit, spec, decision))
     });
     async move {
+        let limited = match &route {
+            // Boxed: the Redis call's future would otherwise enlarge every redirect's.
+            Route::Shorten { .. } => Box::pin(app.limits.check_create(client.get()))
+                .await
+                .map(|(spec, decision)| (LimitedRoute::Create, spec, decision)),
+            _ => decided,
+        };
         if let Some((limit, spec, decision)) = limited
             && !decision.allowed
         {

@@ -1,5 +1,6 @@
 //! Per-client rate limits: what a limit is (`N/s,burst=M`), who the client is for a limit
-//! (an IPv4 address, or the /64 of an IPv6 one), and the in-process limiter.
+//! (an IPv4 address, or the /64 of an IPv6 one), the in-process limiter, and the create limit
+//! shared through Redis.
 //!
 //! The limiter is GCRA (`governor`), keyed by client, over a sharded key store of our own
 //! capped at `SHORTENER_RATE_LIMIT_MAX_KEYS` per route: a client whose state was evicted starts
@@ -20,6 +21,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
+
+use crate::storage::RedisStore;
 
 /// How often a limit refills: per second, minute or hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +291,94 @@ impl<C: Clock + Clone> LocalLimiter<C> {
     }
 }
 
+impl fmt::Display for LimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where the create limit is kept right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitMode {
+    Off,
+    /// In Redis, one bucket per client for every instance.
+    Shared,
+    /// In this instance's memory: no Redis is configured, or it does not answer.
+    PerInstance,
+}
+
+/// The create limit: shared by every instance through Redis when Redis is configured (one
+/// atomic GCRA step per create, on Redis' clock), and this instance's own while Redis does not
+/// answer (never no limit). A create waits for Redis at most one command timeout; each change
+/// of mode is logged once.
+pub struct CreateLimit {
+    spec: RateSpec,
+    local: LocalLimiter,
+    redis: Option<RedisStore>,
+    shared: AtomicBool,
+}
+
+impl CreateLimit {
+    pub fn new(spec: RateSpec, max_keys: u64, redis: Option<RedisStore>) -> Self {
+        CreateLimit {
+            spec,
+            local: LocalLimiter::new(spec, max_keys),
+            shared: AtomicBool::new(redis.is_some()),
+            redis,
+        }
+    }
+
+    pub fn mode(&self) -> LimitMode {
+        if self.redis.is_some() && self.shared.load(Ordering::Relaxed) {
+            LimitMode::Shared
+        } else {
+            LimitMode::PerInstance
+        }
+    }
+
+    /// Counts one create of `client`.
+    pub async fn check(&self, client: IpAddr) -> Decision {
+        let key = LimitKey::of(client);
+        let Some(redis) = &self.redis else {
+            return self.local.check(key);
+        };
+        let answer = redis
+            .gcra(
+                &format!("rl:create:{key}"),
+                self.spec.emission_interval(),
+                self.spec.burst.get(),
+            )
+            .await;
+        match answer {
+            Ok(answer) => {
+                if !self.shared.swap(true, Ordering::AcqRel) {
+                    tracing::info!("redis answers again: the create limit is shared again");
+                }
+                Decision {
+                    allowed: answer.allowed,
+                    remaining: answer.remaining,
+                    reset_seconds: answer.reset.as_secs_f64().ceil() as u64,
+                    retry_after_seconds: if answer.allowed {
+                        0
+                    } else {
+                        answer.retry_after.as_secs_f64().ceil().max(1.0) as u64
+                    },
+                }
+            }
+            Err(error) => {
+                if self.shared.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(
+                        %error,
+                        "redis does not answer: the create limit is per instance until it does"
+                    );
+                }
+                self.local.check(key)
+            }
+        }
+    }
+}
+
 /// The routes that have a limit of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitedRoute {
@@ -308,38 +400,49 @@ impl LimitedRoute {
 
 /// Every route's limiter (`None` where the limit is off).
 pub struct RouteLimits {
-    create: Option<LocalLimiter>,
+    create: Option<CreateLimit>,
     redirect: Option<LocalLimiter>,
     stats: Option<LocalLimiter>,
 }
 
 impl RouteLimits {
+    /// `redis`: where the create limit is shared, when Redis is configured.
     pub fn new(
         create: Option<RateSpec>,
         redirect: Option<RateSpec>,
         stats: Option<RateSpec>,
         max_keys: u64,
+        redis: Option<RedisStore>,
     ) -> Self {
         let limiter = |spec: Option<RateSpec>| spec.map(|spec| LocalLimiter::new(spec, max_keys));
         RouteLimits {
-            create: limiter(create),
+            create: create.map(|spec| CreateLimit::new(spec, max_keys, redis)),
             redirect: limiter(redirect),
             stats: limiter(stats),
         }
     }
 
-    fn limiter(&self, route: LimitedRoute) -> Option<&LocalLimiter> {
-        match route {
-            LimitedRoute::Create => self.create.as_ref(),
-            LimitedRoute::Redirect => self.redirect.as_ref(),
-            LimitedRoute::Stats => self.stats.as_ref(),
-        }
+    /// Counts one redirect or stats request of `client`; `None` when that route is not
+    /// limited. (Creates: [`RouteLimits::check_create`].)
+    pub fn check(&self, route: LimitedRoute, client: IpAddr) -> Option<(RateSpec, Decision)> {
+        let limiter = match route {
+            LimitedRoute::Create => return None,
+            LimitedRoute::Redirect => self.redirect.as_ref()?,
+            LimitedRoute::Stats => self.stats.as_ref()?,
+        };
+        Some((limiter.spec(), limiter.check(LimitKey::of(client))))
     }
 
-    /// Counts one request of `client` on `route`; `None` when that route is not limited.
-    pub fn check(&self, route: LimitedRoute, client: IpAddr) -> Option<(RateSpec, Decision)> {
-        let limiter = self.limiter(route)?;
-        Some((limiter.spec(), limiter.check(LimitKey::of(client))))
+    /// Counts one create of `client`; `None` when creates are not limited.
+    pub async fn check_create(&self, client: IpAddr) -> Option<(RateSpec, Decision)> {
+        let limit = self.create.as_ref()?;
+        Some((limit.spec, limit.check(client).await))
+    }
+
+    pub fn create_mode(&self) -> LimitMode {
+        self.create
+            .as_ref()
+            .map_or(LimitMode::Off, CreateLimit::mode)
     }
 }
 

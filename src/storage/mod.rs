@@ -31,7 +31,7 @@ pub use pool::{
     OWN_CONNECTIONS_PRIMARY, OWN_CONNECTIONS_REPLICA, PgConn, PoolSettings, PoolSizes,
     check_database_url,
 };
-pub use redis::{RedisError, RedisSettings, RedisStore, RedisTopology};
+pub use redis::{GcraAnswer, RedisError, RedisSettings, RedisStore, RedisTopology};
 pub use stats::{ClickRows, DailyClicks};
 
 use pool::{PgPool, Role};

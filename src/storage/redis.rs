@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fred::error::ErrorKind;
 use fred::prelude::{
-    Builder, ClientLike, ClusterInterface, Config, Expiration, KeysInterface, Options, Pool,
-    ReconnectPolicy, Server, ServerConfig, TlsConnector,
+    Builder, ClientLike, ClusterInterface, Config, Expiration, KeysInterface, LuaInterface,
+    Options, Pool, ReconnectPolicy, Server, ServerConfig, TlsConnector,
 };
 use fred::types::config::{ClusterDiscoveryPolicy, TlsConfig, TlsHostMapping, UnresponsiveConfig};
+use fred::types::scripts::Script;
 use thiserror::Error;
 
 /// Connections to Redis (to each node, in a cluster).
@@ -37,6 +38,38 @@ const RECONNECT_MIN_MS: u32 = 100;
 const RECONNECT_MAX_MS: u32 = 2_000;
 /// The slot map is re-read after a command timed out against a cluster, at most this often.
 const RESYNC_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
+/// GCRA in one atomic step, on Redis' clock (so every instance shares one). KEYS[1]: the
+/// client's key; ARGV: the emission interval and the burst, in microseconds and requests.
+/// Answers `{allowed, remaining, reset_us, retry_after_us}`. The key lives as long as it
+/// matters (until its theoretical arrival time) and is the only key touched, so the script
+/// runs on any Redis Cluster node.
+const GCRA_LUA: &str = r#"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local tolerance = interval * (burst - 1)
+if tat - now > tolerance then
+  return {0, 0, tat - now, tat - now - tolerance}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000))
+return {1, math.floor((interval * burst - (new_tat - now)) / interval), new_tat - now, 0}
+"#;
+
+/// One decision of the shared limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcraAnswer {
+    pub allowed: bool,
+    pub remaining: u32,
+    /// Until the client's bucket is full again.
+    pub reset: Duration,
+    /// When refused: until one more request would pass.
+    pub retry_after: Duration,
+}
 
 /// Where Redis is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,9 +281,49 @@ impl RedisStore {
         self.checked(result).map(drop)
     }
 
+    /// One GCRA decision for `key` (under this store's prefix), shared by every instance using
+    /// this Redis. `EVALSHA`, and `EVAL` when Redis has lost the script (restarted, failed over,
+    /// `SCRIPT FLUSH`); bounded by the command timeout.
+    pub async fn gcra(
+        &self,
+        key: &str,
+        interval: Duration,
+        burst: u32,
+    ) -> Result<GcraAnswer, RedisError> {
+        let script = gcra_script();
+        let key = format!("{}{key}", self.key_prefix);
+        let args = vec![
+            (interval.as_micros().max(1) as i64).to_string(),
+            burst.to_string(),
+        ];
+        let result: Result<Vec<i64>, _> = match self
+            .pool
+            .evalsha(script.sha1().clone(), key.as_str(), args.clone())
+            .await
+        {
+            Err(error) if error.details().starts_with("NOSCRIPT") => {
+                self.pool.eval(GCRA_LUA, key.as_str(), args).await
+            }
+            other => other,
+        };
+        let answer = self.checked(result)?;
+        let field = |n: usize| answer.get(n).copied().unwrap_or(0).max(0) as u64;
+        Ok(GcraAnswer {
+            allowed: field(0) == 1,
+            remaining: field(1) as u32,
+            reset: Duration::from_micros(field(2)),
+            retry_after: Duration::from_micros(field(3)),
+        })
+    }
+
     /// Whether Redis answers a PING within the command timeout.
     pub async fn ping(&self) -> bool {
         let answer: Result<String, _> = self.pool.with_options(&self.options).ping(None).await;
         answer.is_ok()
     }
+}
+
+fn gcra_script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::from_lua(GCRA_LUA))
 }

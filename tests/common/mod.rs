@@ -23,6 +23,22 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// The single Redis node tests may use (the machine's, by default).
+pub fn redis_single_url() -> String {
+    std::env::var("SHORTENER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Seeds of the Redis Cluster tests may use (the local stack's, by default).
+pub fn redis_cluster_nodes() -> String {
+    std::env::var("SHORTENER_TEST_REDIS_CLUSTER_NODES")
+        .unwrap_or_else(|_| "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".into())
+}
+
+/// A Redis key prefix no other test (or anything else on that Redis) uses.
+pub fn unique_redis_prefix() -> String {
+    format!("test:{}:{}:", std::process::id(), fastrand::u64(..))
+}
+
 /// Creates and migrates a database of its own for one test; answers its URL.
 pub async fn fresh_database() -> String {
     let url = empty_database().await;

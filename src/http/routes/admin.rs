@@ -8,6 +8,7 @@ use super::json_response;
 use crate::app::{App, CreatesState};
 use crate::http::Response;
 use crate::http::problem::RETRY_AFTER_SECONDS;
+use crate::limits::LimitMode;
 use crate::readiness::Tiers;
 
 /// 200 while the process is alive.
@@ -27,6 +28,8 @@ struct ReadyBody {
     detail: Option<String>,
     tiers: Tiers,
     creates: CreatesState,
+    /// Where the create limit is kept: `shared` (Redis), `per_instance`, or `off`.
+    create_limit: LimitMode,
 }
 
 /// 200 when the service can serve redirects (started, not draining, and a database answers
@@ -41,6 +44,7 @@ pub fn readyz(app: &App) -> Response {
             detail: None,
             tiers: report.tiers,
             creates: report.creates,
+            create_limit: app.limits.create_mode(),
         },
         Some(reason) => ReadyBody {
             r#type: Some("urn:shortener:problem:not-ready"),
@@ -49,6 +53,7 @@ pub fn readyz(app: &App) -> Response {
             detail: Some(format!("not ready: {reason}")),
             tiers: report.tiers,
             creates: report.creates,
+            create_limit: app.limits.create_mode(),
         },
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
