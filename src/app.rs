@@ -76,16 +76,30 @@ pub struct ReadinessReport {
     pub creates: CreatesState,
 }
 
+/// What [`App::new`] is built from besides the configuration: the connections and tasks
+/// `run` started.
+pub struct AppParts {
+    pub db: Db,
+    pub writer: Arc<CreateWriter>,
+    pub clicks: Arc<ClickRecorder>,
+    /// The Redis tier of links, when Redis is configured.
+    pub remote: Option<Arc<RemoteCache>>,
+    /// The Redis client the create limit shares, when Redis is configured.
+    pub redis: Option<RedisStore>,
+    /// Where the main listener really listens.
+    pub listen: std::net::SocketAddr,
+}
+
 impl App {
-    pub fn new(
-        config: &Config,
-        db: Db,
-        writer: Arc<CreateWriter>,
-        clicks: Arc<ClickRecorder>,
-        remote: Option<Arc<RemoteCache>>,
-        redis: Option<RedisStore>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(config: &Config, parts: AppParts, shutdown: CancellationToken) -> Self {
+        let AppParts {
+            db,
+            writer,
+            clicks,
+            remote,
+            redis,
+            listen,
+        } = parts;
         let ids = Arc::new(IdGenerator::new());
         let codec = CodeCodec::new(&config.code_key);
         let cache = Arc::new(LinkCache::new(config.cache));
@@ -106,6 +120,9 @@ impl App {
                 cache,
                 UrlPolicy {
                     own_host: config.public_host.clone(),
+                    own_port: config.public_port,
+                    listen,
+                    block_private: config.block_private_targets,
                     blocklist: config.blocklist.clone(),
                 },
                 config.public_base_url.clone(),
@@ -205,15 +222,16 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let (writer, write_creates) = CreateWriter::new(db.clone(), config.writer, background.clone());
     tasks.spawn(write_creates);
-    let app = Arc::new(App::new(
-        &config,
-        db.clone(),
-        Arc::new(writer),
-        Arc::clone(&clicks),
-        remote.clone(),
-        redis_store,
-        shutdown.clone(),
-    ));
+    let parts = AppParts {
+        db: db.clone(),
+        writer: Arc::new(writer),
+        clicks: Arc::clone(&clicks),
+        remote: remote.clone(),
+        redis: redis_store,
+        // Where it really listens (the configured address, or the port a test was given).
+        listen: listeners.main.local_addr().unwrap_or(config.listen),
+    };
+    let app = Arc::new(App::new(&config, parts, shutdown.clone()));
 
     tasks.spawn(run_prober(
         Arc::clone(&app.readiness),

@@ -188,6 +188,10 @@ pub struct ServeArgs {
     /// Time a client has to send request headers; also closes keep-alive connections idle this long.
     #[arg(long, env = "SHORTENER_HEADER_READ_TIMEOUT", default_value = "10s")]
     pub header_read_timeout: String,
+    /// Refuse targets at literal private, loopback and link-local addresses (169.254.169.254
+    /// included) and port 0: on for a public instance, off for an intranet shortener.
+    #[arg(long, env = "SHORTENER_BLOCK_PRIVATE_TARGETS", default_value = "false")]
+    pub block_private_targets: String,
     /// Time a client has to send a whole request body, once its headers arrived: 408 after it.
     #[arg(long, env = "SHORTENER_BODY_READ_TIMEOUT", default_value = "5s")]
     pub body_read_timeout: String,
@@ -279,6 +283,10 @@ pub struct Config {
     /// Without a trailing slash.
     pub public_base_url: String,
     pub public_host: String,
+    /// The public base URL's port (its scheme's default when it names none).
+    pub public_port: u16,
+    /// Refuse targets at literal private, loopback and link-local addresses, and port 0.
+    pub block_private_targets: bool,
     pub database_url: String,
     pub replica_urls: Vec<String>,
     pub replica_lag_bound: Duration,
@@ -549,6 +557,11 @@ impl ServeArgs {
             "SHORTENER_RATE_LIMIT_MAX_KEYS",
             parse_positive::<u64>(&self.rate_limit_max_keys).map(|keys| limits.max_keys = keys),
         );
+        let mut block_private = None;
+        check(
+            "SHORTENER_BLOCK_PRIVATE_TARGETS",
+            parse_into(&self.block_private_targets, &mut block_private, parse_bool),
+        );
         let mut body_timeout = None;
         check(
             "SHORTENER_BODY_READ_TIMEOUT",
@@ -691,13 +704,15 @@ impl ServeArgs {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let (public_base_url, public_host) = public.expect("validated");
+        let (public_base_url, public_host, public_port) = public.expect("validated");
         let (code_key, code_key_is_development) = code_key.expect("validated");
         Ok(Config {
             listen: listen.expect("validated"),
             admin_listen: admin_listen.expect("validated"),
             public_base_url,
             public_host,
+            public_port,
+            block_private_targets: block_private.expect("validated"),
             database_url: database_url.expect("validated"),
             replica_urls,
             replica_lag_bound: replica_lag_bound.expect("validated"),
@@ -777,7 +792,7 @@ fn parse_addr(raw: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{raw}' is not a socket address such as 0.0.0.0:8080"))
 }
 
-fn parse_base_url(raw: &str) -> Result<(String, String), String> {
+fn parse_base_url(raw: &str) -> Result<(String, String, u16), String> {
     let url = url::Url::parse(raw).map_err(|e| format!("'{raw}' is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https")
         || url.query().is_some()
@@ -791,13 +806,22 @@ fn parse_base_url(raw: &str) -> Result<(String, String), String> {
         .host_str()
         .ok_or_else(|| format!("'{raw}' has no host"))?
         .to_owned();
-    Ok((url.as_str().trim_end_matches('/').to_owned(), host))
+    let port = url.port_or_known_default().unwrap_or(80);
+    Ok((url.as_str().trim_end_matches('/').to_owned(), host, port))
 }
 
 /// Checks a Postgres URL (its TLS settings and CA file too) without echoing it: it may hold a
 /// password.
 fn parse_pg_url(raw: &str) -> Result<(), String> {
     crate::storage::check_database_url(raw)
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("'{raw}' is not true or false")),
+    }
 }
 
 fn parse_limit(raw: &str) -> Result<Option<RateSpec>, String> {

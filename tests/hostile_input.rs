@@ -228,3 +228,42 @@ async fn slow_bodies_get_408_at_the_deadline_and_free_their_connections() {
         assert_eq!(trickler.await.unwrap().0.status, 408);
     }
 }
+
+#[tokio::test]
+async fn links_back_to_this_service_are_refused_and_private_targets_when_asked() {
+    let app = spawn_app(&[]).await;
+    let port = app.addr.port();
+    for own in [
+        format!("http://127.0.0.1:{port}/x"),
+        format!("http://[::1]:{port}/x"),
+        format!("http://LOCALHOST.:{port}/x"),
+        format!("http://0x7f.1:{port}/x"),
+        "http://sho.rt:8443/x".to_owned(),
+    ] {
+        let response = app.shorten(&json!({ "url": own }).to_string()).await;
+        let problem = response.assert_problem(400);
+        assert_eq!(
+            problem["type"], "urn:shortener:problem:invalid-url",
+            "{own}"
+        );
+    }
+    // Another port on this machine is another service; private addresses are allowed by
+    // default (an intranet shortener needs them).
+    for other in ["http://127.0.0.1:1/x", "http://10.0.0.1/"] {
+        let response = app.shorten(&json!({ "url": other }).to_string()).await;
+        assert_eq!(response.status, 201, "{other}: {}", response.text());
+    }
+    app.shutdown().await;
+
+    let public = spawn_app(&["--block-private-targets", "true"]).await;
+    for private in [
+        "http://10.0.0.1/",
+        "http://169.254.169.254/",
+        "http://[fd00::1]/",
+    ] {
+        let response = public.shorten(&json!({ "url": private }).to_string()).await;
+        response.assert_problem(400);
+    }
+    assert_eq!(public.count("links").await, 0);
+    public.shutdown().await;
+}

@@ -2,6 +2,7 @@
 //! redirect to, and stored in canonical ASCII form (punycode host, percent-encoded path).
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use thiserror::Error;
 use url::{Host, Url};
@@ -31,16 +32,121 @@ pub enum UrlError {
     Blocked,
     #[error("url points at this service itself")]
     OwnHost,
+    #[error("url points at a private, loopback or link-local address, or port 0")]
+    PrivateTarget,
     #[error("the host of this url mixes scripts or imitates another domain (IDN look-alike)")]
     Confusable,
 }
 
 /// What a target must not point at.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct UrlPolicy {
     /// The host of this service's public base URL, in ASCII.
     pub own_host: String,
+    /// The port of the public base URL (its scheme's default when it names none).
+    pub own_port: u16,
+    /// Where this service listens: its port on a loopback address, or on this address, is a
+    /// redirect loop.
+    pub listen: SocketAddr,
+    /// Refuse literal private, loopback, link-local and unspecified addresses, and port 0
+    /// (`SHORTENER_BLOCK_PRIVATE_TARGETS`).
+    pub block_private: bool,
     pub blocklist: Blocklist,
+}
+
+impl Default for UrlPolicy {
+    fn default() -> Self {
+        UrlPolicy {
+            own_host: String::new(),
+            own_port: 80,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            block_private: false,
+            blocklist: Blocklist::default(),
+        }
+    }
+}
+
+impl UrlPolicy {
+    /// A link back to this service: its public host on its public port, or a loopback (or the
+    /// listen) address on the port it listens on. Hosts are compared as written in the URL
+    /// (canonical after WHATWG parsing: lower case, IPv4 in dotted decimal, IPv6 compressed),
+    /// with no DNS look-up; another port on the same machine is another service.
+    fn is_self(&self, host: &Host<&str>, port: u16) -> bool {
+        let name = host_name(host);
+        let own_host = self.own_host.trim_end_matches('.');
+        let on_own_port = port == self.own_port || port == self.listen.port();
+        if name.eq_ignore_ascii_case(own_host) {
+            // A public host on this machine (development) is this service only on its ports.
+            return on_own_port || !names_loopback(own_host);
+        }
+        if port != self.listen.port() {
+            return false;
+        }
+        match literal_address(host) {
+            Some(address) => {
+                address.is_loopback()
+                    || address.is_unspecified()
+                    || address == canonical_ip(self.listen.ip())
+            }
+            None => is_localhost_name(&name),
+        }
+    }
+}
+
+/// Whether a host as configured (a name or a literal address) is this machine.
+fn names_loopback(host: &str) -> bool {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<IpAddr>() {
+        Ok(address) => canonical_ip(address).is_loopback(),
+        Err(_) => is_localhost_name(host),
+    }
+}
+
+/// The host as text, without a trailing dot.
+fn host_name<'a>(host: &'a Host<&str>) -> std::borrow::Cow<'a, str> {
+    match host {
+        Host::Domain(domain) => std::borrow::Cow::Borrowed(domain.trim_end_matches('.')),
+        other => std::borrow::Cow::Owned(other.to_string()),
+    }
+}
+
+/// The address a host names literally (IPv4-mapped IPv6 as IPv4).
+fn literal_address(host: &Host<&str>) -> Option<IpAddr> {
+    match host {
+        Host::Ipv4(v4) => Some(IpAddr::V4(*v4)),
+        Host::Ipv6(v6) => Some(canonical_ip(IpAddr::V6(*v6))),
+        Host::Domain(_) => None,
+    }
+}
+
+fn canonical_ip(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// `localhost` and its subdomains always name a loopback address (RFC 6761).
+fn is_localhost_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+/// Loopback, RFC 1918, link-local (the cloud metadata address 169.254.169.254 among them),
+/// unique-local IPv6, and unspecified addresses.
+fn is_private(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4 == Ipv4Addr::UNSPECIFIED
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6 == Ipv6Addr::UNSPECIFIED
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 /// Hosts that may not be linked to; an entry also blocks its subdomains.
@@ -108,9 +214,16 @@ impl TargetUrl {
             return Err(UrlError::Userinfo);
         }
         let host = url.host().ok_or(UrlError::NoHost)?;
-        let host_name = url.host_str().unwrap_or_default().trim_end_matches('.');
-        if host_name.eq_ignore_ascii_case(policy.own_host.trim_end_matches('.')) {
+        let port = url.port_or_known_default().unwrap_or(0);
+        if policy.is_self(&host, port) {
             return Err(UrlError::OwnHost);
+        }
+        if policy.block_private
+            && (port == 0
+                || literal_address(&host).is_some_and(is_private)
+                || is_localhost_name(&host_name(&host)))
+        {
+            return Err(UrlError::PrivateTarget);
         }
         if policy.blocklist.blocks(&host) {
             return Err(UrlError::Blocked);
@@ -207,6 +320,96 @@ mod tests {
                  127.0.0.1\n[::1]\n",
             )
             .unwrap(),
+            ..UrlPolicy::default()
+        }
+    }
+
+    #[test]
+    fn links_back_to_this_service_are_refused_in_every_spelling() {
+        // Listening on 0.0.0.0:8080, public host sho.rt: any port of the public host, and
+        // this machine on the port the service listens on.
+        for own in [
+            "http://sho.rt/x",
+            "https://SHO.RT:8443/x",
+            "http://sho.rt./x",
+            "http://127.0.0.1:8080/x",
+            "http://127.1.2.3:8080/x",
+            "http://2130706433:8080/x",
+            "http://0x7f.1:8080/x",
+            "http://[::1]:8080/x",
+            "http://[0:0:0:0:0:0:0:1]:8080/x",
+            "http://[::ffff:127.0.0.1]:8080/x",
+            "http://localhost:8080/x",
+            "http://LOCALHOST.:8080/x",
+            "http://api.localhost:8080/",
+            "http://0.0.0.0:8080/",
+            "http://[::]:8080/",
+        ] {
+            assert_eq!(parse(own), Err(UrlError::OwnHost), "{own}");
+        }
+        // Other ports of this machine are other services.
+        for other in [
+            "http://localhost:3000/",
+            "http://[::2]:8080/",
+            "http://127.0.0.2/",
+        ] {
+            assert!(parse(other).is_ok(), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_public_host_on_this_machine_is_this_service_only_on_its_ports() {
+        let policy = UrlPolicy {
+            own_host: "localhost".into(),
+            own_port: 8080,
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            ..UrlPolicy::default()
+        };
+        let parse = |raw: &str| TargetUrl::parse(raw, &policy);
+        assert_eq!(parse("http://localhost:8080/a"), Err(UrlError::OwnHost));
+        assert_eq!(parse("http://localhost.:8080/a"), Err(UrlError::OwnHost));
+        assert_eq!(parse("http://[::1]:8080/a"), Err(UrlError::OwnHost));
+        assert!(parse("http://localhost:5173/app").is_ok());
+        assert!(parse("http://localhost/").is_ok());
+    }
+
+    #[test]
+    fn private_targets_are_refused_only_when_asked() {
+        let private = [
+            "http://10.1.2.3/",
+            "http://172.16.0.1/",
+            "http://192.168.1.1:8443/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://127.0.0.1:9000/",
+            "http://0.0.0.0:9000/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://localhost:9000/",
+            "http://example.com:0/",
+        ];
+        let open = UrlPolicy::default();
+        let closed = UrlPolicy {
+            block_private: true,
+            ..UrlPolicy::default()
+        };
+        for raw in private {
+            assert!(
+                TargetUrl::parse(raw, &open).is_ok(),
+                "{raw} with the setting off"
+            );
+            assert_eq!(
+                TargetUrl::parse(raw, &closed),
+                Err(UrlError::PrivateTarget),
+                "{raw}"
+            );
+        }
+        for public in [
+            "http://8.8.8.8/",
+            "http://[2001:db8::1]/",
+            "https://example.com/",
+        ] {
+            assert!(TargetUrl::parse(public, &closed).is_ok(), "{public}");
         }
     }
 
@@ -310,7 +513,7 @@ mod tests {
             Err(UrlError::Blocked),
             "another spelling"
         );
-        assert_eq!(parse("http://[0:0::1]:8080/"), Err(UrlError::Blocked));
+        assert_eq!(parse("http://[0:0::1]/"), Err(UrlError::Blocked));
         assert!(parse("http://127.0.0.2/").is_ok());
     }
 
