@@ -151,6 +151,12 @@ impl App {
         }
     }
 
+    /// Whether SIGTERM arrived: answers then say `Connection: close`, so keep-alive clients
+    /// move to another instance before this one closes their connections.
+    pub fn draining(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
     /// Whether the instance can take traffic, from the cached probe results: started, not
     /// draining, and a database answers or memory holds links.
     pub fn readiness_report(&self) -> ReadinessReport {

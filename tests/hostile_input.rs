@@ -267,3 +267,34 @@ async fn links_back_to_this_service_are_refused_and_private_targets_when_asked()
     assert_eq!(public.count("links").await, 0);
     public.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_http_1_1_request_needs_exactly_one_host() {
+    let app = spawn_app(&[]).await;
+    for raw in [
+        &b"GET /anything HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET /anything HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        b"POST /shorten HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    ] {
+        let response = send_raw(app.addr, raw).await;
+        let problem = response.assert_problem(400);
+        assert_eq!(problem["type"], "urn:shortener:problem:bad-host");
+        assert_eq!(response.header("connection"), Some("close"));
+    }
+    // HTTP/1.0 has no such rule.
+    let old = send_raw(app.addr, b"GET /no-such-code HTTP/1.0\r\n\r\n").await;
+    assert_eq!(old.status, 404);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn during_the_shutdown_delay_answers_close_their_connection() {
+    let app = spawn_app(&["--shutdown-delay", "2s"]).await;
+    app.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A keep-alive request: the answer closes the connection, so reading to the end returns.
+    let response = send_raw(app.addr, b"GET /no-such-code HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(response.status, 404);
+    assert_eq!(response.header("connection"), Some("close"));
+    app.wait_stopped().await;
+}

@@ -58,6 +58,8 @@ pub enum ApiError {
     Overloaded,
     #[error("too many requests from this client; retry in {0} s")]
     RateLimited(u64),
+    #[error("an HTTP/1.1 request must carry exactly one Host header")]
+    BadHost,
     #[error("metrics are not exported yet")]
     NotImplemented,
     #[error("the server failed to handle this request")]
@@ -199,6 +201,11 @@ impl ApiError {
                 "rate-limited",
                 "Too many requests",
             ),
+            BadHost => (
+                StatusCode::BAD_REQUEST,
+                "bad-host",
+                "Missing or repeated Host",
+            ),
             NotImplemented => (
                 StatusCode::NOT_IMPLEMENTED,
                 "not-implemented",
@@ -242,7 +249,7 @@ impl ApiError {
                 headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
             }
             // The rest of the body may still be on its way: the connection cannot be reused.
-            ApiError::RequestTimeout(_) => {
+            ApiError::RequestTimeout(_) | ApiError::BadHost => {
                 headers.insert(CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}

@@ -104,6 +104,11 @@ pub fn handle_public(
         {
             add_rate_limit_fields(&mut response, limit, spec, decision);
         }
+        if app.draining() {
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -131,6 +136,12 @@ fn add_rate_limit_fields(
 
 /// What a request of the main listener asks for, taken out of it without any `.await`.
 fn route(request: http::Request<Incoming>, client: ClientIp) -> Route {
+    // RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host (HTTP/1.0 may have none).
+    if request.version() == http::Version::HTTP_11
+        && request.headers().get_all(http::header::HOST).iter().count() != 1
+    {
+        return Route::Refused(ApiError::BadHost);
+    }
     let method = request.method();
     let is_read = method == Method::GET || method == Method::HEAD;
     match request.uri().path() {
