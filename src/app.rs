@@ -50,6 +50,8 @@ pub struct App {
     pub body_read_timeout: Duration,
     /// Per-client limits of creates, redirects and stats.
     pub limits: RouteLimits,
+    /// Origins whose pages may call creates and stats (CORS); empty: CORS off.
+    pub cors_origins: Vec<HeaderValue>,
     /// Set once the main listener serves.
     started: AtomicBool,
     /// Cancelled when the service stops accepting (SIGTERM): readiness goes 503 at once.
@@ -134,6 +136,11 @@ impl App {
             trusted_proxies: config.trusted_proxies.clone(),
             redirect_status: config.redirect_status,
             body_read_timeout: config.body_read_timeout,
+            cors_origins: config
+                .cors_origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok())
+                .collect(),
             limits: RouteLimits::new(
                 config.rate_limits.create,
                 config.rate_limits.redirect,

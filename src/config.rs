@@ -172,6 +172,10 @@ pub struct ServeArgs {
     /// Comma-separated CIDRs whose X-Forwarded-For is believed.
     #[arg(long, env = "SHORTENER_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
+    /// Comma-separated origins (`https://app.example.com`) whose browser pages may call the
+    /// API (creates and stats); none by default.
+    #[arg(long, env = "SHORTENER_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
     /// How often click tallies are written to Postgres, e.g. 1s or 250ms.
     #[arg(long, env = "SHORTENER_STATS_FLUSH_INTERVAL", default_value = "1s")]
     pub stats_flush_interval: String,
@@ -296,6 +300,8 @@ pub struct Config {
     pub redirect_status: StatusCode,
     pub redirect_max_age: u32,
     pub trusted_proxies: TrustedProxies,
+    /// Origins allowed to call the API from a browser (exact `scheme://host[:port]`).
+    pub cors_origins: Vec<String>,
     pub stats_flush_interval: Duration,
     pub blocklist: Blocklist,
     pub shutdown_grace: Duration,
@@ -456,6 +462,13 @@ impl ServeArgs {
             check(
                 "SHORTENER_TRUSTED_PROXIES",
                 raw.parse::<IpNet>().map(|net| proxies.push(net)),
+            );
+        }
+        let mut cors_origins = Vec::new();
+        for raw in split_list(&self.cors_origins) {
+            check(
+                "SHORTENER_CORS_ORIGINS",
+                parse_origin(&raw).map(|origin| cors_origins.push(origin)),
             );
         }
         let mut flush_interval = None;
@@ -722,6 +735,7 @@ impl ServeArgs {
             redirect_status: redirect_status.expect("validated"),
             redirect_max_age: redirect_max_age.expect("validated"),
             trusted_proxies: TrustedProxies::new(proxies),
+            cors_origins,
             stats_flush_interval: flush_interval.expect("validated"),
             blocklist: blocklist.expect("validated"),
             shutdown_grace: grace.expect("validated"),
@@ -814,6 +828,21 @@ fn parse_base_url(raw: &str) -> Result<(String, String, u16), String> {
 /// password.
 fn parse_pg_url(raw: &str) -> Result<(), String> {
     crate::storage::check_database_url(raw)
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, no path, no trailing slash.
+fn parse_origin(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("'{raw}' is not an origin: {e}"))?;
+    let origin = url.origin().ascii_serialization();
+    if !matches!(url.scheme(), "http" | "https")
+        || url.path() != "/"
+        || raw.trim_end_matches('/') != origin
+    {
+        return Err(format!(
+            "'{raw}' is not an origin like https://app.example.com"
+        ));
+    }
+    Ok(origin)
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {

@@ -96,6 +96,24 @@ fn lease_settings_that_leave_no_room_for_a_failed_renewal_exit_64() {
 }
 
 #[test]
+fn cors_origins_must_be_origins() {
+    for bad in [
+        "https://app.example.com/path",
+        "app.example.com",
+        "ftp://app.example.com",
+    ] {
+        let output = shortener()
+            .arg("serve")
+            .env("DATABASE_URL", "postgres://u@db.internal/x")
+            .env("SHORTENER_CORS_ORIGINS", bad)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "{bad}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("SHORTENER_CORS_ORIGINS"));
+    }
+}
+
+#[test]
 fn missing_database_url_exits_64() {
     let output = shortener().arg("serve").output().unwrap();
     assert_eq!(output.status.code(), Some(64));

@@ -6,6 +6,7 @@
 
 mod body;
 mod client;
+mod cors;
 mod problem;
 mod router;
 mod routes;

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use http::HeaderValue;
 
 use super::client::client_ip;
+use super::cors;
 use super::routes::{admin, openapi, redirect, shorten, stats};
 use super::{ApiError, Response};
 use crate::app::App;
@@ -39,6 +40,8 @@ enum Route {
         client: ClientIp,
     },
     OpenApi,
+    /// A CORS preflight of creates or stats: answered before any limit.
+    Preflight,
     /// A read of a path that can name no link: 404, counted as a redirect (scanners pay).
     Unknown,
     Refused(ApiError),
@@ -51,7 +54,7 @@ impl Route {
             Route::Redirect { .. } | Route::Unknown => Some(LimitedRoute::Redirect),
             Route::Stats { .. } => Some(LimitedRoute::Stats),
             Route::Shorten { .. } => Some(LimitedRoute::Create),
-            Route::OpenApi | Route::Refused(_) => None,
+            Route::OpenApi | Route::Preflight | Route::Refused(_) => None,
         }
     }
 }
@@ -64,7 +67,16 @@ pub fn handle_public(
     peer: SocketAddr,
 ) -> impl Future<Output = Response> + Send + 'static {
     let client = client_ip(&app.trusted_proxies, peer, request.headers());
-    let route = route(request, client);
+    let cors = !app.cors_origins.is_empty();
+    let origin = cors
+        .then(|| cors::allowed_origin(&app.cors_origins, request.headers()))
+        .flatten();
+    let route = route(request, client, cors);
+    let cors_route = cors
+        && matches!(
+            route,
+            Route::Shorten { .. } | Route::Stats { .. } | Route::Preflight
+        );
     // Redirects and stats are decided here, in memory; a create's decision may ask Redis.
     let decided = route.limit().and_then(|limit| {
         app.limits
@@ -84,6 +96,10 @@ pub fn handle_public(
         {
             let mut response = ApiError::RateLimited(decision.retry_after_seconds).into_response();
             add_rate_limit_fields(&mut response, limit, spec, decision);
+            if cors_route {
+                // A page must be able to read why it was refused.
+                cors::decorate(&mut response, origin.as_ref());
+            }
             return response;
         }
         let mut response = match route {
@@ -95,6 +111,7 @@ pub fn handle_public(
                 Box::pin(shorten::handle(&app, *request, client)).await
             }
             Route::OpenApi => openapi::handle(),
+            Route::Preflight => return cors::preflight(origin.as_ref()),
             Route::Unknown => ApiError::NotFound.into_response(),
             Route::Refused(error) => error.into_response(),
         };
@@ -104,6 +121,9 @@ pub fn handle_public(
         {
             add_rate_limit_fields(&mut response, limit, spec, decision);
         }
+        if cors_route {
+            cors::decorate(&mut response, origin.as_ref());
+        }
         if app.draining() {
             response
                 .headers_mut()
@@ -111,6 +131,15 @@ pub fn handle_public(
         }
         response
     }
+}
+
+/// Creates and stats: the routes a browser page may call.
+fn is_cors_path(path: &str) -> bool {
+    path == "/shorten"
+        || path
+            .trim_end_matches('/')
+            .strip_suffix("/stats")
+            .is_some_and(|code| code.len() > 1 && !code[1..].contains('/'))
 }
 
 /// `RateLimit-Policy: "create";q=40;w=2` and `RateLimit: "create";r=12;t=1` (the IETF draft's
@@ -135,7 +164,7 @@ fn add_rate_limit_fields(
 }
 
 /// What a request of the main listener asks for, taken out of it without any `.await`.
-fn route(request: http::Request<Incoming>, client: ClientIp) -> Route {
+fn route(request: http::Request<Incoming>, client: ClientIp, cors: bool) -> Route {
     // RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host (HTTP/1.0 may have none).
     if request.version() == http::Version::HTTP_11
         && request.headers().get_all(http::header::HOST).iter().count() != 1
@@ -144,6 +173,9 @@ fn route(request: http::Request<Incoming>, client: ClientIp) -> Route {
     }
     let method = request.method();
     let is_read = method == Method::GET || method == Method::HEAD;
+    if cors && method == Method::OPTIONS && is_cors_path(request.uri().path()) {
+        return Route::Preflight;
+    }
     match request.uri().path() {
         "/shorten" if method == Method::POST => Route::Shorten {
             request: Box::new(request),
