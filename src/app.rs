@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::clicks::{ClickRecorder, FlushSettings, run_flusher};
 use crate::config::Config;
 use crate::domain::{TrustedProxies, UrlPolicy};
-use crate::http::{ConnectionLimits, handle_admin, handle_public, serve};
+use crate::http::{ConnectionLimits, PerPeerCap, handle_admin, handle_public, serve};
 use crate::ids::{CodeCodec, IdGenerator};
 use crate::lease::LeaseKeeper;
 use crate::limits::RouteLimits;
@@ -269,6 +269,14 @@ pub async fn run(
     let limits = ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
         max_connections: config.max_connections,
+        per_peer: None,
+    };
+    let public_limits = ConnectionLimits {
+        per_peer: Some(PerPeerCap {
+            max: config.max_connections_per_peer,
+            exempt: config.trusted_proxies.clone(),
+        }),
+        ..limits.clone()
     };
     let admin_stop = CancellationToken::new();
     let admin = tokio::spawn(serve(
@@ -292,7 +300,7 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let main = tokio::spawn(serve(
         listeners.main,
-        limits,
+        public_limits,
         {
             let app = Arc::clone(&app);
             move |request, peer| handle_public(Arc::clone(&app), request, peer)

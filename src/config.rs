@@ -223,6 +223,17 @@ pub struct ServeArgs {
     /// Most clients each limit keeps state for; an evicted client starts with a full burst.
     #[arg(long, env = "SHORTENER_RATE_LIMIT_MAX_KEYS", default_value = "100000")]
     pub rate_limit_max_keys: String,
+    /// Connections the kernel queues for accept on each listener (capped by net.core.somaxconn).
+    #[arg(long, env = "SHORTENER_LISTEN_BACKLOG", default_value = "4096")]
+    pub listen_backlog: String,
+    /// Most connections open at once from one TCP peer (an IPv6 peer: its /64); more are closed
+    /// at once. Never applied to SHORTENER_TRUSTED_PROXIES.
+    #[arg(
+        long,
+        env = "SHORTENER_MAX_CONNECTIONS_PER_PEER",
+        default_value = "256"
+    )]
+    pub max_connections_per_peer: String,
     /// Most open connections on the main listener; further clients wait in the accept backlog.
     #[arg(long, env = "SHORTENER_MAX_CONNECTIONS", default_value = "10000")]
     pub max_connections: String,
@@ -310,6 +321,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     pub rate_limits: RateLimits,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
+    pub listen_backlog: u32,
     pub pool: PoolSettings,
     /// Most connections to one Postgres server (checked against `pool`).
     pub db_connection_budget: u32,
@@ -570,6 +583,20 @@ impl ServeArgs {
             "SHORTENER_RATE_LIMIT_MAX_KEYS",
             parse_positive::<u64>(&self.rate_limit_max_keys).map(|keys| limits.max_keys = keys),
         );
+        let mut backlog = None;
+        check(
+            "SHORTENER_LISTEN_BACKLOG",
+            parse_into(&self.listen_backlog, &mut backlog, parse_positive::<u32>),
+        );
+        let mut per_peer = None;
+        check(
+            "SHORTENER_MAX_CONNECTIONS_PER_PEER",
+            parse_into(
+                &self.max_connections_per_peer,
+                &mut per_peer,
+                parse_positive::<usize>,
+            ),
+        );
         let mut block_private = None;
         check(
             "SHORTENER_BLOCK_PRIVATE_TARGETS",
@@ -743,6 +770,8 @@ impl ServeArgs {
             header_read_timeout: header_timeout.expect("validated"),
             body_read_timeout: body_timeout.expect("validated"),
             rate_limits: limits,
+            max_connections_per_peer: per_peer.expect("validated"),
+            listen_backlog: backlog.expect("validated"),
             max_connections: max_connections.expect("validated"),
             pool: PoolSettings {
                 sizes: sizes.expect("validated"),

@@ -7,7 +7,6 @@ use clap::error::ErrorKind;
 use shortener::config::{Cli, Command, LinkArgs, unknown_variables};
 use shortener::storage::LinkState;
 use shortener::{Listeners, run, shutdown, telemetry};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// How long `disable` / `enable` wait for Redis.
@@ -99,8 +98,8 @@ fn main() -> ExitCode {
 
 async fn bind(config: &shortener::config::Config) -> std::io::Result<Listeners> {
     Ok(Listeners {
-        main: TcpListener::bind(config.listen).await?,
-        admin: TcpListener::bind(config.admin_listen).await?,
+        main: shortener::http::bind(config.listen, config.listen_backlog)?,
+        admin: shortener::http::bind(config.admin_listen, config.listen_backlog)?,
     })
 }
 

@@ -298,3 +298,84 @@ async fn during_the_shutdown_delay_answers_close_their_connection() {
     assert_eq!(response.header("connection"), Some("close"));
     app.wait_stopped().await;
 }
+
+/// A create sent from `source` (another loopback address: another peer), with its answer.
+async fn create_from(source: &str, addr: SocketAddr) -> common::TestResponse {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let body = r#"{"url": "https://example.com/other-peer"}"#;
+    let request = format!(
+        "POST /shorten HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    parse_response(&answer)
+}
+
+#[tokio::test]
+async fn one_peer_cannot_take_every_connection_place() {
+    // B8 meanwhile: 50 slow bodies from one peer, 10 places per peer, 60 in all.
+    let app = spawn_app(&[
+        "--max-connections",
+        "60",
+        "--max-connections-per-peer",
+        "10",
+        "--body-read-timeout",
+        "5s",
+    ])
+    .await;
+    let mut held = Vec::new();
+    let mut closed = 0;
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        stream
+            .write_all(b"POST /shorten HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+            .await
+            .unwrap();
+        let mut byte = [0u8; 1];
+        // A refused connection is closed at once; a held one waits for its body.
+        match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            Ok(Ok(_)) => panic!("a trickling create was answered early"),
+            Err(_) => held.push(stream),
+        }
+    }
+    assert_eq!(held.len(), 10, "each peer holds at most its share");
+    assert_eq!(closed, 40);
+    // Another peer is served at once, while the ten still trickle.
+    let started = Instant::now();
+    let response = create_from("127.0.0.2", app.addr).await;
+    assert_eq!(response.status, 201, "{}", response.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_per_peer_cap_never_applies_to_trusted_proxies() {
+    let app = spawn_app(&[
+        "--max-connections-per-peer",
+        "2",
+        "--trusted-proxies",
+        "127.0.0.1/32",
+    ])
+    .await;
+    // Five idle connections from the proxy, then a request on a sixth: served.
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(TcpStream::connect(app.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let response = app.get("/no-such-code").await;
+    assert_eq!(response.status, 404);
+    drop(idle);
+    app.shutdown().await;
+}

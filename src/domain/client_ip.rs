@@ -87,6 +87,11 @@ impl TrustedProxies {
         self.0.iter().any(|network| network.contains(address))
     }
 
+    /// Whether `address` is one of the trusted proxies.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        self.trusts(address)
+    }
+
     /// The client behind `peer`. When the peer is trusted, walk `X-Forwarded-For` from the right
     /// (the entries nearest to us, appended by proxies we trust) to the first address that is not
     /// itself a trusted proxy. Entries further left were written by the client and prove nothing.

@@ -17,7 +17,7 @@ use http_body_util::Full;
 
 pub use problem::ApiError;
 pub use router::{handle_admin, handle_public};
-pub use server::{ConnectionLimits, serve};
+pub use server::{ConnectionLimits, PerPeerCap, bind, serve};
 
 /// Every response body is complete before it is sent.
 pub type Body = Full<Bytes>;

@@ -95,6 +95,7 @@ pub fn config(database_url: &str, extra: &[&str]) -> Config {
         // set it themselves.
         ("--db-acquire-timeout", "2s"),
         // Every test client is 127.0.0.1: tests of the limits set them themselves.
+        ("--max-connections-per-peer", "100000"),
         ("--rate-limit-create", "off"),
         ("--rate-limit-redirect", "off"),
         ("--rate-limit-stats", "off"),
