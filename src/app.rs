@@ -265,6 +265,14 @@ pub async fn run(
         background.clone(),
     ));
     tasks.spawn(prune_periodically(db.clone(), background.clone()));
+    if let Some(path) = &config.blocklist_file {
+        tasks.spawn(crate::shutdown::reload_blocklist_on_hangup(
+            crate::shutdown::hangup()?,
+            path.clone(),
+            config.blocklist.clone(),
+            background.clone(),
+        ));
+    }
 
     let limits = ConnectionLimits {
         header_read_timeout: config.header_read_timeout,

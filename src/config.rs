@@ -315,6 +315,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub stats_flush_interval: Duration,
     pub blocklist: Blocklist,
+    /// Where the blocklist was read from: read again on SIGHUP.
+    pub blocklist_file: Option<PathBuf>,
     pub shutdown_grace: Duration,
     pub shutdown_delay: Duration,
     pub header_read_timeout: Duration,
@@ -765,6 +767,7 @@ impl ServeArgs {
             cors_origins,
             stats_flush_interval: flush_interval.expect("validated"),
             blocklist: blocklist.expect("validated"),
+            blocklist_file: self.blocklist_file.clone(),
             shutdown_grace: grace.expect("validated"),
             shutdown_delay: shutdown_delay.expect("validated"),
             header_read_timeout: header_timeout.expect("validated"),
@@ -1031,7 +1034,8 @@ fn read_code_key(key: Option<String>, file: Option<PathBuf>) -> Result<(CodeKey,
     Ok((CodeKey::derive(secret.as_bytes()), false))
 }
 
-fn read_blocklist(path: &std::path::Path) -> Result<Blocklist, String> {
+/// Reads and parses a blocklist file (at start-up, and on SIGHUP).
+pub fn read_blocklist(path: &std::path::Path) -> Result<Blocklist, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Blocklist::parse(&text).map_err(|errors| format!("{}: {}", path.display(), errors.join("; ")))

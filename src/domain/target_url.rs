@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
 
 use thiserror::Error;
 use url::{Host, Url};
@@ -149,9 +150,10 @@ fn is_private(address: IpAddr) -> bool {
     }
 }
 
-/// Hosts that may not be linked to; an entry also blocks its subdomains.
+/// Hosts that may not be linked to; an entry also blocks its subdomains. Clones share one
+/// list, so [`Blocklist::replace_with`] (a reload) reaches every holder at once.
 #[derive(Debug, Clone, Default)]
-pub struct Blocklist(HashSet<String>);
+pub struct Blocklist(Arc<RwLock<Arc<HashSet<String>>>>);
 
 impl Blocklist {
     /// Parses one host a line; blank lines and `#` comments are skipped. Every bad line is reported.
@@ -171,20 +173,48 @@ impl Blocklist {
             }
         }
         if errors.is_empty() {
-            Ok(Blocklist(hosts))
+            Ok(Blocklist(Arc::new(RwLock::new(Arc::new(hosts)))))
         } else {
             Err(errors)
         }
     }
 
+    /// Entries in the list now.
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes `other`'s entries this list's, for every clone of it.
+    pub fn replace_with(&self, other: &Blocklist) {
+        let entries = other.snapshot();
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = entries;
+    }
+
+    fn snapshot(&self) -> Arc<HashSet<String>> {
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
     /// An IP address is blocked only by itself; a domain by itself or any parent domain.
     fn blocks(&self, host: &Host<&str>) -> bool {
+        let hosts = self.snapshot();
         let Host::Domain(domain) = host else {
-            return self.0.contains(&host.to_string());
+            return hosts.contains(&host.to_string());
         };
         let mut candidate = domain.trim_end_matches('.');
         loop {
-            if self.0.contains(candidate) {
+            if hosts.contains(candidate) {
                 return true;
             }
             match candidate.split_once('.') {

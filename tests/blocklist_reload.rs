@@ -1,0 +1,46 @@
+//! The blocklist is read again on SIGHUP, so answering abuse needs no restart; a file that no
+//! longer parses leaves the list in force. (A test binary of its own: it signals its own
+//! process, whose SIGHUP handler the service registers before it serves.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, eventually, spawn_app};
+
+async fn status_of(app: &TestApp, url: &str) -> u16 {
+    app.shorten(&serde_json::json!({ "url": url }).to_string())
+        .await
+        .status
+}
+
+fn hang_up() {
+    // SAFETY: kill(2) on this process; the service's handler is registered (it has answered).
+    assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_blocklist_and_a_broken_file_changes_nothing() {
+    let path = std::env::temp_dir().join(format!("shortener-blocklist-{}", std::process::id()));
+    std::fs::write(&path, "evil.example\n").unwrap();
+    let app = spawn_app(&["--blocklist-file", path.to_str().unwrap()]).await;
+    assert_eq!(status_of(&app, "https://evil.example/").await, 400);
+    assert_eq!(status_of(&app, "https://later.example/").await, 201);
+
+    std::fs::write(&path, "evil.example\nlater.example # found today\n").unwrap();
+    hang_up();
+    let blocked = eventually(Duration::from_secs(5), || async {
+        status_of(&app, "https://sub.later.example/").await == 400
+    })
+    .await;
+    assert!(blocked, "the reloaded list was not used");
+
+    // A broken file: the list in force stays.
+    std::fs::write(&path, "this is not a host\n").unwrap();
+    hang_up();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_of(&app, "https://later.example/").await, 400);
+    assert_eq!(status_of(&app, "https://fine.example/").await, 201);
+    app.shutdown().await;
+    let _ = std::fs::remove_file(&path);
+}
