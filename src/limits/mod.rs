@@ -518,6 +518,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sustained_rate_is_held_within_ten_percent() {
+        // 100 requests a second offered for 10 s against 20/s,burst=5: the burst, then 20 a second.
+        let clock = FakeRelativeClock::default();
+        let limiter = LocalLimiter::with_clock(spec("20/s,burst=5"), 100, clock.clone());
+        let client = key("198.51.100.1");
+        let mut passed = 0;
+        for _ in 0..1_000 {
+            passed += usize::from(limiter.check(client).allowed);
+            clock.advance(Duration::from_millis(10));
+        }
+        let expected = 5 + 20 * 10;
+        assert!(
+            passed.abs_diff(expected) * 10 <= expected,
+            "{passed} passed, {expected} expected"
+        );
+    }
+
+    #[test]
     fn a_slow_refill_lets_exactly_the_burst_through() {
         let clock = FakeRelativeClock::default();
         let limiter = LocalLimiter::with_clock(spec("60/h,burst=100"), 100, clock.clone());
