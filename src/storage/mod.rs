@@ -68,6 +68,19 @@ pub enum StorageError {
     WrongRole(&'static str),
 }
 
+/// An error and every cause under it, `outer: inner: innermost` ("error connecting to server:
+/// Connection refused (os error 111)").
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl From<tokio_postgres::Error> for StorageError {
     fn from(error: tokio_postgres::Error) -> Self {
         // No SQLSTATE: the connection itself failed. Classes 08 (connection), 53 (resources)
@@ -80,14 +93,7 @@ impl From<tokio_postgres::Error> for StorageError {
         if transient {
             // The driver's own text ("error performing TLS handshake", "error connecting to
             // server") says little without its cause.
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            StorageError::Unavailable(text)
+            StorageError::Unavailable(with_causes(&error))
         } else {
             StorageError::Database(error)
         }

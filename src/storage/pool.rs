@@ -4,6 +4,8 @@
 //! redirect path that must answer in milliseconds nor one that must shed load quickly; every
 //! limit is explicit here. Statements are prepared once, when a connection is opened.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bb8::{ErrorSink, ManageConnection, Pool, PooledConnection, QueueStrategy, RunError};
@@ -243,17 +245,66 @@ impl ManageConnection for PgManager {
     }
 }
 
-/// Logs connection failures that bb8 would otherwise swallow.
-#[derive(Debug, Clone, Copy)]
-struct LogErrors(Role);
+/// While the database is away each pool fails to connect several times a second; the first
+/// failure is logged, then at most one line per this long, with how many were not.
+const CONNECT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs connection failures that bb8 would otherwise swallow, with their cause ("Connection
+/// refused", a TLS error), and not as a storm: the first, then one summary per interval.
+#[derive(Debug, Clone)]
+struct LogErrors {
+    role: Role,
+    throttle: Arc<Throttle>,
+}
+
+/// The first event, then at most one per `every`, counting the ones left out.
+#[derive(Debug)]
+struct Throttle {
+    started: std::time::Instant,
+    every: Duration,
+    /// Milliseconds since `started` of the last line written, plus one (0: none yet).
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Self {
+        Throttle {
+            started: std::time::Instant::now(),
+            every,
+            last_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(left out since the last line)` when this event is to be logged.
+    fn admit(&self) -> Option<u64> {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= self.every.as_millis() as u64;
+        if due
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::AcqRel));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
 
 impl ErrorSink<tokio_postgres::Error> for LogErrors {
     fn sink(&self, error: tokio_postgres::Error) {
-        tracing::warn!(role = ?self.0, %error, "postgres connection failed");
+        if let Some(suppressed) = self.throttle.admit() {
+            let error = super::with_causes(&error);
+            tracing::warn!(role = ?self.role, %error, suppressed, "postgres connection failed");
+        }
     }
 
     fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
-        Box::new(*self)
+        Box::new(self.clone())
     }
 }
 
@@ -306,7 +357,10 @@ pub(super) fn build(
         .connection_timeout(settings.acquire_timeout)
         .test_on_check_out(false)
         .queue_strategy(QueueStrategy::Lifo)
-        .error_sink(Box::new(LogErrors(role)))
+        .error_sink(Box::new(LogErrors {
+            role,
+            throttle: Arc::new(Throttle::new(CONNECT_FAILURE_LOG_EVERY)),
+        }))
         .build_unchecked(manager))
 }
 
@@ -347,4 +401,23 @@ impl PgConn {
 /// A bug: a call took a connection from a pool of another role.
 fn wrong_role(what: &'static str) -> StorageError {
     StorageError::WrongRole(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_of_failures_is_one_line_then_one_per_interval_with_a_count() {
+        let throttle = Throttle::new(Duration::from_millis(200));
+        assert_eq!(throttle.admit(), Some(0), "the first is logged");
+        let admitted = (0..1000).filter_map(|_| throttle.admit()).count();
+        assert_eq!(admitted, 0, "the storm right after it is not");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(
+            throttle.admit(),
+            Some(1000),
+            "then one line that counts the rest"
+        );
+    }
 }
