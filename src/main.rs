@@ -77,9 +77,9 @@ fn main() -> ExitCode {
             runtime.block_on(async {
                 let listeners = match bind(&config).await {
                     Ok(listeners) => listeners,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot bind the listeners");
-                        return ExitCode::FAILURE;
+                    Err((address, error)) => {
+                        tracing::error!(%address, %error, "cannot listen on this address");
+                        return ExitCode::from(EXIT_CANNOT_LISTEN);
                     }
                 };
                 let stop = CancellationToken::new();
@@ -96,10 +96,20 @@ fn main() -> ExitCode {
     }
 }
 
-async fn bind(config: &shortener::config::Config) -> std::io::Result<Listeners> {
+/// Exit status when a listener cannot be bound (in use, or not an address of this host):
+/// sysexits' EX_UNAVAILABLE.
+const EXIT_CANNOT_LISTEN: u8 = 69;
+
+/// Both listeners, or the address that could not be bound and why.
+async fn bind(
+    config: &shortener::config::Config,
+) -> Result<Listeners, (std::net::SocketAddr, std::io::Error)> {
+    let listen = |address| {
+        shortener::http::bind(address, config.listen_backlog).map_err(|error| (address, error))
+    };
     Ok(Listeners {
-        main: shortener::http::bind(config.listen, config.listen_backlog)?,
-        admin: shortener::http::bind(config.admin_listen, config.listen_backlog)?,
+        main: listen(config.listen)?,
+        admin: listen(config.admin_listen)?,
     })
 }
 

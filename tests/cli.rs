@@ -257,3 +257,22 @@ fn a_database_outage_is_logged_with_its_cause_and_not_as_a_storm() {
     // nothing for ten seconds.
     assert!(failures.len() <= 5, "{} lines:\n{stderr}", failures.len());
 }
+
+#[test]
+fn an_address_in_use_names_itself_and_exits_69() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = shortener()
+        .arg("serve")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")
+        .env("SHORTENER_LISTEN", &address)
+        .env("SHORTENER_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&address) && stderr.contains("cannot listen"),
+        "{stderr}"
+    );
+}
