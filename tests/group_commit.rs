@@ -174,7 +174,8 @@ async fn each_row_gets_its_own_outcome_inside_one_batch() {
         let writer = Arc::clone(&writer);
         async move { write_all(&writer, rows).await }
     });
-    eventually(Duration::from_secs(5), || async { writer.queued() == 13 }).await;
+    let queued = eventually(Duration::from_secs(5), || async { writer.queued() == 13 }).await;
+    assert!(queued, "the 13 rows did not queue behind the blocked batch");
     locked.release().await;
     assert_eq!(first.await.unwrap(), Ok(RowOutcome::Created));
     let outcomes = batch.await.unwrap();
@@ -287,7 +288,8 @@ async fn a_full_queue_is_refused_at_once_and_shutdown_writes_what_was_queued() {
             writer.write(row(id, &format!("q-{id}"))).await
         }));
     }
-    eventually(Duration::from_secs(5), || async { writer.queued() == 3 }).await;
+    let queued = eventually(Duration::from_secs(5), || async { writer.queued() == 3 }).await;
+    assert!(queued, "three creates did not queue behind the blocked one");
     assert_eq!(
         writer.write(row(5, "q-5")).await,
         Err(WriteError::QueueFull)

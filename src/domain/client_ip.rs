@@ -67,7 +67,7 @@ fn prefix_match(network: u128, address: u128, prefix: u8, width: u32) -> bool {
 }
 
 /// IPv4-mapped IPv6 addresses (dual-stack sockets) count as the IPv4 address they carry.
-fn canonical(address: IpAddr) -> IpAddr {
+pub fn canonical(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
         v4 => v4,

@@ -10,7 +10,7 @@ mod idempotency_key;
 mod target_url;
 
 pub use alias::{Alias, AliasError, RESERVED_WORDS};
-pub use client_ip::{ClientIp, IpNet, TrustedProxies};
+pub use client_ip::{ClientIp, IpNet, TrustedProxies, canonical};
 pub use code::{Code, CodeBuf};
 pub use expiry::{ExpiresAt, ExpiryError, now_micros};
 pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError};

@@ -8,6 +8,8 @@ use std::sync::{Arc, RwLock};
 use thiserror::Error;
 use url::{Host, Url};
 
+use super::canonical;
+
 /// Longest canonical URL we store, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
 
@@ -87,7 +89,7 @@ impl UrlPolicy {
             Some(address) => {
                 address.is_loopback()
                     || address.is_unspecified()
-                    || address == canonical_ip(self.listen.ip())
+                    || address == canonical(self.listen.ip())
             }
             None => is_localhost_name(&name),
         }
@@ -98,7 +100,7 @@ impl UrlPolicy {
 fn names_loopback(host: &str) -> bool {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     match literal.parse::<IpAddr>() {
-        Ok(address) => canonical_ip(address).is_loopback(),
+        Ok(address) => canonical(address).is_loopback(),
         Err(_) => is_localhost_name(host),
     }
 }
@@ -115,15 +117,8 @@ fn host_name<'a>(host: &'a Host<&str>) -> std::borrow::Cow<'a, str> {
 fn literal_address(host: &Host<&str>) -> Option<IpAddr> {
     match host {
         Host::Ipv4(v4) => Some(IpAddr::V4(*v4)),
-        Host::Ipv6(v6) => Some(canonical_ip(IpAddr::V6(*v6))),
+        Host::Ipv6(v6) => Some(canonical(IpAddr::V6(*v6))),
         Host::Domain(_) => None,
-    }
-}
-
-fn canonical_ip(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-        v4 => v4,
     }
 }
 

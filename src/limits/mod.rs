@@ -31,6 +31,7 @@ use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::domain::canonical;
 use crate::storage::RedisStore;
 
 /// How often a limit refills: per second, minute or hour.
@@ -127,11 +128,8 @@ pub struct LimitKey(IpAddr);
 
 impl LimitKey {
     pub fn of(address: IpAddr) -> LimitKey {
-        match address {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => LimitKey(IpAddr::V4(v4)),
-                None => LimitKey(IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into())),
-            },
+        match canonical(address) {
+            IpAddr::V6(v6) => LimitKey(IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into())),
             v4 => LimitKey(v4),
         }
     }
