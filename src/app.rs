@@ -17,10 +17,12 @@ use crate::domain::{TrustedProxies, UrlPolicy};
 use crate::http::{ConnectionLimits, PerPeerCap, handle_admin, handle_public, serve};
 use crate::ids::{CodeCodec, IdGenerator};
 use crate::lease::LeaseKeeper;
+use crate::limits::LimitMode;
 use crate::limits::RouteLimits;
 use crate::links::{BreakerState, CreateWriter, Creator, LinkCache, RemoteCache, Resolver};
-use crate::readiness::{Readiness, RedisState, Tiers, run_prober};
+use crate::readiness::{Readiness, RedisState, TierState, Tiers, run_prober};
 use crate::storage::{Db, RedisStore};
+use crate::telemetry::metrics::{CacheName, CreateLimitMode, Layout, Metrics, UPKEEP_EVERY};
 
 /// Unwritten click rows kept while Postgres is unreachable (about 100 MB at worst).
 const MAX_PENDING_CLICK_ROWS: usize = 1_000_000;
@@ -52,6 +54,11 @@ pub struct App {
     pub limits: RouteLimits,
     /// Origins whose pages may call creates and stats (CORS); empty: CORS off.
     pub cors_origins: Vec<HeaderValue>,
+    /// This server's recorder and every handle on it.
+    pub metrics: Arc<Metrics>,
+    /// Every pool, for the sampled pool gauges.
+    db: Db,
+    writer: Arc<CreateWriter>,
     /// Set once the main listener serves.
     started: AtomicBool,
     /// Cancelled when the service stops accepting (SIGTERM): readiness goes 503 at once.
@@ -90,6 +97,7 @@ pub struct AppParts {
     pub redis: Option<RedisStore>,
     /// Where the main listener really listens.
     pub listen: std::net::SocketAddr,
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -101,6 +109,7 @@ impl App {
             remote,
             redis,
             listen,
+            metrics,
         } = parts;
         let ids = Arc::new(IdGenerator::new());
         let codec = CodeCodec::new(&config.code_key);
@@ -113,10 +122,11 @@ impl App {
                 clicks,
                 config.replica_lag_bound,
             )
-            .with_remote(remote.clone()),
+            .with_remote(remote.clone())
+            .with_metrics(metrics.resolve.clone()),
             creator: Creator::new(
                 db.clone(),
-                writer,
+                Arc::clone(&writer),
                 Arc::clone(&ids),
                 codec,
                 cache,
@@ -147,7 +157,8 @@ impl App {
                 config.rate_limits.stats,
                 config.rate_limits.max_keys,
                 redis,
-            ),
+            )
+            .with_metrics(metrics.limits.clone()),
             redirect_cache_control: HeaderValue::from_str(&format!(
                 "private, max-age={}",
                 config.redirect_max_age
@@ -155,7 +166,60 @@ impl App {
             .expect("digits are a valid header value"),
             started: AtomicBool::new(false),
             shutdown,
+            metrics,
+            db,
+            writer,
         }
+    }
+
+    /// Reads the sampled series from their sources (pools, caches, breaker, probes, ids);
+    /// called before each render of `/metrics`.
+    pub fn sample_metrics(&self) {
+        let sampled = &self.metrics.sampled;
+        let tiers = self.readiness.tiers();
+        sampled.cache_entries(CacheName::Links, tiers.cache_entries);
+        sampled.cache_entries(
+            CacheName::UnknownCodes,
+            self.resolver.cache().unknown_entries(),
+        );
+        let up = std::iter::once(tiers.primary).chain(tiers.replicas.iter().copied());
+        for (gauge, state) in sampled.db_up.iter().zip(up) {
+            gauge.set(if state == TierState::Up { 1.0 } else { 0.0 });
+        }
+        for (gauges, state) in sampled.pools.iter().zip(self.db.pool_states()) {
+            let statistics = &state.statistics;
+            gauges.connections.set(state.connections);
+            gauges.idle.set(state.idle_connections);
+            // Gets started and not yet finished one way or the other.
+            let finished = statistics.get_direct + statistics.get_waited + statistics.get_timed_out;
+            gauges
+                .waiters
+                .set(statistics.get_started.saturating_sub(finished) as f64);
+            gauges.acquire_timeouts.absolute(statistics.get_timed_out);
+        }
+        sampled
+            .redis_circuit_open
+            .set(match self.remote.as_ref().map(|remote| remote.state()) {
+                Some(BreakerState::Open) => 1.0,
+                _ => 0.0,
+            });
+        sampled.create_queue_depth.set(self.writer.queued() as f64);
+        sampled.create_mode(match self.limits.create_mode() {
+            LimitMode::Shared => CreateLimitMode::Shared,
+            LimitMode::PerInstance => CreateLimitMode::PerInstance,
+            LimitMode::Off => CreateLimitMode::Off,
+        });
+        sampled.worker_id.set(
+            self.ids
+                .worker()
+                .map_or(-1.0, |worker| f64::from(worker.get())),
+        );
+        sampled
+            .clock_steps_back
+            .absolute(self.ids.clock_steps_back());
+        sampled
+            .borrowed_ahead_ms
+            .set(self.ids.borrowed_ahead_ms() as f64);
     }
 
     /// Whether SIGTERM arrived: answers then say `Connection: close`, so keep-alive clients
@@ -215,11 +279,17 @@ pub async fn run(
     if config.code_key_is_development {
         tracing::warn!("SHORTENER_CODE_KEY is not set: using the public development key");
     }
-    let db = Db::connect_lazy(&config.database_url, &config.replica_urls, &config.pool)?;
+    let mut db = Db::connect_lazy(&config.database_url, &config.replica_urls, &config.pool)?;
+    let metrics = Arc::new(Metrics::new(&Layout {
+        databases: db.database_names(),
+        pools: db.pool_layout(),
+        cache_capacity: LinkCache::capacities(config.cache),
+    }));
+    db.count_errors_in(metrics.db.clone());
     let clicks = Arc::new(ClickRecorder::new());
     let redis_store = match &config.redis {
         Some(redis) => {
-            let store = RedisStore::connect(&redis.settings)?;
+            let store = RedisStore::connect(&redis.settings)?.with_metrics(metrics.redis.clone());
             if !store.wait_connected(FIRST_REDIS_WAIT).await {
                 tracing::warn!("redis is not reachable yet; serving without it until it is");
             }
@@ -233,7 +303,12 @@ pub async fn run(
         .map(|(store, redis)| Arc::new(RemoteCache::new(store, redis.ttl)));
     let background = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let (writer, write_creates) = CreateWriter::new(db.clone(), config.writer, background.clone());
+    let (writer, write_creates) = CreateWriter::with_metrics(
+        db.clone(),
+        config.writer,
+        background.clone(),
+        metrics.creates.clone(),
+    );
     tasks.spawn(write_creates);
     let parts = AppParts {
         db: db.clone(),
@@ -243,6 +318,7 @@ pub async fn run(
         redis: redis_store,
         // Where it really listens (the configured address, or the port a test was given).
         listen: listeners.main.local_addr().unwrap_or(config.listen),
+        metrics: Arc::clone(&metrics),
     };
     let app = Arc::new(App::new(&config, parts, shutdown.clone()));
 
@@ -262,8 +338,10 @@ pub async fn run(
             interval: config.stats_flush_interval,
             max_pending_rows: MAX_PENDING_CLICK_ROWS,
         },
+        metrics.clicks.clone(),
         background.clone(),
     ));
+    tasks.spawn(Arc::clone(&metrics).keep_up(UPKEEP_EVERY, background.clone()));
     tasks.spawn(prune_periodically(db.clone(), background.clone()));
     if let Some(path) = &config.blocklist_file {
         tasks.spawn(crate::shutdown::reload_blocklist_on_hangup(
@@ -301,7 +379,8 @@ pub async fn run(
         Arc::clone(&app.ids),
         config.worker_id,
         config.lease,
-    );
+    )
+    .with_metrics(metrics.lease.clone());
     let _ = tokio::time::timeout(FIRST_LEASE_WAIT, lease.step()).await;
     tasks.spawn(lease.run(background.clone()));
 

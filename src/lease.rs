@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ids::{IdGenerator, MAX_WORKER_ID, WorkerId, monotonic_ms};
 use crate::storage::{Db, StorageError};
+use crate::telemetry::Chain;
+use crate::telemetry::metrics::{LeaseMetrics, RenewalResult};
 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
@@ -79,6 +81,7 @@ pub struct LeaseKeeper {
     held: Option<(WorkerId, u64)>,
     /// Whether "no worker id can be had" was logged since the last lease.
     said_unavailable: bool,
+    metrics: LeaseMetrics,
 }
 
 impl LeaseKeeper {
@@ -103,7 +106,14 @@ impl LeaseKeeper {
             holder: format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..)),
             held: None,
             said_unavailable: false,
+            metrics: LeaseMetrics::default(),
         }
+    }
+
+    /// Counts renewals in `metrics`.
+    pub fn with_metrics(mut self, metrics: LeaseMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// One acquire or renew; answers how long to wait before the next.
@@ -135,7 +145,7 @@ impl LeaseKeeper {
                 .release_worker_id(worker, &self.holder, self.ids.high_water_ms())
                 .await;
             if let Err(error) = released {
-                tracing::warn!(%error, "worker id lease not released; it expires by itself");
+                tracing::warn!(error = %Chain(&error), "worker id lease not released; it expires by itself");
             }
         }
     }
@@ -147,11 +157,9 @@ impl LeaseKeeper {
     ) -> Result<T, StorageError> {
         tokio::time::timeout(self.settings.sql_timeout(), call)
             .await
-            .unwrap_or_else(|_| {
-                Err(StorageError::Unavailable(
-                    "the lease statement did not answer within half the safety margin".into(),
-                ))
-            })
+            .unwrap_or(Err(StorageError::TimedOut(
+                "the lease statement did not answer within half the safety margin",
+            )))
     }
 
     async fn acquire(&mut self) -> Duration {
@@ -187,7 +195,7 @@ impl LeaseKeeper {
             Err(error) => {
                 if !self.said_unavailable {
                     self.said_unavailable = true;
-                    tracing::warn!(%error, "cannot lease a worker id yet; retrying every second");
+                    tracing::warn!(error = %Chain(&error), "cannot lease a worker id yet; retrying every second");
                 }
                 RETRY_EVERY
             }
@@ -206,12 +214,14 @@ impl LeaseKeeper {
             .await;
         match renewed {
             Ok(true) => {
+                self.metrics.renewal(RenewalResult::Renewed);
                 let valid_until = self.settings.valid_until(sent);
                 self.ids.extend(valid_until);
                 self.held = Some((worker, valid_until));
                 self.settings.renew_every
             }
             Ok(false) => {
+                self.metrics.renewal(RenewalResult::Lost);
                 self.ids.revoke();
                 self.held = None;
                 tracing::error!(
@@ -221,13 +231,15 @@ impl LeaseKeeper {
                 Duration::ZERO
             }
             Err(error) if monotonic_ms() >= valid_until => {
+                self.metrics.renewal(RenewalResult::Lost);
                 self.ids.revoke();
                 self.held = None;
-                tracing::error!(%error, "worker id lease could not be renewed in time");
+                tracing::error!(error = %Chain(&error), "worker id lease could not be renewed in time");
                 RETRY_EVERY
             }
             Err(error) => {
-                tracing::warn!(%error, "worker id lease renewal failed; retrying");
+                self.metrics.renewal(RenewalResult::Failed);
+                crate::throttled!(warn, error = %Chain(&error), "worker id lease renewal failed; retrying");
                 RETRY_EVERY
             }
         }

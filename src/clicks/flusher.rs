@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::ClickRecorder;
 use crate::storage::{ClickRows, Db};
+use crate::telemetry::Chain;
+use crate::telemetry::metrics::{ClickLabel, ClickMetrics};
 
 #[derive(Debug, Clone)]
 pub struct FlushSettings {
@@ -25,6 +27,15 @@ pub struct FlushSettings {
 struct Batch {
     id: i64,
     rows: ClickRows,
+    sealed: std::time::Instant,
+}
+
+/// What the flusher reports as it goes.
+struct Flushing<'a> {
+    recorder: &'a ClickRecorder,
+    db: &'a Db,
+    metrics: &'a ClickMetrics,
+    max_pending_rows: usize,
 }
 
 /// Runs until `stop` is cancelled, then seals and writes what is left, retrying until it is
@@ -33,8 +44,15 @@ pub async fn run_flusher(
     recorder: Arc<ClickRecorder>,
     db: Db,
     settings: FlushSettings,
+    metrics: ClickMetrics,
     stop: CancellationToken,
 ) {
+    let flushing = Flushing {
+        recorder: &recorder,
+        db: &db,
+        metrics: &metrics,
+        max_pending_rows: settings.max_pending_rows,
+    };
     let mut pending = VecDeque::new();
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -43,12 +61,12 @@ pub async fn run_flusher(
             _ = ticker.tick() => {}
             _ = stop.cancelled() => break,
         }
-        seal(&recorder, &mut pending, settings.max_pending_rows);
-        write_pending(&db, &mut pending).await;
+        flushing.seal(&mut pending);
+        flushing.write_pending(&mut pending).await;
     }
-    seal(&recorder, &mut pending, settings.max_pending_rows);
+    flushing.seal(&mut pending);
     while !pending.is_empty() {
-        write_pending(&db, &mut pending).await;
+        flushing.write_pending(&mut pending).await;
         if !pending.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -56,47 +74,79 @@ pub async fn run_flusher(
     tracing::info!("click flusher stopped with every batch written");
 }
 
-fn seal(recorder: &ClickRecorder, pending: &mut VecDeque<Batch>, max_pending_rows: usize) {
-    let rows = recorder.drain();
-    if !rows.is_empty() {
-        pending.push_back(Batch {
-            id: fastrand::i64(..),
-            rows,
-        });
+impl Flushing<'_> {
+    /// Seals what the recorder holds into a batch; drops the oldest past the bound.
+    fn seal(&self, pending: &mut VecDeque<Batch>) {
+        let rows = self.recorder.drain();
+        if !rows.is_empty() {
+            pending.push_back(Batch {
+                id: fastrand::i64(..),
+                rows,
+                sealed: std::time::Instant::now(),
+            });
+        }
+        let mut total: usize = pending.iter().map(|batch| batch.rows.len()).sum();
+        while total > self.max_pending_rows {
+            let Some(oldest) = pending.pop_front() else {
+                break;
+            };
+            total -= oldest.rows.len();
+            let clicks: i64 = oldest
+                .rows
+                .clicks
+                .iter()
+                .chain(&oldest.rows.bot_clicks)
+                .sum();
+            self.recorder.count_dropped(clicks as u64);
+            self.metrics.dropped.increment(clicks as u64);
+            tracing::error!(
+                clicks,
+                "dropped a click batch: the database stayed unreachable"
+            );
+        }
+        self.report(pending);
     }
-    let mut total: usize = pending.iter().map(|batch| batch.rows.len()).sum();
-    while total > max_pending_rows {
-        let Some(oldest) = pending.pop_front() else {
-            break;
-        };
-        total -= oldest.rows.len();
-        let clicks: i64 = oldest
-            .rows
-            .clicks
-            .iter()
-            .chain(&oldest.rows.bot_clicks)
-            .sum();
-        recorder.count_dropped(clicks as u64);
-        tracing::error!(
-            clicks,
-            "dropped a click batch: the database stayed unreachable"
-        );
-    }
-}
 
-async fn write_pending(db: &Db, pending: &mut VecDeque<Batch>) {
-    while let Some(batch) = pending.front() {
-        match db.apply_click_batch(batch.id, &batch.rows).await {
-            Ok(applied) => {
-                if !applied {
-                    tracing::info!(batch = batch.id, "click batch was already applied");
+    /// Writes the oldest batches first; stops at the first that fails (retried next time).
+    async fn write_pending(&self, pending: &mut VecDeque<Batch>) {
+        while let Some(batch) = pending.front() {
+            let started = std::time::Instant::now();
+            let result = self.db.apply_click_batch(batch.id, &batch.rows).await;
+            self.metrics
+                .flush_duration
+                .record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(applied) => {
+                    if applied {
+                        let sum = |clicks: &[i64]| clicks.iter().sum::<i64>().max(0) as u64;
+                        self.metrics
+                            .flushed(ClickLabel::Person, sum(&batch.rows.clicks));
+                        self.metrics
+                            .flushed(ClickLabel::Bot, sum(&batch.rows.bot_clicks));
+                    } else {
+                        tracing::info!(batch = batch.id, "click batch was already applied");
+                    }
+                    pending.pop_front();
                 }
-                pending.pop_front();
-            }
-            Err(error) => {
-                tracing::warn!(%error, pending = pending.len(), "click batch not written; will retry");
-                return;
+                Err(error) => {
+                    self.metrics.flush_failed(error.cause());
+                    crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), pending = pending.len(), "click batch not written; will retry");
+                    break;
+                }
             }
         }
+        self.report(pending);
+    }
+
+    fn report(&self, pending: &VecDeque<Batch>) {
+        self.metrics.batches_pending.set(pending.len() as f64);
+        self.metrics
+            .rows_pending
+            .set(pending.iter().map(|batch| batch.rows.len()).sum::<usize>() as f64);
+        self.metrics.lag_seconds.set(
+            pending
+                .front()
+                .map_or(0.0, |oldest| oldest.sealed.elapsed().as_secs_f64()),
+        );
     }
 }

@@ -14,6 +14,7 @@ use super::Response;
 use crate::domain::{AliasError, ExpiryError, IdempotencyKeyError, UrlError};
 use crate::links::{CreateError, ResolveError};
 use crate::storage::StorageError;
+use crate::telemetry::Chain;
 
 /// Seconds a client should wait before retrying a 503.
 pub(crate) const RETRY_AFTER_SECONDS: &str = "1";
@@ -60,23 +61,18 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("an HTTP/1.1 request must carry exactly one Host header")]
     BadHost,
-    #[error("metrics are not exported yet")]
-    NotImplemented,
     #[error("the server failed to handle this request")]
     Internal,
 }
 
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
-        match error {
-            StorageError::Unavailable(reason) => {
-                tracing::warn!(%reason, "database unavailable");
-                ApiError::Unavailable
-            }
-            error => {
-                tracing::error!(%error, cause = ?std::error::Error::source(&error), "database error");
-                ApiError::Internal
-            }
+        if error.is_transient() {
+            crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), "request answered 503: database unavailable");
+            ApiError::Unavailable
+        } else {
+            tracing::error!(error = %Chain(&error), sqlstate = error.sqlstate(), "request answered 500: database error");
+            ApiError::Internal
         }
     }
 }
@@ -205,11 +201,6 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "bad-host",
                 "Missing or repeated Host",
-            ),
-            NotImplemented => (
-                StatusCode::NOT_IMPLEMENTED,
-                "not-implemented",
-                "Not implemented",
             ),
             Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -2,7 +2,7 @@
 //!
 //! Main listener: `POST /shorten`, `GET|HEAD /openapi.json`, `GET|HEAD /{code}` (a trailing
 //! slash and any query are ignored), `GET|HEAD /{code}/stats`.
-//! Admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics` (reserved).
+//! Admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +20,8 @@ use crate::app::App;
 use crate::domain::{ClientIp, Code, CodeBuf};
 use crate::limits::{Decision, LimitedRoute, RateSpec};
 use crate::links::Visit;
+use crate::telemetry::metrics::{HttpMethod, HttpRoute};
+use std::time::Instant;
 
 const GET_HEAD: &str = "GET, HEAD";
 
@@ -41,10 +43,10 @@ enum Route {
     },
     OpenApi,
     /// A CORS preflight of creates or stats: answered before any limit.
-    Preflight,
+    Preflight(HttpRoute),
     /// A read of a path that can name no link: 404, counted as a redirect (scanners pay).
     Unknown,
-    Refused(ApiError),
+    Refused(HttpRoute, ApiError),
 }
 
 impl Route {
@@ -54,8 +56,31 @@ impl Route {
             Route::Redirect { .. } | Route::Unknown => Some(LimitedRoute::Redirect),
             Route::Stats { .. } => Some(LimitedRoute::Stats),
             Route::Shorten { .. } => Some(LimitedRoute::Create),
-            Route::OpenApi | Route::Preflight | Route::Refused(_) => None,
+            Route::OpenApi | Route::Preflight(_) | Route::Refused(..) => None,
         }
+    }
+
+    /// The `http_route` label: the route's template, never the path.
+    fn label(&self) -> HttpRoute {
+        match self {
+            Route::Redirect { .. } => HttpRoute::Redirect,
+            Route::Stats { .. } => HttpRoute::Stats,
+            Route::Shorten { .. } => HttpRoute::Shorten,
+            Route::OpenApi => HttpRoute::OpenApi,
+            Route::Preflight(route) | Route::Refused(route, _) => *route,
+            Route::Unknown => HttpRoute::Other,
+        }
+    }
+}
+
+/// The `http_request_method` label.
+fn method_label(method: &Method) -> HttpMethod {
+    match *method {
+        Method::GET => HttpMethod::Get,
+        Method::HEAD => HttpMethod::Head,
+        Method::POST => HttpMethod::Post,
+        Method::OPTIONS => HttpMethod::Options,
+        _ => HttpMethod::Other,
     }
 }
 
@@ -66,16 +91,19 @@ pub fn handle_public(
     request: http::Request<Incoming>,
     peer: SocketAddr,
 ) -> impl Future<Output = Response> + Send + 'static {
+    let started = Instant::now();
+    let method = method_label(request.method());
     let client = client_ip(&app.trusted_proxies, peer, request.headers());
     let cors = !app.cors_origins.is_empty();
     let origin = cors
         .then(|| cors::allowed_origin(&app.cors_origins, request.headers()))
         .flatten();
     let route = route(request, client, cors);
+    let label = route.label();
     let cors_route = cors
         && matches!(
             route,
-            Route::Shorten { .. } | Route::Stats { .. } | Route::Preflight
+            Route::Shorten { .. } | Route::Stats { .. } | Route::Preflight(_)
         );
     // Redirects and stats are decided here, in memory; a create's decision may ask Redis.
     let decided = route.limit().and_then(|limit| {
@@ -84,6 +112,25 @@ pub fn handle_public(
             .map(|(spec, decision)| (limit, spec, decision))
     });
     async move {
+        let response = answer(&app, route, decided, client, cors_route, origin).await;
+        app.metrics
+            .http
+            .observe(label, method, response.status().as_u16(), started.elapsed());
+        response
+    }
+}
+
+/// The answer to a routed request: its limit, its handler, and the headers every answer of
+/// its route carries.
+async fn answer(
+    app: &Arc<App>,
+    route: Route,
+    decided: Option<(LimitedRoute, RateSpec, Decision)>,
+    client: ClientIp,
+    cors_route: bool,
+    origin: Option<HeaderValue>,
+) -> Response {
+    {
         let limited = match &route {
             // Boxed: the Redis call's future would otherwise enlarge every redirect's.
             Route::Shorten { .. } => Box::pin(app.limits.check_create(client.get()))
@@ -103,17 +150,17 @@ pub fn handle_public(
             return response;
         }
         let mut response = match route {
-            Route::Redirect { code, visit } => redirect::handle(&app, code.as_str(), visit).await,
+            Route::Redirect { code, visit } => redirect::handle(app, code.as_str(), visit).await,
             // Boxed: these futures are large, and every request's future is as large as its
             // largest branch, moved in memory as a whole on every redirect.
-            Route::Stats { code } => Box::pin(stats::handle(&app, code.as_str())).await,
+            Route::Stats { code } => Box::pin(stats::handle(app, code.as_str())).await,
             Route::Shorten { request, client } => {
-                Box::pin(shorten::handle(&app, *request, client)).await
+                Box::pin(shorten::handle(app, *request, client)).await
             }
             Route::OpenApi => openapi::handle(),
-            Route::Preflight => return cors::preflight(origin.as_ref()),
+            Route::Preflight(_) => return cors::preflight(origin.as_ref()),
             Route::Unknown => ApiError::NotFound.into_response(),
-            Route::Refused(error) => error.into_response(),
+            Route::Refused(_, error) => error.into_response(),
         };
         // Redirects never carry the fields (the draft advises against them on 3xx).
         if let Some((limit, spec, decision)) = limited
@@ -169,21 +216,25 @@ fn route(request: http::Request<Incoming>, client: ClientIp, cors: bool) -> Rout
     if request.version() == http::Version::HTTP_11
         && request.headers().get_all(http::header::HOST).iter().count() != 1
     {
-        return Route::Refused(ApiError::BadHost);
+        return Route::Refused(HttpRoute::Other, ApiError::BadHost);
     }
     let method = request.method();
     let is_read = method == Method::GET || method == Method::HEAD;
     if cors && method == Method::OPTIONS && is_cors_path(request.uri().path()) {
-        return Route::Preflight;
+        return Route::Preflight(if request.uri().path() == "/shorten" {
+            HttpRoute::Shorten
+        } else {
+            HttpRoute::Stats
+        });
     }
     match request.uri().path() {
         "/shorten" if method == Method::POST => Route::Shorten {
             request: Box::new(request),
             client,
         },
-        "/shorten" => Route::Refused(ApiError::MethodNotAllowed("POST")),
+        "/shorten" => Route::Refused(HttpRoute::Shorten, ApiError::MethodNotAllowed("POST")),
         "/openapi.json" if is_read => Route::OpenApi,
-        "/openapi.json" => Route::Refused(ApiError::MethodNotAllowed(GET_HEAD)),
+        "/openapi.json" => Route::Refused(HttpRoute::OpenApi, ApiError::MethodNotAllowed(GET_HEAD)),
         path => {
             let rest = path.strip_prefix('/').unwrap_or(path);
             let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -191,10 +242,15 @@ fn route(request: http::Request<Incoming>, client: ClientIp, cors: bool) -> Rout
                 None => (rest, false),
                 Some((code, "stats")) => (code, true),
                 Some(_) if is_read => return Route::Unknown,
-                Some(_) => return Route::Refused(ApiError::NotFound),
+                Some(_) => return Route::Refused(HttpRoute::Other, ApiError::NotFound),
             };
             if !is_read {
-                return Route::Refused(ApiError::MethodNotAllowed(GET_HEAD));
+                let route = if stats {
+                    HttpRoute::Stats
+                } else {
+                    HttpRoute::Redirect
+                };
+                return Route::Refused(route, ApiError::MethodNotAllowed(GET_HEAD));
             }
             // A segment that can never name a link is 404 without a lookup.
             let Some(code) = Code::parse(segment).map(Code::to_buf) else {
@@ -223,7 +279,7 @@ pub async fn handle_admin(
     match request.uri().path() {
         "/healthz" => admin::healthz(),
         "/readyz" => admin::readyz(&app),
-        "/metrics" => ApiError::NotImplemented.into_response(),
+        "/metrics" => admin::metrics(&app),
         _ => ApiError::NotFound.into_response(),
     }
 }

@@ -58,7 +58,14 @@ pub struct IdGenerator {
     last: AtomicU64,
     /// Ids are issued only while [`monotonic_ms`] is below this.
     valid_until_ms: AtomicU64,
+    /// The wall clock's reading for the last id, and how often it read earlier than that.
+    last_clock_ms: AtomicU64,
+    clock_steps_back: AtomicU64,
 }
+
+/// A wall clock that reads more than this much earlier than for the id before has stepped
+/// back; less is two creates racing across a coarse clock tick (1–4 ms).
+const CLOCK_STEP_TOLERANCE_MS: u64 = 10;
 
 impl Default for IdGenerator {
     fn default() -> Self {
@@ -72,7 +79,19 @@ impl IdGenerator {
             worker: AtomicU64::new(NO_WORKER),
             last: AtomicU64::new(0),
             valid_until_ms: AtomicU64::new(0),
+            last_clock_ms: AtomicU64::new(0),
+            clock_steps_back: AtomicU64::new(0),
         }
+    }
+
+    /// Ids issued so far while the wall clock read earlier than for the id before.
+    pub fn clock_steps_back(&self) -> u64 {
+        self.clock_steps_back.load(Ordering::Relaxed)
+    }
+
+    /// How far the last id's millisecond is ahead of the wall clock now (0 when it is not).
+    pub fn borrowed_ahead_ms(&self) -> u64 {
+        self.high_water_ms().saturating_sub(now_ms())
     }
 
     /// A generator that holds `worker` from the start, with no deadline (benchmarks and tests).
@@ -126,6 +145,10 @@ impl IdGenerator {
         let worker = self.worker.load(Ordering::Acquire);
         if worker == NO_WORKER || monotonic_ms >= self.valid_until_ms.load(Ordering::Acquire) {
             return None;
+        }
+        let clock_before = self.last_clock_ms.swap(now_ms, Ordering::Relaxed);
+        if now_ms + CLOCK_STEP_TOLERANCE_MS < clock_before {
+            self.clock_steps_back.fetch_add(1, Ordering::Relaxed);
         }
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
@@ -276,9 +299,17 @@ mod tests {
     fn a_clock_stepping_backwards_neither_panics_nor_repeats() {
         let generator = IdGenerator::with_worker(worker(1));
         let before = generator.next_id_at(50_000, 0).unwrap();
+        assert_eq!(generator.clock_steps_back(), 0);
         let after = generator.next_id_at(10_000, 0).unwrap();
         assert!(after > before);
         assert_eq!(split_id(after), (50_000, 1, 1));
+        assert_eq!(generator.clock_steps_back(), 1, "the step back is counted");
+        generator.next_id_at(10_000 - CLOCK_STEP_TOLERANCE_MS, 0);
+        assert_eq!(
+            generator.clock_steps_back(),
+            1,
+            "a tick's jitter is not a step"
+        );
         // Once the clock catches up again, the sequence restarts at 0.
         assert_eq!(
             split_id(generator.next_id_at(50_001, 0).unwrap()),

@@ -33,6 +33,7 @@ use governor::{Quota, RateLimiter};
 
 use crate::domain::canonical;
 use crate::storage::RedisStore;
+use crate::telemetry::metrics::{LimitMetrics, LimitRoute};
 
 /// How often a limit refills: per second, minute or hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,7 +368,7 @@ impl CreateLimit {
             Err(error) => {
                 if self.shared.swap(false, Ordering::AcqRel) {
                     tracing::warn!(
-                        %error,
+                        error = %crate::telemetry::Chain(&error),
                         "redis does not answer: the create limit is per instance until it does"
                     );
                 }
@@ -401,6 +402,7 @@ pub struct RouteLimits {
     create: Option<CreateLimit>,
     redirect: Option<LocalLimiter>,
     stats: Option<LocalLimiter>,
+    metrics: LimitMetrics,
 }
 
 impl RouteLimits {
@@ -417,24 +419,35 @@ impl RouteLimits {
             create: create.map(|spec| CreateLimit::new(spec, max_keys, redis)),
             redirect: limiter(redirect),
             stats: limiter(stats),
+            metrics: LimitMetrics::default(),
         }
+    }
+
+    /// Counts every decision in `metrics`.
+    pub fn with_metrics(mut self, metrics: LimitMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Counts one redirect or stats request of `client`; `None` when that route is not
     /// limited. (Creates: [`RouteLimits::check_create`].)
     pub fn check(&self, route: LimitedRoute, client: IpAddr) -> Option<(RateSpec, Decision)> {
-        let limiter = match route {
+        let (limiter, label) = match route {
             LimitedRoute::Create => return None,
-            LimitedRoute::Redirect => self.redirect.as_ref()?,
-            LimitedRoute::Stats => self.stats.as_ref()?,
+            LimitedRoute::Redirect => (self.redirect.as_ref()?, LimitRoute::Redirect),
+            LimitedRoute::Stats => (self.stats.as_ref()?, LimitRoute::Stats),
         };
-        Some((limiter.spec(), limiter.check(LimitKey::of(client))))
+        let decision = limiter.check(LimitKey::of(client));
+        self.metrics.decided(label, decision.allowed);
+        Some((limiter.spec(), decision))
     }
 
     /// Counts one create of `client`; `None` when creates are not limited.
     pub async fn check_create(&self, client: IpAddr) -> Option<(RateSpec, Decision)> {
         let limit = self.create.as_ref()?;
-        Some((limit.spec, limit.check(client).await))
+        let decision = limit.check(client).await;
+        self.metrics.decided(LimitRoute::Create, decision.allowed);
+        Some((limit.spec, decision))
     }
 
     pub fn create_mode(&self) -> LimitMode {

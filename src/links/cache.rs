@@ -48,7 +48,7 @@ impl LinkCache {
                 .time_to_live(settings.ttl)
                 .build(),
             absent: Cache::builder()
-                .max_capacity((settings.capacity / NEGATIVE_SHARE_DIVISOR).max(1))
+                .max_capacity(Self::negative_capacity(settings))
                 .time_to_live(settings.negative_ttl)
                 .build(),
             creates: AtomicU64::new(0),
@@ -59,6 +59,20 @@ impl LinkCache {
     pub async fn entry_count_now(&self) -> u64 {
         self.found.run_pending_tasks().await;
         self.found.entry_count()
+    }
+
+    /// Codes remembered as unknown (moka's count, which lags a little behind).
+    pub fn unknown_entries(&self) -> u64 {
+        self.absent.entry_count()
+    }
+
+    /// Capacities of the caches `settings` make: links, unknown codes.
+    pub fn capacities(settings: CacheSettings) -> [u64; 2] {
+        [settings.capacity, Self::negative_capacity(settings)]
+    }
+
+    fn negative_capacity(settings: CacheSettings) -> u64 {
+        (settings.capacity / NEGATIVE_SHARE_DIVISOR).max(1)
     }
 
     /// Puts `link` in the cache under `code` (the creator after a create; benchmarks and

@@ -7,6 +7,7 @@
 //! misses answer 503.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
@@ -16,6 +17,8 @@ use crate::clicks::{ClickKind, ClickRecorder};
 use crate::domain::Code;
 use crate::ids::{CodeCodec, EPOCH_UNIX_MS, split_id};
 use crate::storage::{DailyClicks, Db, LinkRecord, StorageError};
+use crate::telemetry::Chain;
+use crate::telemetry::metrics::{ResolveMetrics, ResolveOutcome};
 
 /// Whether a redirect counts as a click.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,7 @@ pub struct Resolver {
     replica_lag_bound: Duration,
     /// The Redis tier, when Redis is configured.
     remote: Option<Arc<RemoteCache>>,
+    metrics: ResolveMetrics,
 }
 
 impl Resolver {
@@ -73,7 +77,14 @@ impl Resolver {
             clicks,
             replica_lag_bound,
             remote: None,
+            metrics: ResolveMetrics::default(),
         }
+    }
+
+    /// Counts every resolution's outcome in `metrics`.
+    pub fn with_metrics(mut self, metrics: ResolveMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Asks `remote` (Redis) between moka and Postgres, and fills it from Postgres.
@@ -114,6 +125,7 @@ impl Resolver {
     pub async fn resolve(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
         let code = Code::parse(code).ok_or(ResolveError::NotFound)?.as_str();
         if let Some(link) = self.cache.found.get(code).await {
+            self.metrics.count(ResolveOutcome::Moka);
             return Ok(link);
         }
         // Boxed: the lookup's future (pool checkout, query) is kilobytes, and an unboxed one
@@ -124,18 +136,33 @@ impl Resolver {
     /// A code not in the positive cache: the negative cache, then one lookup for everyone.
     async fn resolve_miss(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
         if self.cache.absent.contains_key(code) {
+            self.metrics.count(ResolveOutcome::Negative);
             return Err(ResolveError::NotFound);
         }
         let creates_before = self.cache.creates_so_far();
+        // Which tier answered, set by the lookup if this request is the one that runs it.
+        let answered_by = AtomicU8::new(ResolveOutcome::Coalesced as u8);
         let loaded = self
             .cache
             .found
-            .try_get_with(Box::from(code), self.load(code))
+            .try_get_with(Box::from(code), self.load(code, &answered_by))
             .await;
         match loaded {
-            Ok(link) => Ok(link),
+            Ok(link) => {
+                let tier = ResolveOutcome::ALL
+                    .get(usize::from(answered_by.load(Ordering::Relaxed)))
+                    .copied()
+                    .unwrap_or(ResolveOutcome::Coalesced);
+                self.metrics.count(tier);
+                Ok(link)
+            }
             Err(error) => {
                 let error = *error;
+                self.metrics.count(match error {
+                    ResolveError::NotFound | ResolveError::Gone => ResolveOutcome::NotFound,
+                    ResolveError::Unavailable => ResolveOutcome::Unavailable,
+                    ResolveError::Internal => ResolveOutcome::Error,
+                });
                 if error == ResolveError::NotFound {
                     self.cache.remember_absent(code, creates_before).await;
                 }
@@ -152,10 +179,16 @@ impl Resolver {
     /// replica's "no such link" is final, so a scan of unknown codes costs the primary
     /// nothing; an alias the replica does not know yet, or a replica that fails, falls back
     /// to the primary.
-    async fn load(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
+    async fn load(
+        &self,
+        code: &str,
+        answered_by: &AtomicU8,
+    ) -> Result<Arc<ResolvedLink>, ResolveError> {
+        let answered = |tier: ResolveOutcome| answered_by.store(tier as u8, Ordering::Relaxed);
         if let Some(remote) = &self.remote
             && let Some(link) = remote.get(code).await
         {
+            answered(ResolveOutcome::Redis);
             return Ok(link);
         }
         // Generated-shape codes are looked up by the id they decode to (the primary key),
@@ -164,7 +197,10 @@ impl Resolver {
         let young = decoded.is_some_and(|id| self.is_younger_than_lag_bound(id));
         if !young && let Some(found) = self.db.find_link_on_replica(code, decoded).await {
             match found {
-                Ok(Some(record)) => return self.found_in_postgres(code, record),
+                Ok(Some(record)) => {
+                    answered(ResolveOutcome::Replica);
+                    return self.found_in_postgres(code, record);
+                }
                 Ok(None) if decoded.is_some() => return Err(ResolveError::NotFound),
                 // An alias the replica may not have yet.
                 Ok(None) => {}
@@ -178,6 +214,7 @@ impl Resolver {
             .await
             .map_err(lookup_failed)?
             .ok_or(ResolveError::NotFound)?;
+        answered(ResolveOutcome::Primary);
         self.found_in_postgres(code, record)
     }
 
@@ -211,14 +248,11 @@ fn resolved(record: LinkRecord) -> Result<Arc<ResolvedLink>, ResolveError> {
 
 /// Logs a failed lookup once, where it happened, and says what the caller may answer.
 fn lookup_failed(error: StorageError) -> ResolveError {
-    match error {
-        StorageError::Unavailable(reason) => {
-            tracing::warn!(%reason, "link lookup: database unavailable");
-            ResolveError::Unavailable
-        }
-        error => {
-            tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "link lookup failed");
-            ResolveError::Internal
-        }
+    if error.is_transient() {
+        crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), "link lookup: database unavailable");
+        ResolveError::Unavailable
+    } else {
+        tracing::error!(error = %Chain(&error), sqlstate = error.sqlstate(), "link lookup failed");
+        ResolveError::Internal
     }
 }

@@ -19,7 +19,9 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use crate::storage::{BatchRow, Db, RowOutcome, StorageError};
+use crate::storage::{BatchRow, Db, RowOutcome};
+use crate::telemetry::Chain;
+use crate::telemetry::metrics::{BatchResult, CreateMetrics};
 
 /// How the writer batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +78,26 @@ impl CreateWriter {
         settings: WriterSettings,
         stop: CancellationToken,
     ) -> (CreateWriter, impl Future<Output = ()> + Send + 'static) {
+        Self::with_metrics(db, settings, stop, CreateMetrics::default())
+    }
+
+    /// As [`CreateWriter::new`], each batch counted in `metrics`.
+    pub fn with_metrics(
+        db: Db,
+        settings: WriterSettings,
+        stop: CancellationToken,
+        metrics: CreateMetrics,
+    ) -> (CreateWriter, impl Future<Output = ()> + Send + 'static) {
         let (queue, receiver) = mpsc::channel(settings.queue.max(1));
         let counts = Arc::new(Counts::default());
-        let task = run(db, settings, receiver, stop.clone(), Arc::clone(&counts));
+        let task = run(
+            db,
+            settings,
+            receiver,
+            stop.clone(),
+            Arc::clone(&counts),
+            metrics,
+        );
         (
             CreateWriter {
                 queue,
@@ -126,6 +145,7 @@ async fn run(
     mut receiver: mpsc::Receiver<Pending>,
     stop: CancellationToken,
     counts: Arc<Counts>,
+    metrics: CreateMetrics,
 ) {
     let batch_max = settings.batch_max.max(1);
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
@@ -171,8 +191,9 @@ async fn run(
         counts.batches.fetch_add(1, Ordering::Relaxed);
         counts.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let db = db.clone();
+        let metrics = metrics.clone();
         in_flight.spawn(async move {
-            write_batch(&db, batch).await;
+            write_batch(&db, batch, &metrics).await;
             drop(slot);
         });
         // Reap what has finished, so the set does not grow.
@@ -191,12 +212,20 @@ fn take_queued(receiver: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>,
     }
 }
 
-async fn write_batch(db: &Db, batch: Vec<Pending>) {
+async fn write_batch(db: &Db, batch: Vec<Pending>, metrics: &CreateMetrics) {
+    let started = std::time::Instant::now();
     let (rows, replies): (Vec<BatchRow>, Vec<_>) = batch
         .into_iter()
         .map(|pending| (pending.row, pending.reply))
         .unzip();
-    match db.create_batch(&rows).await {
+    let result = db.create_batch(&rows).await;
+    let outcome = match &result {
+        Ok(_) => BatchResult::Committed,
+        Err(error) if error.is_transient() => BatchResult::Unavailable,
+        Err(_) => BatchResult::Failed,
+    };
+    metrics.batch(outcome, rows.len(), started.elapsed());
+    match result {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 // A handler that gave up (its client went away) no longer listens.
@@ -204,15 +233,12 @@ async fn write_batch(db: &Db, batch: Vec<Pending>) {
             }
         }
         Err(error) => {
-            let answer = match &error {
-                StorageError::Unavailable(reason) => {
-                    tracing::warn!(%reason, rows = rows.len(), "create batch not written: database unavailable");
-                    WriteError::Unavailable
-                }
-                error => {
-                    tracing::error!(%error, cause = ?std::error::Error::source(error), rows = rows.len(), "create batch failed");
-                    WriteError::Failed
-                }
+            let answer = if error.is_transient() {
+                crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), rows = rows.len(), "create batch not written: database unavailable");
+                WriteError::Unavailable
+            } else {
+                tracing::error!(error = %Chain(&error), sqlstate = error.sqlstate(), rows = rows.len(), "create batch failed");
+                WriteError::Failed
             };
             for reply in replies {
                 let _ = reply.send(Err(answer));

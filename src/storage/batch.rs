@@ -19,6 +19,8 @@ use time::OffsetDateTime;
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
+use crate::telemetry::metrics::DbOperation;
+
 use super::links::StoredAnswer;
 use super::{Db, StorageError, pool};
 
@@ -66,18 +68,22 @@ impl Db {
     /// means nothing of the batch was committed (or, for a timeout after COMMIT was sent, that
     /// it is unknown whether it was).
     pub async fn create_batch(&self, rows: &[BatchRow]) -> Result<Vec<RowOutcome>, StorageError> {
-        match self.create_batch_once(rows).await {
+        let result = match self.create_batch_once(rows).await {
             Err(StorageError::Database(error)) if is_retryable(&error) => {
-                tracing::info!(%error, rows = rows.len(), "create batch retried once");
+                tracing::info!(error = %crate::telemetry::Chain(&error), rows = rows.len(), "create batch retried once");
                 match self.create_batch_once(rows).await {
-                    Err(StorageError::Database(error)) if is_retryable(&error) => Err(
-                        StorageError::Unavailable(format!("create batch failed twice: {error}")),
-                    ),
+                    Err(StorageError::Database(error)) if is_retryable(&error) => {
+                        Err(StorageError::Contention(error))
+                    }
                     other => other,
                 }
             }
             other => other,
+        };
+        if let Err(error) = &result {
+            self.errors.failed(DbOperation::Create, error.cause());
         }
+        result
     }
 
     async fn create_batch_once(&self, rows: &[BatchRow]) -> Result<Vec<RowOutcome>, StorageError> {
@@ -103,12 +109,10 @@ impl Db {
         };
         let result = tokio::time::timeout(self.call_timeout, write)
             .await
-            .unwrap_or_else(|_| {
-                Err(StorageError::Unavailable(
-                    "the database did not answer in time".into(),
-                ))
-            });
-        if matches!(result, Err(StorageError::Unavailable(_)))
+            .unwrap_or(Err(StorageError::TimedOut(
+                "the database did not answer in time",
+            )));
+        if result.as_ref().is_err_and(StorageError::is_transient)
             && commit_sent.load(Ordering::Relaxed)
         {
             tracing::warn!(

@@ -1,12 +1,13 @@
 //! Pruning of rows that only matter for a while.
 
 use super::{Db, StorageError, pool};
+use crate::telemetry::metrics::DbOperation;
 
 impl Db {
     /// Deletes idempotency records past their 24 hours and stats batch ids past any retry.
     /// Answers how many rows went.
     pub async fn prune_expired(&self) -> Result<u64, StorageError> {
-        self.bounded(async {
+        self.bounded(DbOperation::Prune, async {
             let conn = pool::checkout(&self.background).await?;
             let keys = conn
                 .client

@@ -1,6 +1,7 @@
 //! Links: lookups for redirects, and the stored answer of an Idempotency-Key (creates are
 //! written in batches: `batch.rs`).
 
+use crate::telemetry::metrics::DbOperation;
 use std::sync::atomic::Ordering;
 
 use time::OffsetDateTime;
@@ -62,7 +63,12 @@ impl Db {
     ) -> Option<Result<Option<LinkRecord>, StorageError>> {
         let replica = self.replica()?;
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        let found = self.bounded(find_on(&replica.pool, code, decoded_id)).await;
+        let found = self
+            .bounded(
+                DbOperation::LookupReplica,
+                find_on(&replica.pool, code, decoded_id),
+            )
+            .await;
         if let Err(error) = &found {
             replica.failed(error);
         }
@@ -77,7 +83,11 @@ impl Db {
     ) -> Result<Option<LinkRecord>, StorageError> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
         self.primary_lookups.fetch_add(1, Ordering::Relaxed);
-        self.bounded(find_on(&self.read, code, decoded_id)).await
+        self.bounded(
+            DbOperation::LookupPrimary,
+            find_on(&self.read, code, decoded_id),
+        )
+        .await
     }
 
     /// The answer stored under `(scope, key)` in the last 24 hours, if any. Read without the
@@ -88,7 +98,7 @@ impl Db {
         scope: &str,
         key: &str,
     ) -> Result<Option<StoredAnswer>, StorageError> {
-        self.bounded(async {
+        self.bounded(DbOperation::Create, async {
             let conn = pool::checkout(&self.write).await?;
             let row = conn
                 .client

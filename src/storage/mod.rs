@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::telemetry::Chain;
+use crate::telemetry::metrics::{DbCause, DbMetrics, DbOperation, PoolName};
+
 pub use admin::{LinkState, set_link_state};
 pub use batch::{BatchKey, BatchRow, RowOutcome};
 pub use links::{LinkRecord, StoredAnswer};
@@ -53,14 +56,28 @@ async fn connect_once(
     Ok((client, task))
 }
 
-/// Why a storage call failed, as far as callers need to branch on it.
+/// Why a storage call failed, as far as callers need to branch on it. Driver errors are kept
+/// as the source, so a log line shows the whole chain (`telemetry::Chain`) and the SQLSTATE.
 #[derive(Debug, Error)]
 pub enum StorageError {
-    /// No connection in time, the connection broke, or the server shed the query:
-    /// worth retrying later (HTTP 503).
+    /// No pooled connection within the acquire timeout: load is shed (HTTP 503).
+    #[error("no database connection was free within the acquire timeout")]
+    PoolTimeout,
+    /// No answer within a bound of ours (the server or the network stopped answering).
+    #[error("{0}")]
+    TimedOut(&'static str),
+    /// The connection failed or broke, or the server shed the statement (SQLSTATE classes 08,
+    /// 53 and 57, a statement timeout among them): worth retrying later (HTTP 503).
+    #[error("database unavailable")]
+    Connection(#[source] tokio_postgres::Error),
+    /// A batch lost to lock contention twice (serialization failure or deadlock).
+    #[error("the database refused the batch twice for contention")]
+    Contention(#[source] tokio_postgres::Error),
+    /// Unavailable for a reason outside the driver (a URL that cannot be used, the writer
+    /// stopped): worth retrying later (HTTP 503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// Anything else: a bug or a schema out of step with the code (HTTP 500).
+    /// Anything else the server answered: a bug or a schema out of step with the code (HTTP 500).
     #[error("database error")]
     Database(#[source] tokio_postgres::Error),
     /// A bug: a call took a connection from the pool of another role.
@@ -68,17 +85,37 @@ pub enum StorageError {
     WrongRole(&'static str),
 }
 
-/// An error and every cause under it, `outer: inner: innermost` ("error connecting to server:
-/// Connection refused (os error 111)").
-pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+impl StorageError {
+    /// Whether a retry later may succeed (the answer is then 503, not 500).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, StorageError::Database(_) | StorageError::WrongRole(_))
     }
-    text
+
+    /// The `cause` label of the error counters.
+    pub fn cause(&self) -> DbCause {
+        match self {
+            StorageError::PoolTimeout => DbCause::PoolTimeout,
+            StorageError::TimedOut(_) => DbCause::Timeout,
+            StorageError::Connection(error) => match error.code().map(|state| state.code()) {
+                Some("57014") => DbCause::Timeout,
+                Some(code) if code.starts_with("53") => DbCause::Overloaded,
+                _ => DbCause::Connection,
+            },
+            StorageError::Contention(_) => DbCause::Overloaded,
+            StorageError::Unavailable(_) => DbCause::Connection,
+            StorageError::Database(_) | StorageError::WrongRole(_) => DbCause::Query,
+        }
+    }
+
+    /// The SQLSTATE the server answered, if it answered one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            StorageError::Connection(error)
+            | StorageError::Contention(error)
+            | StorageError::Database(error) => error.code().map(|state| state.code()),
+            _ => None,
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for StorageError {
@@ -91,9 +128,7 @@ impl From<tokio_postgres::Error> for StorageError {
                 code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
             });
         if transient {
-            // The driver's own text ("error performing TLS handshake", "error connecting to
-            // server") says little without its cause.
-            StorageError::Unavailable(with_causes(&error))
+            StorageError::Connection(error)
         } else {
             StorageError::Database(error)
         }
@@ -128,6 +163,9 @@ pub struct Db {
     /// Link lookups sent to any database, and to the primary, for tests and (later) metrics.
     lookups: Arc<AtomicU64>,
     primary_lookups: Arc<AtomicU64>,
+    /// Failed calls, by operation and cause.
+    errors: DbMetrics,
+    sizes: PoolSizes,
 }
 
 struct Replica {
@@ -145,7 +183,7 @@ impl Replica {
     }
 
     fn failed(&self, error: &StorageError) {
-        tracing::warn!(%error, "replica failed; using the primary for a while");
+        tracing::warn!(error = %Chain(error), sqlstate = error.sqlstate(), "replica failed; using the primary for a while");
         let until = self.elapsed_ms() + REPLICA_BACKOFF.as_millis() as u64;
         self.skip_until_ms.store(until, Ordering::Relaxed);
     }
@@ -188,7 +226,66 @@ impl Db {
             next_replica: Default::default(),
             lookups: Default::default(),
             primary_lookups: Default::default(),
+            errors: DbMetrics::default(),
+            sizes,
         })
+    }
+
+    /// Counts failed calls in `errors` from now on (set before the handle is cloned).
+    pub fn count_errors_in(&mut self, errors: DbMetrics) {
+        self.errors = errors;
+    }
+
+    /// Every pool, in the order [`Db::pool_states`] reports them.
+    pub fn pool_layout(&self) -> Vec<PoolName> {
+        self.pools()
+            .map(|(database, pool, max, _)| PoolName {
+                database,
+                pool,
+                max,
+            })
+            .collect()
+    }
+
+    /// Each pool's state now, in the order of [`Db::pool_layout`].
+    pub fn pool_states(&self) -> impl Iterator<Item = bb8::State> + '_ {
+        self.pools().map(|(_, _, _, pool)| pool.state())
+    }
+
+    /// The names of the databases, in the order readiness reports them: `primary`, then
+    /// `replica_1`, … .
+    pub fn database_names(&self) -> Vec<String> {
+        std::iter::once("primary".to_owned())
+            .chain((1..=self.replicas.len()).map(|n| format!("replica_{n}")))
+            .collect()
+    }
+
+    /// Every pool: its database, its name, its size, and the pool.
+    fn pools(&self) -> impl Iterator<Item = (String, &'static str, u32, &PgPool)> + '_ {
+        let sizes = self.sizes;
+        let primary = [
+            ("read", sizes.read, &self.read),
+            ("write", sizes.write, &self.write),
+            ("background", sizes.background, &self.background),
+            ("lease", 1, &self.lease),
+            ("probe", 1, &self.probe),
+        ]
+        .into_iter()
+        .map(|(name, max, pool)| ("primary".to_owned(), name, max, pool));
+        let replicas = self
+            .replicas
+            .iter()
+            .enumerate()
+            .flat_map(move |(index, replica)| {
+                let database = format!("replica_{}", index + 1);
+                [
+                    ("read", sizes.read, &replica.pool),
+                    ("probe", 1, &replica.probe),
+                ]
+                .into_iter()
+                .map(move |(name, max, pool)| (database.clone(), name, max, pool))
+            });
+        primary.chain(replicas)
     }
 
     /// Link lookups sent to Postgres so far (primary and replicas together).
@@ -211,17 +308,20 @@ impl Db {
         (!replica.is_skipped()).then_some(replica)
     }
 
-    /// Runs one storage call within `call_timeout`.
+    /// Runs one storage call within `call_timeout`; a failure is counted under `operation`.
     async fn bounded<T>(
         &self,
+        operation: DbOperation,
         call: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        tokio::time::timeout(self.call_timeout, call)
+        let result = tokio::time::timeout(self.call_timeout, call)
             .await
-            .unwrap_or_else(|_| {
-                Err(StorageError::Unavailable(
-                    "the database did not answer in time".into(),
-                ))
-            })
+            .unwrap_or(Err(StorageError::TimedOut(
+                "the database did not answer in time",
+            )));
+        if let Err(error) = &result {
+            self.errors.failed(operation, error.cause());
+        }
+        result
     }
 }

@@ -5,7 +5,6 @@
 //! limit is explicit here. Statements are prepared once, when a connection is opened.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bb8::{ErrorSink, ManageConnection, Pool, PooledConnection, QueueStrategy, RunError};
@@ -15,6 +14,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StorageError;
 use super::tls;
+use crate::telemetry::Throttle;
 
 /// A peer that vanished (host down, network cut) is noticed within about half a minute
 /// instead of the kernel's default two hours.
@@ -254,58 +254,42 @@ const CONNECT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 struct LogErrors {
     role: Role,
+    /// `host:port` (never the URL: it may hold a password).
+    server: Arc<str>,
     throttle: Arc<Throttle>,
-}
-
-/// The first event, then at most one per `every`, counting the ones left out.
-#[derive(Debug)]
-struct Throttle {
-    started: std::time::Instant,
-    every: Duration,
-    /// Milliseconds since `started` of the last line written, plus one (0: none yet).
-    last_ms: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl Throttle {
-    fn new(every: Duration) -> Self {
-        Throttle {
-            started: std::time::Instant::now(),
-            every,
-            last_ms: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(left out since the last line)` when this event is to be logged.
-    fn admit(&self) -> Option<u64> {
-        let now = self.started.elapsed().as_millis() as u64 + 1;
-        let last = self.last_ms.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= self.every.as_millis() as u64;
-        if due
-            && self
-                .last_ms
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(self.suppressed.swap(0, Ordering::AcqRel));
-        }
-        self.suppressed.fetch_add(1, Ordering::Relaxed);
-        None
-    }
 }
 
 impl ErrorSink<tokio_postgres::Error> for LogErrors {
     fn sink(&self, error: tokio_postgres::Error) {
         if let Some(suppressed) = self.throttle.admit() {
-            let error = super::with_causes(&error);
-            tracing::warn!(role = ?self.role, %error, suppressed, "postgres connection failed");
+            let error = crate::telemetry::Chain(&error);
+            tracing::warn!(role = ?self.role, server = %self.server, %error, suppressed, "postgres connection failed");
         }
     }
 
     fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
         Box::new(self.clone())
     }
+}
+
+/// Where a configuration connects, `host:port` (hosts and ports as libpq pairs them), for logs.
+fn server_of(config: &tokio_postgres::Config) -> Arc<str> {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+        .into()
 }
 
 /// Checks a Postgres connection string at start-up, TLS settings and CA file included; the
@@ -324,6 +308,7 @@ pub(super) fn build(
     let tls::PgTarget { mut config, tls } = tls::parse(url).map_err(|reason| {
         StorageError::Unavailable(format!("the database URL is not usable: {reason}"))
     })?;
+    let server = server_of(&config);
     config
         .connect_timeout(settings.connect_timeout)
         .keepalives(true)
@@ -359,6 +344,7 @@ pub(super) fn build(
         .queue_strategy(QueueStrategy::Lifo)
         .error_sink(Box::new(LogErrors {
             role,
+            server,
             throttle: Arc::new(Throttle::new(CONNECT_FAILURE_LOG_EVERY)),
         }))
         .build_unchecked(manager))
@@ -369,9 +355,7 @@ pub(super) async fn checkout(
 ) -> Result<PooledConnection<'_, PgManager>, StorageError> {
     pool.get().await.map_err(|error| match error {
         RunError::User(error) => StorageError::from(error),
-        RunError::TimedOut => {
-            StorageError::Unavailable("timed out waiting for a database connection".into())
-        }
+        RunError::TimedOut => StorageError::PoolTimeout,
     })
 }
 
@@ -401,23 +385,4 @@ impl PgConn {
 /// A bug: a call took a connection from a pool of another role.
 fn wrong_role(what: &'static str) -> StorageError {
     StorageError::WrongRole(what)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_storm_of_failures_is_one_line_then_one_per_interval_with_a_count() {
-        let throttle = Throttle::new(Duration::from_millis(200));
-        assert_eq!(throttle.admit(), Some(0), "the first is logged");
-        let admitted = (0..1000).filter_map(|_| throttle.admit()).count();
-        assert_eq!(admitted, 0, "the storm right after it is not");
-        std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(
-            throttle.admit(),
-            Some(1000),
-            "then one line that counts the rest"
-        );
-    }
 }

@@ -27,6 +27,8 @@ use fred::types::config::{ClusterDiscoveryPolicy, TlsConfig, TlsHostMapping, Unr
 use fred::types::scripts::Script;
 use thiserror::Error;
 
+use crate::telemetry::metrics::{RedisCause, RedisCommand, RedisMetrics};
+
 /// Connections to Redis (to each node, in a cluster).
 const POOL_SIZE: usize = 2;
 /// Opening a connection, and the client's own commands while it (re)connects.
@@ -111,6 +113,8 @@ pub struct RedisStore {
     key_prefix: String,
     /// Set for a cluster: when the slot map was last re-read.
     resync: Option<Arc<Resync>>,
+    /// Failed commands, by command and cause.
+    metrics: RedisMetrics,
 }
 
 /// When the clients last re-read a cluster's slot map, as milliseconds since `started`.
@@ -191,7 +195,14 @@ impl RedisStore {
                 ..Options::default()
             },
             key_prefix: settings.key_prefix.clone(),
+            metrics: RedisMetrics::default(),
         })
+    }
+
+    /// Counts failed commands in `metrics` (set before the store is cloned).
+    pub fn with_metrics(mut self, metrics: RedisMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Waits until every connection is up, at most `timeout`; answers whether they are.
@@ -213,15 +224,29 @@ impl RedisStore {
             .with_options(&self.options)
             .get(self.key(code))
             .await;
-        self.checked(result)
+        self.checked(RedisCommand::Get, result)
     }
 
-    /// Passes `result` on; a timeout against a cluster first starts a re-read of its slot map.
-    fn checked<T>(&self, result: Result<T, fred::error::Error>) -> Result<T, RedisError> {
-        if let (Err(error), Some(resync)) = (&result, &self.resync)
-            && *error.kind() == ErrorKind::Timeout
-        {
-            self.resync_soon(resync);
+    /// Passes `result` on, a failure counted; a timeout against a cluster first starts a
+    /// re-read of its slot map.
+    fn checked<T>(
+        &self,
+        command: RedisCommand,
+        result: Result<T, fred::error::Error>,
+    ) -> Result<T, RedisError> {
+        if let Err(error) = &result {
+            let cause = match error.kind() {
+                ErrorKind::Timeout => RedisCause::Timeout,
+                // No connection (fail-fast while reconnecting), or one that broke.
+                ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Backpressure => {
+                    RedisCause::Unavailable
+                }
+                _ => RedisCause::Error,
+            };
+            self.metrics.failed(command, cause);
+            if let (RedisCause::Timeout, Some(resync)) = (cause, &self.resync) {
+                self.resync_soon(resync);
+            }
         }
         Ok(result?)
     }
@@ -268,7 +293,7 @@ impl RedisStore {
                 false,
             )
             .await;
-        self.checked(result)
+        self.checked(RedisCommand::Set, result)
     }
 
     /// Forgets `code`.
@@ -278,7 +303,7 @@ impl RedisStore {
             .with_options(&self.options)
             .del(self.key(code))
             .await;
-        self.checked(result).map(drop)
+        self.checked(RedisCommand::Del, result).map(drop)
     }
 
     /// One GCRA decision for `key` (under this store's prefix), shared by every instance using
@@ -306,7 +331,7 @@ impl RedisStore {
             }
             other => other,
         };
-        let answer = self.checked(result)?;
+        let answer = self.checked(RedisCommand::Gcra, result)?;
         let field = |n: usize| answer.get(n).copied().unwrap_or(0).max(0) as u64;
         Ok(GcraAnswer {
             allowed: field(0) == 1,
@@ -322,7 +347,7 @@ impl RedisStore {
         // Through `checked` too: while the breaker is open the probe's PING is the only command
         // sent, and its timeouts must still make a cluster client re-read the slot map, or a
         // client that last re-read it before the failover finished would never follow.
-        self.checked(answer).is_ok()
+        self.checked(RedisCommand::Ping, answer).is_ok()
     }
 }
 

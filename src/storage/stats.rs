@@ -1,5 +1,6 @@
 //! Click statistics: batched, effectively-once upserts and the daily series.
 
+use crate::telemetry::metrics::DbOperation;
 use time::{Date, OffsetDateTime};
 
 use super::{Db, StorageError, pool};
@@ -42,7 +43,7 @@ impl Db {
         batch_id: i64,
         rows: &ClickRows,
     ) -> Result<bool, StorageError> {
-        self.bounded(async {
+        self.bounded(DbOperation::Clicks, async {
             let mut conn = pool::checkout(&self.background).await?;
             let statements = conn.background()?;
             let (claim, upsert) = (
@@ -74,7 +75,7 @@ impl Db {
     /// Every day with clicks for `link_id`, oldest first, read from the primary (where the
     /// flusher writes) so the lag stays within one flush interval.
     pub async fn daily_clicks(&self, link_id: i64) -> Result<Vec<DailyClicks>, StorageError> {
-        self.bounded(async {
+        self.bounded(DbOperation::Stats, async {
             let conn = pool::checkout(&self.read).await?;
             let rows = conn
                 .client

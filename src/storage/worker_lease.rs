@@ -5,6 +5,7 @@
 //! instances racing for the same id cannot both win. The holder renews well before expiry and
 //! records the generator's high-water mark, so whoever takes the id next starts above it.
 
+use crate::telemetry::metrics::DbOperation;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ impl Db {
         range: RangeInclusive<u16>,
         ttl: Duration,
     ) -> Result<Option<Lease>, StorageError> {
-        self.bounded(async {
+        self.bounded(DbOperation::Lease, async {
             let conn = pool::checkout(&self.lease).await?;
             let (low, high) = (i32::from(*range.start()), i32::from(*range.end()));
             for _ in 0..ACQUIRE_ATTEMPTS {
@@ -96,7 +97,7 @@ impl Db {
         high_water_ms: u64,
         ttl: Duration,
     ) -> Result<bool, StorageError> {
-        self.bounded(async {
+        self.bounded(DbOperation::Lease, async {
             let conn = pool::checkout(&self.lease).await?;
             let updated = conn
             .client
@@ -124,7 +125,7 @@ impl Db {
         holder: &str,
         high_water_ms: u64,
     ) -> Result<(), StorageError> {
-        self.bounded(async {
+        self.bounded(DbOperation::Lease, async {
             let conn = pool::checkout(&self.lease).await?;
             conn.client
                 .execute(

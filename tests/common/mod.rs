@@ -414,3 +414,87 @@ impl DbProxy {
         self.state.down.store(false, Ordering::SeqCst);
     }
 }
+
+/// One scrape of a server's `/metrics`: every sample, by series.
+pub struct Scrape {
+    pub text: String,
+    /// `name{label="value",...}` (labels sorted) → value.
+    pub samples: std::collections::BTreeMap<String, f64>,
+}
+
+impl Scrape {
+    pub fn parse(text: String) -> Scrape {
+        let mut samples = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("a sample line has a value");
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                value => value.parse().expect("a numeric sample"),
+            };
+            samples.insert(normalise_series(series), value);
+        }
+        Scrape { text, samples }
+    }
+
+    /// The value of one series; panics if the server does not export it.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let key = series_key(name, labels);
+        *self
+            .samples
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key} is not exported:\n{}", self.text))
+    }
+
+    /// The number of samples of metric `name` (any labels).
+    pub fn count_of(&self, name: &str) -> usize {
+        self.samples
+            .keys()
+            .filter(|key| key.split('{').next() == Some(name))
+            .count()
+    }
+}
+
+fn series_key(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut labels: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| format!("{key}=\"{value}\""))
+        .collect();
+    labels.sort();
+    if labels.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}{{{}}}", labels.join(","))
+    }
+}
+
+fn normalise_series(series: &str) -> String {
+    let Some((name, rest)) = series.split_once('{') else {
+        return series.to_owned();
+    };
+    let body = rest.strip_suffix('}').expect("labels end with }");
+    let pairs: Vec<(String, String)> = body
+        .split("\",")
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').expect("label=value");
+            (key.to_owned(), value.trim_matches('"').to_owned())
+        })
+        .collect();
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    series_key(name, &borrowed)
+}
+
+impl TestApp {
+    /// Scrapes this server's `/metrics`.
+    pub async fn scrape(&self) -> Scrape {
+        let response = send(self.admin, "GET", "/metrics", &[], b"").await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        Scrape::parse(response.text())
+    }
+}

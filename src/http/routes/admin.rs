@@ -1,4 +1,4 @@
-//! The admin listener's probes.
+//! The admin listener's probes and metrics.
 
 use http::StatusCode;
 use http::header::RETRY_AFTER;
@@ -73,4 +73,17 @@ pub fn readyz(app: &App) -> Response {
             response
         }
     }
+}
+
+/// The Prometheus text exposition of this server's metrics, the sampled ones read now.
+pub fn metrics(app: &App) -> Response {
+    app.sample_metrics();
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+        app.metrics.render(),
+    )));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }

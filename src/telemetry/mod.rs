@@ -1,0 +1,135 @@
+//! What the service tells its operators: logs (JSON lines on stderr, filtered by `RUST_LOG`,
+//! default `info`), and the Prometheus metrics of [`metrics`].
+
+pub mod metrics;
+mod process;
+
+use std::error::Error;
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// An error and every cause under it, `outer: inner: innermost` ("database unavailable: error
+/// connecting to server: Connection refused (os error 111)"), for log lines.
+pub struct Chain<'a>(pub &'a (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(formatter, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// How often a warning that repeats (a database away, a failing dependency) is written: the
+/// first, then one line per this long that says how many were left out.
+pub const REPEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// The first event, then at most one per `every`, counting the ones left out. Lock-free: a
+/// storm of failing requests costs each an atomic load, not a log line.
+#[derive(Debug)]
+pub struct Throttle {
+    every: Duration,
+    /// Milliseconds since the process epoch of the last line written, plus one (0: none yet).
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    pub const fn new(every: Duration) -> Self {
+        Throttle {
+            every,
+            last_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(left out since the last line)` when this event is to be logged.
+    pub fn admit(&self) -> Option<u64> {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let now = EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= self.every.as_millis() as u64;
+        if due
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::AcqRel));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// A `tracing` event at most once per [`REPEAT_EVERY`] from this call site, with a
+/// `suppressed` field counting the ones left out since the last: `throttled!(warn, %error,
+/// "message")`.
+#[macro_export]
+macro_rules! throttled {
+    ($level:ident, $($rest:tt)+) => {{
+        static THROTTLE: $crate::telemetry::Throttle =
+            $crate::telemetry::Throttle::new($crate::telemetry::REPEAT_EVERY);
+        if let Some(suppressed) = THROTTLE.admit() {
+            tracing::$level!(suppressed, $($rest)+);
+        }
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_of_events_is_one_line_then_one_per_interval_with_a_count() {
+        let throttle = Throttle::new(Duration::from_millis(200));
+        assert_eq!(throttle.admit(), Some(0), "the first is logged");
+        let admitted = (0..1000).filter_map(|_| throttle.admit()).count();
+        assert_eq!(admitted, 0, "the storm right after it is not");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(
+            throttle.admit(),
+            Some(1000),
+            "then one line that counts the rest"
+        );
+    }
+
+    #[test]
+    fn a_chain_names_every_cause() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = std::io::Error::other(Wrapped(inner));
+        assert_eq!(Chain(&outer).to_string(), "wrapped: refused");
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("wrapped")
+        }
+    }
+
+    impl Error for Wrapped {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+}
