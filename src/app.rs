@@ -22,6 +22,7 @@ use crate::limits::RouteLimits;
 use crate::links::{BreakerState, CreateWriter, Creator, LinkCache, RemoteCache, Resolver};
 use crate::readiness::{Readiness, RedisState, TierState, Tiers, run_prober};
 use crate::storage::{Db, RedisStore};
+use crate::telemetry::AccessLog;
 use crate::telemetry::metrics::{CacheName, CreateLimitMode, Layout, Metrics, UPKEEP_EVERY};
 
 /// Unwritten click rows kept while Postgres is unreachable (about 100 MB at worst).
@@ -56,6 +57,8 @@ pub struct App {
     pub cors_origins: Vec<HeaderValue>,
     /// This server's recorder and every handle on it.
     pub metrics: Arc<Metrics>,
+    /// Which requests get an access-log line.
+    pub access_log: AccessLog,
     /// Every pool, for the sampled pool gauges.
     db: Db,
     writer: Arc<CreateWriter>,
@@ -167,6 +170,7 @@ impl App {
             started: AtomicBool::new(false),
             shutdown,
             metrics,
+            access_log: config.access_log,
             db,
             writer,
         }

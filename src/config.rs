@@ -3,6 +3,7 @@
 //! clap reads every option as text (flag, else environment variable, else default); then
 //! [`ServeArgs::validate`] checks all of them and reports every problem together.
 
+use crate::telemetry::{AccessLog, LogFormat};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -288,11 +289,19 @@ pub struct ServeArgs {
     /// Server-side limit on every SQL statement.
     #[arg(long, env = "SHORTENER_DB_STATEMENT_TIMEOUT", default_value = "2s")]
     pub db_statement_timeout: String,
+    /// Log lines as `json` or `text`; `auto`: text on a terminal, JSON otherwise.
+    #[arg(long, env = "SHORTENER_LOG_FORMAT", default_value = "auto")]
+    pub log_format: String,
+    /// One log line per request of the main listener: `off`, `errors` (5xx answers) or `all`.
+    #[arg(long, env = "SHORTENER_ACCESS_LOG", default_value = "off")]
+    pub access_log: String,
 }
 
 /// The validated configuration of `shortener serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub log_format: LogFormat,
+    pub access_log: AccessLog,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     /// Without a trailing slash.
@@ -599,6 +608,16 @@ impl ServeArgs {
                 parse_positive::<usize>,
             ),
         );
+        let mut log_format = None;
+        check(
+            "SHORTENER_LOG_FORMAT",
+            parse_into(&self.log_format, &mut log_format, LogFormat::parse),
+        );
+        let mut access_log = None;
+        check(
+            "SHORTENER_ACCESS_LOG",
+            parse_into(&self.access_log, &mut access_log, AccessLog::parse),
+        );
         let mut block_private = None;
         check(
             "SHORTENER_BLOCK_PRIVATE_TARGETS",
@@ -749,6 +768,8 @@ impl ServeArgs {
         let (public_base_url, public_host, public_port) = public.expect("validated");
         let (code_key, code_key_is_development) = code_key.expect("validated");
         Ok(Config {
+            log_format: log_format.expect("validated"),
+            access_log: access_log.expect("validated"),
             listen: listen.expect("validated"),
             admin_listen: admin_listen.expect("validated"),
             public_base_url,

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
                 Ok(url) => url,
                 Err(error) => return configuration_error(&error),
             };
-            telemetry::init();
+            let _logs = telemetry::init(telemetry::LogFormat::from_environment());
             match runtime.block_on(shortener::storage::migrate(&database_url)) {
                 Ok(applied) => {
                     tracing::info!(?applied, "migrations applied");
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            telemetry::init();
+            let _logs = telemetry::init(config.log_format);
             let environment = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
             for name in unknown_variables(environment) {
                 tracing::warn!(variable = %name, "unknown SHORTENER_ variable; it is ignored");
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
                 let listeners = match bind(&config).await {
                     Ok(listeners) => listeners,
                     Err((address, error)) => {
-                        tracing::error!(%address, %error, "cannot listen on this address");
+                        tracing::error!(%address, error = %telemetry::Chain(&error), "cannot listen on this address");
                         return ExitCode::from(EXIT_CANNOT_LISTEN);
                     }
                 };
@@ -119,7 +119,7 @@ fn set_link_state(runtime: &tokio::runtime::Runtime, args: LinkArgs, state: Link
         Ok(url) => url,
         Err(error) => return configuration_error(&error),
     };
-    telemetry::init();
+    let _logs = telemetry::init(telemetry::LogFormat::from_environment());
     let changed = runtime.block_on(shortener::storage::set_link_state(
         &database_url,
         &args.code,

@@ -219,46 +219,6 @@ async fn the_database_url_may_come_from_a_file_but_not_from_both() {
 }
 
 #[test]
-fn a_database_outage_is_logged_with_its_cause_and_not_as_a_storm() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("postgres://postgres@{}/x", closed.local_addr().unwrap());
-    drop(closed);
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string()
-    };
-    let child = shortener()
-        .arg("serve")
-        .env("DATABASE_URL", &dead)
-        .env("SHORTENER_LISTEN", free())
-        .env("SHORTENER_ADMIN_LISTEN", free())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Each pool retries several times a second for these three seconds.
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    // SAFETY: kill(2) on our own child; no memory is involved.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let failures: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.contains("postgres connection failed"))
-        .collect();
-    assert!(!failures.is_empty(), "{stderr}");
-    for line in &failures {
-        assert!(line.contains("Connection refused"), "no cause: {line}");
-    }
-    // The first failure of each pool (read, write, background, lease, readiness), then
-    // nothing for ten seconds.
-    assert!(failures.len() <= 5, "{} lines:\n{stderr}", failures.len());
-}
-
-#[test]
 fn an_address_in_use_names_itself_and_exits_69() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();

@@ -119,6 +119,9 @@ struct ProblemBody<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    /// The request's id (also in `X-Request-Id` and its log lines), as a URN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
 }
 
 impl ApiError {
@@ -217,6 +220,8 @@ impl ApiError {
             title,
             status: status.as_u16(),
             detail: self.to_string(),
+            instance: crate::telemetry::current_request_id()
+                .map(|id| format!("urn:shortener:request:{id}")),
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = http::Response::new(Full::new(Bytes::from(json)));

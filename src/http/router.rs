@@ -21,7 +21,9 @@ use crate::domain::{ClientIp, Code, CodeBuf};
 use crate::limits::{Decision, LimitedRoute, RateSpec};
 use crate::links::Visit;
 use crate::telemetry::metrics::{HttpMethod, HttpRoute};
+use crate::telemetry::{RequestId, request_span, with_request_id};
 use std::time::Instant;
+use tracing::Instrument;
 
 const GET_HEAD: &str = "GET, HEAD";
 
@@ -93,6 +95,7 @@ pub fn handle_public(
 ) -> impl Future<Output = Response> + Send + 'static {
     let started = Instant::now();
     let method = method_label(request.method());
+    let request_id = request_id(&app, peer, request.headers());
     let client = client_ip(&app.trusted_proxies, peer, request.headers());
     let cors = !app.cors_origins.is_empty();
     let origin = cors
@@ -112,12 +115,42 @@ pub fn handle_public(
             .map(|(spec, decision)| (limit, spec, decision))
     });
     async move {
-        let response = answer(&app, route, decided, client, cors_route, origin).await;
-        app.metrics
-            .http
-            .observe(label, method, response.status().as_u16(), started.elapsed());
+        let mut response = with_request_id(
+            request_id.clone(),
+            answer(&app, route, decided, client, cors_route, origin),
+        )
+        .await;
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        app.metrics.http.observe(label, method, status, elapsed);
+        if app.access_log.logs(status) {
+            tracing::info!(
+                target: "access",
+                request_id = %request_id,
+                method = method.label(),
+                route = label.label(),
+                status,
+                duration_us = elapsed.as_micros() as u64,
+                client = %client.get(),
+                "request"
+            );
+        }
+        if let Ok(value) = request_id.with_text(HeaderValue::from_str) {
+            response.headers_mut().insert(X_REQUEST_ID, value);
+        }
         response
     }
+}
+
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// The `X-Request-Id` a trusted proxy sent, when it is usable; otherwise a new one.
+fn request_id(app: &App, peer: SocketAddr, headers: &http::HeaderMap) -> RequestId {
+    headers
+        .get(X_REQUEST_ID)
+        .filter(|_| app.trusted_proxies.contains(peer.ip()))
+        .and_then(|given| RequestId::given(given.as_bytes()))
+        .unwrap_or_else(RequestId::make)
 }
 
 /// The answer to a routed request: its limit, its handler, and the headers every answer of
@@ -153,9 +186,11 @@ async fn answer(
             Route::Redirect { code, visit } => redirect::handle(app, code.as_str(), visit).await,
             // Boxed: these futures are large, and every request's future is as large as its
             // largest branch, moved in memory as a whole on every redirect.
-            Route::Stats { code } => Box::pin(stats::handle(app, code.as_str())).await,
+            Route::Stats { code } => {
+                Box::pin(stats::handle(app, code.as_str()).instrument(request_span())).await
+            }
             Route::Shorten { request, client } => {
-                Box::pin(shorten::handle(app, *request, client)).await
+                Box::pin(shorten::handle(app, *request, client).instrument(request_span())).await
             }
             Route::OpenApi => openapi::handle(),
             Route::Preflight(_) => return cors::preflight(origin.as_ref()),

@@ -17,8 +17,9 @@ use crate::clicks::{ClickKind, ClickRecorder};
 use crate::domain::Code;
 use crate::ids::{CodeCodec, EPOCH_UNIX_MS, split_id};
 use crate::storage::{DailyClicks, Db, LinkRecord, StorageError};
-use crate::telemetry::Chain;
 use crate::telemetry::metrics::{ResolveMetrics, ResolveOutcome};
+use crate::telemetry::{Chain, request_span};
+use tracing::Instrument;
 
 /// Whether a redirect counts as a click.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +131,7 @@ impl Resolver {
         }
         // Boxed: the lookup's future (pool checkout, query) is kilobytes, and an unboxed one
         // would make every hit's future that large, copied in memory on every request.
-        Box::pin(self.resolve_miss(code)).await
+        Box::pin(self.resolve_miss(code).instrument(request_span())).await
     }
 
     /// A code not in the positive cache: the negative cache, then one lookup for everyone.

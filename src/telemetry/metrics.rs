@@ -939,8 +939,18 @@ mod tests {
     fn observations_land_in_the_series_of_their_labels() {
         let metrics = metrics();
         let http = &metrics.http;
-        http.observe(HttpRoute::Redirect, HttpMethod::Get, 302, Duration::from_micros(300));
-        http.observe(HttpRoute::Shorten, HttpMethod::Post, 503, Duration::from_millis(40));
+        http.observe(
+            HttpRoute::Redirect,
+            HttpMethod::Get,
+            302,
+            Duration::from_micros(300),
+        );
+        http.observe(
+            HttpRoute::Shorten,
+            HttpMethod::Post,
+            503,
+            Duration::from_millis(40),
+        );
         metrics.run_upkeep();
         let text = metrics.render();
         let has = |line: &str| text.lines().any(|candidate| candidate == line);

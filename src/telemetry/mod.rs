@@ -1,8 +1,16 @@
-//! What the service tells its operators: logs (JSON lines on stderr, filtered by `RUST_LOG`,
-//! default `info`), and the Prometheus metrics of [`metrics`].
+//! What the service tells its operators: logs and the Prometheus metrics of [`metrics`].
+//!
+//! Logs go to stderr through a non-blocking writer: a log storm during an outage fills a
+//! bounded buffer that a thread of its own drains, and lines beyond it are dropped, so
+//! logging never blocks a runtime worker. Lines are JSON or text (`SHORTENER_LOG_FORMAT`),
+//! filtered by `RUST_LOG` (default `info`). A request's lines carry its `request_id`
+//! ([`request_id`]); warnings that repeat are throttled ([`throttled!`]).
 
 pub mod metrics;
 mod process;
+pub mod request_id;
+
+pub use request_id::{RequestId, current_request_id, request_span, with_request_id};
 
 use std::error::Error;
 use std::fmt;
@@ -10,15 +18,100 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::io::IsTerminal;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
+/// Log lines buffered for the writer thread; beyond this, lines are dropped, not waited for.
+const LOG_BUFFER_LINES: usize = 65_536;
+
+/// How log lines are written (`SHORTENER_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line: for log collectors.
+    Json,
+    /// Human-readable lines: for a terminal.
+    Text,
+}
+
+impl LogFormat {
+    /// `json`, `text`, or `auto` (text when stderr is a terminal, JSON otherwise).
+    pub fn parse(raw: &str) -> Result<LogFormat, String> {
+        match raw {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            "auto" => Ok(if std::io::stderr().is_terminal() {
+                LogFormat::Text
+            } else {
+                LogFormat::Json
+            }),
+            other => Err(format!("'{other}' is not json, text or auto")),
+        }
+    }
+
+    /// For the commands that run once (`migrate`, `disable`, `enable`): the variable if it
+    /// parses, `auto` otherwise.
+    pub fn from_environment() -> LogFormat {
+        std::env::var("SHORTENER_LOG_FORMAT")
+            .ok()
+            .and_then(|raw| LogFormat::parse(raw.trim()).ok())
+            .unwrap_or_else(|| LogFormat::parse("auto").expect("auto parses"))
+    }
+}
+
+/// Which requests get an access-log line (`SHORTENER_ACCESS_LOG`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    /// Answers with a 5xx status.
+    Errors,
+    All,
+}
+
+impl AccessLog {
+    pub fn parse(raw: &str) -> Result<AccessLog, String> {
+        match raw {
+            "off" => Ok(AccessLog::Off),
+            "errors" => Ok(AccessLog::Errors),
+            "all" => Ok(AccessLog::All),
+            other => Err(format!("'{other}' is not off, errors or all")),
+        }
+    }
+
+    /// Whether an answer with `status` gets a line.
+    pub fn logs(self, status: u16) -> bool {
+        match self {
+            AccessLog::Off => false,
+            AccessLog::Errors => status >= 500,
+            AccessLog::All => true,
+        }
+    }
+}
+
+/// Keeps the log writer thread alive; dropping it writes what is buffered. Hold it until the
+/// process exits.
+#[must_use = "logs written after the guard is dropped are lost"]
+pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
+
+/// Installs the log subscriber (once per process; later calls change nothing).
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(writer);
+    let installed = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+    LogGuard(installed.is_ok().then_some(guard))
 }
 
 /// An error and every cause under it, `outer: inner: innermost` ("database unavailable: error
