@@ -18,7 +18,7 @@ run: export REDIS_CLUSTER_NODES := $(REDIS_CLUSTER_NODES)
 export SHORTENER_TEST_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/shortener
 
-.PHONY: run test fault services stop db migrate build lint bench ratio ci
+.PHONY: run test fault services stop db migrate build lint bench ratio ci monitoring
 
 ## Start the local stack (installing what is missing), migrate, build in release, serve on :8080.
 run: db build
@@ -69,5 +69,10 @@ bench:
 ratio: services
 	loadtest/ratio.sh
 
+## The alert rules (promtool check and unit tests), every dashboard query, and the catalogue;
+## with the scrape that `make test` keeps (tests/metrics.rs), promtool check metrics on it too.
+monitoring:
+	scripts/check-monitoring.sh $(wildcard $(or $(CARGO_TARGET_DIR),target)/tmp/metrics-scrape.prom)
+
 ## What CI runs.
-ci: test fault lint
+ci: test fault monitoring lint

@@ -208,6 +208,9 @@ impl App {
                 _ => 0.0,
             });
         sampled.create_queue_depth.set(self.writer.queued() as f64);
+        sampled
+            .create_queue_capacity
+            .set(self.writer.capacity() as f64);
         sampled.create_mode(match self.limits.create_mode() {
             LimitMode::Shared => CreateLimitMode::Shared,
             LimitMode::PerInstance => CreateLimitMode::PerInstance,
@@ -222,8 +225,8 @@ impl App {
             .clock_steps_back
             .absolute(self.ids.clock_steps_back());
         sampled
-            .borrowed_ahead_ms
-            .set(self.ids.borrowed_ahead_ms() as f64);
+            .borrowed_ahead_seconds
+            .set(self.ids.borrowed_ahead_ms() as f64 / 1000.0);
     }
 
     /// Whether SIGTERM arrived: answers then say `Connection: close`, so keep-alive clients
@@ -284,11 +287,16 @@ pub async fn run(
         tracing::warn!("SHORTENER_CODE_KEY is not set: using the public development key");
     }
     let mut db = Db::connect_lazy(&config.database_url, &config.replica_urls, &config.pool)?;
-    let metrics = Arc::new(Metrics::new(&Layout {
+    let layout = Layout {
         databases: db.database_names(),
         pools: db.pool_layout(),
         cache_capacity: LinkCache::capacities(config.cache),
-    }));
+    };
+    let metrics = Arc::new(if config.metrics {
+        Metrics::new(&layout)
+    } else {
+        Metrics::off(&layout)
+    });
     db.count_errors_in(metrics.db.clone());
     let clicks = Arc::new(ClickRecorder::new());
     let redis_store = match &config.redis {
@@ -345,7 +353,9 @@ pub async fn run(
         metrics.clicks.clone(),
         background.clone(),
     ));
-    tasks.spawn(Arc::clone(&metrics).keep_up(UPKEEP_EVERY, background.clone()));
+    if metrics.is_on() {
+        tasks.spawn(Arc::clone(&metrics).keep_up(UPKEEP_EVERY, background.clone()));
+    }
     tasks.spawn(prune_periodically(db.clone(), background.clone()));
     if let Some(path) = &config.blocklist_file {
         tasks.spawn(crate::shutdown::reload_blocklist_on_hangup(

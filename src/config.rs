@@ -289,6 +289,10 @@ pub struct ServeArgs {
     /// Server-side limit on every SQL statement.
     #[arg(long, env = "SHORTENER_DB_STATEMENT_TIMEOUT", default_value = "2s")]
     pub db_statement_timeout: String,
+    /// `on`: record Prometheus metrics and serve them on the admin listener's /metrics;
+    /// `off`: record nothing (/metrics answers 404).
+    #[arg(long, env = "SHORTENER_METRICS", default_value = "on")]
+    pub metrics: String,
     /// Log lines as `json` or `text`; `auto`: text on a terminal, JSON otherwise.
     #[arg(long, env = "SHORTENER_LOG_FORMAT", default_value = "auto")]
     pub log_format: String,
@@ -300,6 +304,8 @@ pub struct ServeArgs {
 /// The validated configuration of `shortener serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Whether metrics are recorded and served.
+    pub metrics: bool,
     pub log_format: LogFormat,
     pub access_log: AccessLog,
     pub listen: SocketAddr,
@@ -608,6 +614,11 @@ impl ServeArgs {
                 parse_positive::<usize>,
             ),
         );
+        let mut metrics = None;
+        check(
+            "SHORTENER_METRICS",
+            parse_into(&self.metrics, &mut metrics, parse_bool),
+        );
         let mut log_format = None;
         check(
             "SHORTENER_LOG_FORMAT",
@@ -768,6 +779,7 @@ impl ServeArgs {
         let (public_base_url, public_host, public_port) = public.expect("validated");
         let (code_key, code_key_is_development) = code_key.expect("validated");
         Ok(Config {
+            metrics: metrics.expect("validated"),
             log_format: log_format.expect("validated"),
             access_log: access_log.expect("validated"),
             listen: listen.expect("validated"),

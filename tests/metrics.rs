@@ -342,3 +342,13 @@ async fn a_database_that_is_away_is_counted_by_operation_and_cause() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_off_records_nothing_and_serves_no_metrics() {
+    let app = spawn_app(&["--metrics", "off"]).await;
+    let code = app.create("https://example.com/quiet").await;
+    assert_eq!(app.get(&format!("/{code}")).await.status, 302);
+    let answer = send(app.admin, "GET", "/metrics", &[], b"").await;
+    answer.assert_problem(404);
+    app.shutdown().await;
+}

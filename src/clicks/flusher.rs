@@ -53,6 +53,9 @@ pub async fn run_flusher(
         metrics: &metrics,
         max_pending_rows: settings.max_pending_rows,
     };
+    metrics
+        .rows_pending_max
+        .set(settings.max_pending_rows as f64);
     let mut pending = VecDeque::new();
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);

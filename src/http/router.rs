@@ -21,7 +21,7 @@ use crate::domain::{ClientIp, Code, CodeBuf};
 use crate::limits::{Decision, LimitedRoute, RateSpec};
 use crate::links::Visit;
 use crate::telemetry::metrics::{HttpMethod, HttpRoute};
-use crate::telemetry::{RequestId, request_span, with_request_id};
+use crate::telemetry::{AccessLog, RequestId, request_span, with_request_id};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -93,7 +93,8 @@ pub fn handle_public(
     request: http::Request<Incoming>,
     peer: SocketAddr,
 ) -> impl Future<Output = Response> + Send + 'static {
-    let started = Instant::now();
+    // The clock is read only when something will use it.
+    let started = (app.metrics.is_on() || app.access_log != AccessLog::Off).then(Instant::now);
     let method = method_label(request.method());
     let request_id = request_id(&app, peer, request.headers());
     let client = client_ip(&app.trusted_proxies, peer, request.headers());
@@ -121,7 +122,7 @@ pub fn handle_public(
         )
         .await;
         let status = response.status().as_u16();
-        let elapsed = started.elapsed();
+        let elapsed = started.map(|started| started.elapsed()).unwrap_or_default();
         app.metrics.http.observe(label, method, status, elapsed);
         if app.access_log.logs(status) {
             tracing::info!(
@@ -314,7 +315,7 @@ pub async fn handle_admin(
     match request.uri().path() {
         "/healthz" => admin::healthz(),
         "/readyz" => admin::readyz(&app),
-        "/metrics" => admin::metrics(&app),
+        "/metrics" if app.metrics.is_on() => admin::metrics(&app),
         _ => ApiError::NotFound.into_response(),
     }
 }

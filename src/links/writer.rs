@@ -123,6 +123,11 @@ impl CreateWriter {
         outcome.await.unwrap_or(Err(WriteError::Stopped))
     }
 
+    /// Most creates that may wait for the writer.
+    pub fn capacity(&self) -> usize {
+        self.queue.max_capacity()
+    }
+
     /// Creates waiting for the writer now.
     pub fn queued(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()

@@ -183,9 +183,10 @@ vocabulary!(
     }
 );
 
-/// Registers handles on one recorder, describing each name once.
+/// Registers handles on one recorder, describing each name once; without a recorder
+/// (metrics off) every handle is a no-op.
 struct Registry<'a> {
-    recorder: &'a PrometheusRecorder,
+    recorder: Option<&'a PrometheusRecorder>,
 }
 
 const METADATA: Metadata<'static> = Metadata::new("shortener", Level::INFO, None);
@@ -207,10 +208,11 @@ impl Registry<'_> {
         help: &'static str,
         labels: &[(&'static str, &'static str)],
     ) -> Counter {
-        self.recorder
-            .describe_counter(KeyName::from_const_str(name), None, help.into());
-        self.recorder
-            .register_counter(&Self::key(name, labels), &METADATA)
+        let Some(recorder) = self.recorder else {
+            return Counter::noop();
+        };
+        recorder.describe_counter(KeyName::from_const_str(name), None, help.into());
+        recorder.register_counter(&Self::key(name, labels), &METADATA)
     }
 
     fn gauge(
@@ -219,25 +221,28 @@ impl Registry<'_> {
         help: &'static str,
         labels: &[(&'static str, &'static str)],
     ) -> Gauge {
-        self.recorder
-            .describe_gauge(KeyName::from_const_str(name), None, help.into());
-        self.recorder
-            .register_gauge(&Self::key(name, labels), &METADATA)
+        let Some(recorder) = self.recorder else {
+            return Gauge::noop();
+        };
+        recorder.describe_gauge(KeyName::from_const_str(name), None, help.into());
+        recorder.register_gauge(&Self::key(name, labels), &METADATA)
     }
 
     /// A gauge whose labels are built at start-up (database names).
     fn gauge_owned(&self, name: &'static str, help: &'static str, labels: Vec<Label>) -> Gauge {
-        self.recorder
-            .describe_gauge(KeyName::from_const_str(name), None, help.into());
-        self.recorder
-            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+        let Some(recorder) = self.recorder else {
+            return Gauge::noop();
+        };
+        recorder.describe_gauge(KeyName::from_const_str(name), None, help.into());
+        recorder.register_gauge(&Key::from_parts(name, labels), &METADATA)
     }
 
     fn counter_owned(&self, name: &'static str, help: &'static str, labels: Vec<Label>) -> Counter {
-        self.recorder
-            .describe_counter(KeyName::from_const_str(name), None, help.into());
-        self.recorder
-            .register_counter(&Key::from_parts(name, labels), &METADATA)
+        let Some(recorder) = self.recorder else {
+            return Counter::noop();
+        };
+        recorder.describe_counter(KeyName::from_const_str(name), None, help.into());
+        recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
     }
 
     fn histogram(
@@ -246,10 +251,11 @@ impl Registry<'_> {
         help: &'static str,
         labels: &[(&'static str, &'static str)],
     ) -> Histogram {
-        self.recorder
-            .describe_histogram(KeyName::from_const_str(name), None, help.into());
-        self.recorder
-            .register_histogram(&Self::key(name, labels), &METADATA)
+        let Some(recorder) = self.recorder else {
+            return Histogram::noop();
+        };
+        recorder.describe_histogram(KeyName::from_const_str(name), None, help.into());
+        recorder.register_histogram(&Self::key(name, labels), &METADATA)
     }
 
     /// One counter per value of `V`, under the label `label`.
@@ -446,6 +452,8 @@ pub struct ClickMetrics {
     pub dropped: Counter,
     pub batches_pending: Gauge,
     pub rows_pending: Gauge,
+    /// The bound on `rows_pending`, past which the oldest batches are dropped.
+    pub rows_pending_max: Gauge,
     pub lag_seconds: Gauge,
     pub flush_duration: Histogram,
     failures: Arc<[Counter]>,
@@ -458,6 +466,7 @@ impl Default for ClickMetrics {
             dropped: Counter::noop(),
             batches_pending: Gauge::noop(),
             rows_pending: Gauge::noop(),
+            rows_pending_max: Gauge::noop(),
             lag_seconds: Gauge::noop(),
             flush_duration: Histogram::noop(),
             failures: noops(DbCause::COUNT),
@@ -543,10 +552,11 @@ pub struct Sampled {
     /// In the order of the pools given to [`Metrics::new`].
     pub pools: Vec<PoolGauges>,
     pub create_queue_depth: Gauge,
+    pub create_queue_capacity: Gauge,
     create_mode: Vec<Gauge>,
     pub worker_id: Gauge,
     pub clock_steps_back: Counter,
-    pub borrowed_ahead_ms: Gauge,
+    pub borrowed_ahead_seconds: Gauge,
 }
 
 impl Sampled {
@@ -561,6 +571,13 @@ impl Sampled {
     }
 }
 
+/// Whether a server records metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recording {
+    On,
+    Off,
+}
+
 /// What the server is, for [`Metrics::new`].
 pub struct Layout {
     /// `primary`, `replica_1`, …
@@ -573,6 +590,7 @@ pub struct Layout {
 /// One server's recorder and every handle on it.
 pub struct Metrics {
     handle: PrometheusHandle,
+    recording: Recording,
     /// Upkeeps run so far.
     upkeeps: AtomicU64,
     started_unix_seconds: f64,
@@ -590,6 +608,20 @@ pub struct Metrics {
 impl Metrics {
     /// A recorder of its own, with every series of the catalogue registered.
     pub fn new(layout: &Layout) -> Metrics {
+        Self::build(layout, Recording::On)
+    }
+
+    /// Every handle a no-op and nothing to render (`SHORTENER_METRICS=off`).
+    pub fn off(layout: &Layout) -> Metrics {
+        Self::build(layout, Recording::Off)
+    }
+
+    /// Whether anything is recorded.
+    pub fn is_on(&self) -> bool {
+        self.recording == Recording::On
+    }
+
+    fn build(layout: &Layout, recording: Recording) -> Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Suffix("_duration_seconds".into()),
@@ -605,7 +637,7 @@ impl Metrics {
             .build_recorder();
         let handle = recorder.handle();
         let registry = Registry {
-            recorder: &recorder,
+            recorder: (recording == Recording::On).then_some(&recorder),
         };
         let metrics = Metrics {
             http: http_metrics(&registry),
@@ -659,6 +691,7 @@ impl Metrics {
             },
             sampled: sampled(&registry, layout),
             handle,
+            recording,
             upkeeps: AtomicU64::new(0),
             started_unix_seconds: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -779,6 +812,11 @@ fn click_metrics(registry: &Registry) -> ClickMetrics {
             "(link, day) rows in the unwritten click batches.",
             &[],
         ),
+        rows_pending_max: registry.gauge(
+            "shortener_click_rows_pending_max",
+            "Most unwritten click rows kept; past it the oldest batches are dropped.",
+            &[],
+        ),
         lag_seconds: registry.gauge(
             "shortener_click_flush_lag_seconds",
             "Age of the oldest unwritten click batch, in seconds (0 when none).",
@@ -881,6 +919,11 @@ fn sampled(registry: &Registry, layout: &Layout) -> Sampled {
             "Creates waiting for the group-commit writer now.",
             &[],
         ),
+        create_queue_capacity: registry.gauge(
+            "shortener_create_queue_capacity",
+            "Most creates that may wait for the writer; beyond it creates are refused (503).",
+            &[],
+        ),
         create_mode: CreateLimitMode::ALL
             .iter()
             .map(|mode| {
@@ -901,9 +944,9 @@ fn sampled(registry: &Registry, layout: &Layout) -> Sampled {
             "Ids issued while the wall clock read earlier than for the id before.",
             &[],
         ),
-        borrowed_ahead_ms: registry.gauge(
-            "shortener_id_borrowed_ahead_milliseconds",
-            "How far the last issued id's millisecond is ahead of the wall clock now.",
+        borrowed_ahead_seconds: registry.gauge(
+            "shortener_id_borrowed_ahead_seconds",
+            "How far the last issued id's millisecond is ahead of the wall clock now, in seconds.",
             &[],
         ),
     }
