@@ -12,6 +12,8 @@ use shortener::ids::{CodeCodec, CodeKey, IdGenerator, WorkerId};
 use shortener::limits::{LimitKey, LocalLimiter, RateSpec};
 use shortener::links::{CacheSettings, LinkCache, ResolvedLink, Resolver, Visit};
 use shortener::storage::{Db, PoolSettings, PoolSizes};
+use shortener::telemetry::RequestId;
+use shortener::telemetry::metrics::{HttpMethod, HttpRoute, Layout, Metrics};
 
 /// Links in the cache while a hit is measured: a realistic table, not a one-entry map.
 const CACHED_LINKS: i64 = 100_000;
@@ -192,5 +194,40 @@ fn limiter(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ids_and_codes, request_pieces, cache_hits, limiter);
+/// What a redirect pays for observability: its metrics (a sharded counter, a sharded
+/// histogram sample, and the clock read twice) and its request id (made and written as the
+/// `X-Request-Id` value).
+fn observability(c: &mut Criterion) {
+    let metrics = Metrics::new(&Layout {
+        databases: vec!["primary".into()],
+        pools: vec![],
+        cache_capacity: [1_000_000, 100_000],
+    });
+    c.bench_function("request_metrics", |b| {
+        b.iter(|| {
+            let started = Instant::now();
+            metrics.http.observe(
+                black_box(HttpRoute::Redirect),
+                HttpMethod::Get,
+                black_box(302),
+                started.elapsed(),
+            );
+        })
+    });
+    c.bench_function("request_id", |b| {
+        b.iter(|| {
+            RequestId::make()
+                .with_text(|text| black_box(http::HeaderValue::from_str(text).is_ok()))
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    ids_and_codes,
+    request_pieces,
+    cache_hits,
+    limiter,
+    observability
+);
 criterion_main!(benches);

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::shards::{CounterFamily, DurationHistograms};
 use ::metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::PrometheusRecorder;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -323,26 +324,52 @@ fn noops(count: usize) -> Arc<[Counter]> {
     (0..count).map(|_| Counter::noop()).collect()
 }
 
-/// Requests of the main listener.
+const HTTP_REQUEST_COUNTERS: usize = HttpRoute::COUNT * HttpMethod::COUNT * StatusClass::COUNT;
+const HTTP_DURATION_SLOTS: usize =
+    HttpRoute::COUNT * DurationHistograms::<0>::slots_per_route(DURATION_BUCKETS.len());
+const HTTP_DURATION: (&str, &str, &str) = (
+    "http_server_request_duration_seconds",
+    "Server time from the parsed request head to the response, by route.",
+    "http_route",
+);
+
+/// Requests of the main listener: the redirect path's own series, sharded by thread
+/// (`shards`), published to the recorder when scraped.
 #[derive(Clone)]
 pub struct HttpMetrics {
+    inner: Arc<HttpInner>,
+}
+
+struct HttpInner {
     /// `[route][method][class]`.
-    requests: Arc<[Counter]>,
-    /// `[route]`.
-    durations: Arc<[Histogram]>,
+    requests: CounterFamily<HTTP_REQUEST_COUNTERS>,
+    durations: DurationHistograms<HTTP_DURATION_SLOTS>,
 }
 
 impl Default for HttpMetrics {
     fn default() -> Self {
-        HttpMetrics {
-            requests: noops(HttpRoute::COUNT * HttpMethod::COUNT * StatusClass::COUNT),
-            durations: (0..HttpRoute::COUNT).map(|_| Histogram::noop()).collect(),
-        }
+        HttpMetrics::with_handles(
+            (0..HTTP_REQUEST_COUNTERS).map(|_| Counter::noop()).collect(),
+        )
     }
 }
 
 impl HttpMetrics {
+    fn with_handles(requests: Vec<Counter>) -> Self {
+        HttpMetrics {
+            inner: Arc::new(HttpInner {
+                requests: CounterFamily::new(requests),
+                durations: DurationHistograms::new(
+                    HTTP_DURATION,
+                    HttpRoute::ALL.iter().map(|route| route.label()).collect(),
+                    DURATION_BUCKETS,
+                ),
+            }),
+        }
+    }
+
     /// One request answered with `status` after `elapsed`.
+    #[inline]
     pub fn observe(&self, route: HttpRoute, method: HttpMethod, status: u16, elapsed: Duration) {
         let class = match status {
             ..300 => StatusClass::Success,
@@ -352,28 +379,37 @@ impl HttpMetrics {
         };
         let index = (route.index() * HttpMethod::COUNT + method.index()) * StatusClass::COUNT
             + class.index();
-        self.requests[index].increment(1);
-        self.durations[route.index()].record(elapsed.as_secs_f64());
+        self.inner.requests.increment(index);
+        self.inner.durations.record(route.index(), elapsed);
+    }
+
+    fn publish(&self) {
+        self.inner.requests.publish();
+    }
+
+    fn render_durations(&self, text: &mut String) {
+        self.inner.durations.render(text);
     }
 }
 
-/// The read path's outcomes.
+/// The read path's outcomes (sharded: a moka hit is counted on every cached redirect).
 #[derive(Clone)]
 pub struct ResolveMetrics {
-    outcomes: Arc<[Counter]>,
+    outcomes: Arc<CounterFamily<{ ResolveOutcome::COUNT }>>,
 }
 
 impl Default for ResolveMetrics {
     fn default() -> Self {
         ResolveMetrics {
-            outcomes: noops(ResolveOutcome::COUNT),
+            outcomes: Arc::new(CounterFamily::noop()),
         }
     }
 }
 
 impl ResolveMetrics {
+    #[inline]
     pub fn count(&self, outcome: ResolveOutcome) {
-        self.outcomes[outcome.index()].increment(1);
+        self.outcomes.increment(outcome.index());
     }
 }
 
@@ -484,24 +520,26 @@ impl ClickMetrics {
     }
 }
 
-/// Rate-limit decisions.
+/// Rate-limit decisions (sharded: every redirect is decided while its limit is on).
 #[derive(Clone)]
 pub struct LimitMetrics {
     /// `[route][allowed, limited]`.
-    decisions: Arc<[Counter]>,
+    decisions: Arc<CounterFamily<{ LimitRoute::COUNT * 2 }>>,
 }
 
 impl Default for LimitMetrics {
     fn default() -> Self {
         LimitMetrics {
-            decisions: noops(LimitRoute::COUNT * 2),
+            decisions: Arc::new(CounterFamily::noop()),
         }
     }
 }
 
 impl LimitMetrics {
+    #[inline]
     pub fn decided(&self, route: LimitRoute, allowed: bool) {
-        self.decisions[route.index() * 2 + usize::from(!allowed)].increment(1);
+        self.decisions
+            .increment(route.index() * 2 + usize::from(!allowed));
     }
 }
 
@@ -642,11 +680,15 @@ impl Metrics {
         let metrics = Metrics {
             http: http_metrics(&registry),
             resolve: ResolveMetrics {
-                outcomes: registry.counters_by::<ResolveOutcome>(
-                    "shortener_link_resolutions_total",
-                    "Codes resolved, by where the answer came from.",
-                    "outcome",
-                ),
+                outcomes: Arc::new(CounterFamily::new(
+                    registry
+                        .counters_by::<ResolveOutcome>(
+                            "shortener_link_resolutions_total",
+                            "Codes resolved, by where the answer came from.",
+                            "outcome",
+                        )
+                        .to_vec(),
+                )),
             },
             redis: RedisMetrics {
                 errors: registry.counters_by_pair::<RedisCommand, RedisCause>(
@@ -665,7 +707,7 @@ impl Metrics {
             creates: create_metrics(&registry),
             clicks: click_metrics(&registry),
             limits: LimitMetrics {
-                decisions: {
+                decisions: Arc::new(CounterFamily::new({
                     let name = "shortener_rate_limit_decisions_total";
                     let help = "Per-client rate-limit decisions, by route and decision.";
                     LimitRoute::ALL
@@ -680,7 +722,7 @@ impl Metrics {
                             })
                         })
                         .collect()
-                },
+                })),
             },
             lease: LeaseMetrics {
                 renewals: registry.counters_by::<RenewalResult>(
@@ -709,7 +751,13 @@ impl Metrics {
 
     /// The exposition text of every series, the process's own included.
     pub fn render(&self) -> String {
+        self.http.publish();
+        self.resolve.outcomes.publish();
+        self.limits.decisions.publish();
         let mut text = self.handle.render();
+        if self.is_on() {
+            self.http.render_durations(&mut text);
+        }
         super::process::render(&mut text, self.started_unix_seconds);
         text
     }
@@ -755,19 +803,7 @@ fn http_metrics(registry: &Registry) -> HttpMetrics {
             }
         }
     }
-    HttpMetrics {
-        requests: requests.into(),
-        durations: HttpRoute::ALL
-            .iter()
-            .map(|route| {
-                registry.histogram(
-                    "http_server_request_duration_seconds",
-                    "Server time from the parsed request head to the response, by route.",
-                    &[("http_route", route.label())],
-                )
-            })
-            .collect(),
-    }
+    HttpMetrics::with_handles(requests)
 }
 
 fn create_metrics(registry: &Registry) -> CreateMetrics {

@@ -8,6 +8,7 @@
 
 pub mod metrics;
 mod process;
+mod shards;
 pub mod request_id;
 
 pub use request_id::{RequestId, current_request_id, request_span, with_request_id};
