@@ -216,8 +216,7 @@ fn observability(c: &mut Criterion) {
     });
     c.bench_function("request_id", |b| {
         b.iter(|| {
-            RequestId::make()
-                .with_text(|text| black_box(http::HeaderValue::from_str(text).is_ok()))
+            RequestId::make().with_text(|text| black_box(http::HeaderValue::from_str(text).is_ok()))
         })
     });
 }

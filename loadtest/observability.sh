@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What observability costs on the redirect path: redirect throughput of one cached code with
-# metrics off (SHORTENER_METRICS=off), on (the default), and on with the access log at `all`
-# (one JSON line per request, written to a file), same binary, same generator, interleaved
-# rounds in one run (the order rotates between rounds so drift cancels). The redirect limit is
+# metrics off (SHORTENER_METRICS=off), on (the default), on with the access log at `all` (one
+# JSON line per request, written to a file), and on with the access log at `all` sampled at
+# 1 % (SHORTENER_ACCESS_LOG_SAMPLE=0.01), same binary, same generator, interleaved rounds in
+# one run (the order rotates between rounds so drift cancels). The redirect limit is
 # off (every request comes from 127.0.0.1); clicks stay in memory for the run.
 #
 #   loadtest/observability.sh      ROUNDS=5 DURATION=5s CONNECTIONS=64
@@ -50,15 +51,17 @@ stop_service() {
 }
 trap stop_service EXIT
 
-start_service() { # MODE: off | on | access
-  local metrics=on access=off
+start_service() { # MODE: off | on | access | sampled
+  local metrics=on access=off sample=1
   case $1 in
     off) metrics=off ;;
     access) access=all ;;
+    sampled) access=all sample=0.01 ;;
   esac
   env -i PATH="$PATH" DATABASE_URL="$DATABASE_URL" RUST_LOG=info \
     SHORTENER_LISTEN=127.0.0.1:$PORT SHORTENER_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT \
     SHORTENER_RATE_LIMIT_REDIRECT=off SHORTENER_METRICS=$metrics SHORTENER_ACCESS_LOG=$access \
+    SHORTENER_ACCESS_LOG_SAMPLE=$sample \
     SHORTENER_LOG_FORMAT=json SHORTENER_STATS_FLUSH_INTERVAL=1h SHORTENER_CACHE_TTL=1h \
     target/release/shortener serve >"$OUT/service-$1.log" 2>&1 &
   service_pid=$!
@@ -69,11 +72,11 @@ start_service() { # MODE: off | on | access
   curl -s -o /dev/null "http://127.0.0.1:$PORT/hot-code"
 }
 
-modes=(off on access)
+modes=(off on access sampled)
 echo "round,mode,rps,non_3xx" >"$OUT/runs.csv"
 problems=0
 for round in $(seq 1 "$ROUNDS"); do
-  shift_by=$(( (round - 1) % 3 ))
+  shift_by=$(( (round - 1) % ${#modes[@]} ))
   order=("${modes[@]:$shift_by}" "${modes[@]:0:$shift_by}")
   for mode in "${order[@]}"; do
     start_service "$mode"
@@ -94,15 +97,18 @@ python3 - "$OUT/runs.csv" <<'PY' | tee "$OUT/summary.md"
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 by = lambda mode: {r["round"]: float(r["rps"]) for r in rows if r["mode"] == mode}
-off, on, access = by("off"), by("on"), by("access")
+off, on, access, sampled = by("off"), by("on"), by("access"), by("sampled")
 rounds = sorted(off, key=int)
 def ratios(a, b):
     return [a[r] / b[r] for r in rounds]
 metrics = ratios(on, off)
 logging = ratios(access, on)
+sampling = ratios(sampled, on)
 print(f"medians: metrics off {statistics.median(off.values()):,.0f}, on {statistics.median(on.values()):,.0f}, "
-      f"on + access log {statistics.median(access.values()):,.0f} redirects/s")
+      f"on + access log {statistics.median(access.values()):,.0f}, "
+      f"on + access log sampled at 1 % {statistics.median(sampled.values()):,.0f} redirects/s")
 print(f"metrics on/off per round: {' '.join(f'{x:.3f}' for x in metrics)}; median {statistics.median(metrics):.3f}")
 print(f"access log all/off (metrics on) per round: {' '.join(f'{x:.3f}' for x in logging)}; median {statistics.median(logging):.3f}")
+print(f"access log sampled at 1 %/off (metrics on) per round: {' '.join(f'{x:.3f}' for x in sampling)}; median {statistics.median(sampling):.3f}")
 PY
 [ "$problems" = 0 ] || { log "$problems runs had answers other than 3xx"; exit 3; }

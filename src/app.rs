@@ -59,6 +59,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Which requests get an access-log line.
     pub access_log: AccessLog,
+    /// Share of answers below 500 logged when `access_log` is `All`.
+    pub access_log_sample: f64,
     /// Every pool, for the sampled pool gauges.
     db: Db,
     writer: Arc<CreateWriter>,
@@ -171,6 +173,7 @@ impl App {
             shutdown,
             metrics,
             access_log: config.access_log,
+            access_log_sample: config.access_log_sample,
             db,
             writer,
         }

@@ -299,6 +299,10 @@ pub struct ServeArgs {
     /// One log line per request of the main listener: `off`, `errors` (5xx answers) or `all`.
     #[arg(long, env = "SHORTENER_ACCESS_LOG", default_value = "off")]
     pub access_log: String,
+    /// With `SHORTENER_ACCESS_LOG=all`: the share of answers below 500 that get a line
+    /// (0 < share ≤ 1); every 5xx gets one.
+    #[arg(long, env = "SHORTENER_ACCESS_LOG_SAMPLE", default_value = "1")]
+    pub access_log_sample: String,
 }
 
 /// The validated configuration of `shortener serve`.
@@ -308,6 +312,8 @@ pub struct Config {
     pub metrics: bool,
     pub log_format: LogFormat,
     pub access_log: AccessLog,
+    /// Share of answers below 500 logged when the access log is `all`.
+    pub access_log_sample: f64,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     /// Without a trailing slash.
@@ -629,6 +635,18 @@ impl ServeArgs {
             "SHORTENER_ACCESS_LOG",
             parse_into(&self.access_log, &mut access_log, AccessLog::parse),
         );
+        let mut access_log_sample = None;
+        check(
+            "SHORTENER_ACCESS_LOG_SAMPLE",
+            parse_into(
+                &self.access_log_sample,
+                &mut access_log_sample,
+                |raw| match raw.parse::<f64>() {
+                    Ok(share) if share > 0.0 && share <= 1.0 => Ok(share),
+                    _ => Err(format!("'{raw}' is not a share above 0 and at most 1")),
+                },
+            ),
+        );
         let mut block_private = None;
         check(
             "SHORTENER_BLOCK_PRIVATE_TARGETS",
@@ -782,6 +800,7 @@ impl ServeArgs {
             metrics: metrics.expect("validated"),
             log_format: log_format.expect("validated"),
             access_log: access_log.expect("validated"),
+            access_log_sample: access_log_sample.expect("validated"),
             listen: listen.expect("validated"),
             admin_listen: admin_listen.expect("validated"),
             public_base_url,

@@ -229,3 +229,23 @@ fn text_logs_on_request_and_a_bad_format_refused_naming_the_variable() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_sampled_access_log_still_names_every_5xx() {
+    let (child, listen, _) = serve_without_database(&[
+        ("SHORTENER_ACCESS_LOG", "all"),
+        ("SHORTENER_ACCESS_LOG_SAMPLE", "0.000001"),
+    ]);
+    for _ in 0..20 {
+        assert_eq!(get(listen, "/openapi.json").0, 200);
+    }
+    let (status, id) = get(listen, "/somecode");
+    assert_eq!(status, 503);
+    let lines = stop(child);
+    let access: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["fields"]["request_id"], id.as_str());
+}

@@ -115,86 +115,94 @@ pub fn handle_public(
             .check(limit, client.get())
             .map(|(spec, decision)| (limit, spec, decision))
     });
-    async move {
-        let mut response = with_request_id(
-            request_id.clone(),
-            answer(&app, route, decided, client, cors_route, origin),
-        )
-        .await;
-        let status = response.status().as_u16();
-        let elapsed = started.map(|started| started.elapsed()).unwrap_or_default();
-        app.metrics.http.observe(label, method, status, elapsed);
-        if app.access_log.logs(status) {
-            tracing::info!(
-                target: "access",
-                request_id = %request_id,
-                method = method.label(),
-                route = label.label(),
-                status,
-                duration_us = elapsed.as_micros() as u64,
-                client = %client.get(),
-                "request"
-            );
-        }
-        if let Ok(value) = request_id.with_text(HeaderValue::from_str) {
-            response.headers_mut().insert(X_REQUEST_ID, value);
-        }
-        response
-    }
+    let request = Request {
+        app,
+        route,
+        decided,
+        client,
+        cors_route,
+        origin,
+        id: request_id.clone(),
+        started,
+        label,
+        method,
+    };
+    // The future is built here, not inside an `async move` around it: an async block keeps
+    // room for what it captured even after moving it into the future it awaits, and this
+    // future is moved in memory on every request.
+    with_request_id(request_id, answer(request))
 }
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
-/// The `X-Request-Id` a trusted proxy sent, when it is usable; otherwise a new one.
+/// The `X-Request-Id` a trusted proxy sent, when it is usable; otherwise a new one. (The
+/// peer is checked first: looking a header up hashes its name, on every request.)
 fn request_id(app: &App, peer: SocketAddr, headers: &http::HeaderMap) -> RequestId {
-    headers
-        .get(X_REQUEST_ID)
-        .filter(|_| app.trusted_proxies.contains(peer.ip()))
+    Some(peer)
+        .filter(|peer| app.trusted_proxies.contains(peer.ip()))
+        .and_then(|_| headers.get(X_REQUEST_ID))
         .and_then(|given| RequestId::given(given.as_bytes()))
         .unwrap_or_else(RequestId::make)
 }
 
-/// The answer to a routed request: its limit, its handler, and the headers every answer of
-/// its route carries.
-async fn answer(
-    app: &Arc<App>,
+/// What the routing found out about a request of the main listener.
+struct Request {
+    app: Arc<App>,
     route: Route,
+    /// The limit decided in memory (redirects, stats).
     decided: Option<(LimitedRoute, RateSpec, Decision)>,
     client: ClientIp,
     cors_route: bool,
     origin: Option<HeaderValue>,
-) -> Response {
-    {
-        let limited = match &route {
+    id: RequestId,
+    started: Option<Instant>,
+    label: HttpRoute,
+    method: HttpMethod,
+}
+
+/// The answer to a routed request: its limit, its handler, the headers every answer of its
+/// route carries; then its metrics, its access-log line and its `X-Request-Id`.
+async fn answer(request: Request) -> Response {
+    let mut response = 'answer: {
+        let limited = match &request.route {
             // Boxed: the Redis call's future would otherwise enlarge every redirect's.
-            Route::Shorten { .. } => Box::pin(app.limits.check_create(client.get()))
-                .await
-                .map(|(spec, decision)| (LimitedRoute::Create, spec, decision)),
-            _ => decided,
+            Route::Shorten { .. } => {
+                Box::pin(request.app.limits.check_create(request.client.get()))
+                    .await
+                    .map(|(spec, decision)| (LimitedRoute::Create, spec, decision))
+            }
+            _ => request.decided,
         };
         if let Some((limit, spec, decision)) = limited
             && !decision.allowed
         {
             let mut response = ApiError::RateLimited(decision.retry_after_seconds).into_response();
             add_rate_limit_fields(&mut response, limit, spec, decision);
-            if cors_route {
+            if request.cors_route {
                 // A page must be able to read why it was refused.
-                cors::decorate(&mut response, origin.as_ref());
+                cors::decorate(&mut response, request.origin.as_ref());
             }
-            return response;
+            break 'answer response;
         }
-        let mut response = match route {
-            Route::Redirect { code, visit } => redirect::handle(app, code.as_str(), visit).await,
+        let mut response = match request.route {
+            Route::Redirect { code, visit } => {
+                redirect::handle(&request.app, code.as_str(), visit).await
+            }
             // Boxed: these futures are large, and every request's future is as large as its
             // largest branch, moved in memory as a whole on every redirect.
             Route::Stats { code } => {
-                Box::pin(stats::handle(app, code.as_str()).instrument(request_span())).await
+                Box::pin(stats::handle(&request.app, code.as_str()).instrument(request_span()))
+                    .await
             }
-            Route::Shorten { request, client } => {
-                Box::pin(shorten::handle(app, *request, client).instrument(request_span())).await
+            Route::Shorten {
+                request: create,
+                client,
+            } => {
+                Box::pin(shorten::handle(&request.app, *create, client).instrument(request_span()))
+                    .await
             }
             Route::OpenApi => openapi::handle(),
-            Route::Preflight(_) => return cors::preflight(origin.as_ref()),
+            Route::Preflight(_) => break 'answer cors::preflight(request.origin.as_ref()),
             Route::Unknown => ApiError::NotFound.into_response(),
             Route::Refused(_, error) => error.into_response(),
         };
@@ -204,16 +212,46 @@ async fn answer(
         {
             add_rate_limit_fields(&mut response, limit, spec, decision);
         }
-        if cors_route {
-            cors::decorate(&mut response, origin.as_ref());
+        if request.cors_route {
+            cors::decorate(&mut response, request.origin.as_ref());
         }
-        if app.draining() {
+        if request.app.draining() {
             response
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    };
+    let status = response.status().as_u16();
+    let elapsed = request
+        .started
+        .map(|started| started.elapsed())
+        .unwrap_or_default();
+    request
+        .app
+        .metrics
+        .http
+        .observe(request.label, request.method, status, elapsed);
+    if request
+        .app
+        .access_log
+        .logs(status, request.app.access_log_sample)
+    {
+        tracing::info!(
+            target: "access",
+            request_id = %request.id,
+            method = request.method.label(),
+            route = request.label.label(),
+            status,
+            duration_us = elapsed.as_micros() as u64,
+            client = %request.client.get(),
+            "request"
+        );
     }
+    if let Ok(value) = request.id.with_text(HeaderValue::from_str) {
+        response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    response
 }
 
 /// Creates and stats: the routes a browser page may call.
@@ -335,6 +373,7 @@ mod tests {
     #[test]
     fn the_redirect_path_future_stays_small() {
         let size = future_size(super::handle_public);
+        eprintln!("FUTURE SIZE {size}");
         assert!(
             size <= MAX_REQUEST_FUTURE_BYTES,
             "handle_public's future is {size} bytes; box the large branch that grew it"

@@ -349,7 +349,9 @@ struct HttpInner {
 impl Default for HttpMetrics {
     fn default() -> Self {
         HttpMetrics::with_handles(
-            (0..HTTP_REQUEST_COUNTERS).map(|_| Counter::noop()).collect(),
+            (0..HTTP_REQUEST_COUNTERS)
+                .map(|_| Counter::noop())
+                .collect(),
         )
     }
 }

@@ -8,8 +8,8 @@
 
 pub mod metrics;
 mod process;
-mod shards;
 pub mod request_id;
+mod shards;
 
 pub use request_id::{RequestId, current_request_id, request_span, with_request_id};
 
@@ -80,12 +80,13 @@ impl AccessLog {
         }
     }
 
-    /// Whether an answer with `status` gets a line.
-    pub fn logs(self, status: u16) -> bool {
+    /// Whether an answer with `status` gets a line; with `All`, one below 500 only with
+    /// probability `sample`.
+    pub fn logs(self, status: u16, sample: f64) -> bool {
         match self {
             AccessLog::Off => false,
             AccessLog::Errors => status >= 500,
-            AccessLog::All => true,
+            AccessLog::All => status >= 500 || sample >= 1.0 || fastrand::f64() < sample,
         }
     }
 }

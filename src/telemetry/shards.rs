@@ -132,7 +132,10 @@ impl<const SLOTS: usize> DurationHistograms<SLOTS> {
                 .iter()
                 .map(|bound| (bound * 1e9).round() as u64)
                 .collect(),
-            bounds_text: bounds_seconds.iter().map(|bound| bound.to_string()).collect(),
+            bounds_text: bounds_seconds
+                .iter()
+                .map(|bound| bound.to_string())
+                .collect(),
             counts: Sharded::default(),
         }
     }
@@ -208,7 +211,10 @@ mod tests {
         for thread in threads {
             thread.join().unwrap();
         }
-        assert_eq!((counts.sum(0), counts.sum(1), counts.sum(2)), (0, 40_000, 200));
+        assert_eq!(
+            (counts.sum(0), counts.sum(1), counts.sum(2)),
+            (0, 40_000, 200)
+        );
     }
 
     #[test]
@@ -234,7 +240,10 @@ mod tests {
             r#"t_seconds_bucket{route="b",le="+Inf"} 0"#,
             r#"t_seconds_count{route="b"} 0"#,
         ] {
-            assert!(text.lines().any(|candidate| candidate == line), "{line}\n{text}");
+            assert!(
+                text.lines().any(|candidate| candidate == line),
+                "{line}\n{text}"
+            );
         }
     }
 }
