@@ -451,7 +451,9 @@ async fn prune_periodically(db: Db, stop: CancellationToken) {
         }
         match db.prune_expired().await {
             Ok(rows) => tracing::debug!(rows, "pruned expired idempotency keys and stats batches"),
-            Err(error) => tracing::warn!(%error, "pruning failed; will retry"),
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::Chain(&error), "pruning failed; will retry")
+            }
         }
     }
 }

@@ -36,6 +36,8 @@ struct Flushing<'a> {
     db: &'a Db,
     metrics: &'a ClickMetrics,
     max_pending_rows: usize,
+    /// Why the last write failed, for the line that drops a batch.
+    last_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// Runs until `stop` is cancelled, then seals and writes what is left, retrying until it is
@@ -52,6 +54,7 @@ pub async fn run_flusher(
         db: &db,
         metrics: &metrics,
         max_pending_rows: settings.max_pending_rows,
+        last_failure: std::sync::Mutex::new(None),
     };
     metrics
         .rows_pending_max
@@ -102,8 +105,15 @@ impl Flushing<'_> {
                 .sum();
             self.recorder.count_dropped(clicks as u64);
             self.metrics.dropped.increment(clicks as u64);
+            let cause = self
+                .last_failure
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone()
+                .unwrap_or_else(|| "no write had failed yet".into());
             tracing::error!(
                 clicks,
+                error = cause,
                 "dropped a click batch: the database stayed unreachable"
             );
         }
@@ -133,6 +143,11 @@ impl Flushing<'_> {
                 }
                 Err(error) => {
                     self.metrics.flush_failed(error.cause());
+                    *self
+                        .last_failure
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                        Some(Chain(&error).to_string());
                     crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), pending = pending.len(), "click batch not written; will retry");
                     break;
                 }

@@ -144,7 +144,7 @@ pub async fn serve<H, F>(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed");
+                    crate::throttled!(warn, error = %crate::telemetry::Chain(&error), "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }

@@ -7,6 +7,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use crate::storage::RedisError;
+use crate::telemetry::Chain;
+
 /// Whether the tier is being asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -48,11 +51,15 @@ impl Breaker {
         }
     }
 
-    /// A command failed or timed out.
-    pub fn failed(&self) {
+    /// A command failed or timed out, for `cause`.
+    pub fn failed(&self, cause: &RedisError) {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
         if failures >= self.threshold && !self.open.swap(true, Ordering::AcqRel) {
-            tracing::warn!(failures, "redis keeps failing; circuit open, skipping it");
+            tracing::warn!(
+                failures,
+                error = %Chain(cause),
+                "redis keeps failing; circuit open, skipping it"
+            );
         }
     }
 }

@@ -59,7 +59,7 @@ impl RemoteCache {
             }
             Err(error) => {
                 tracing::debug!(%error, "redis get failed");
-                self.breaker.failed();
+                self.breaker.failed(&error);
                 None
             }
         }
@@ -94,7 +94,7 @@ impl RemoteCache {
             Ok(()) => self.breaker.succeeded(),
             Err(error) => {
                 tracing::debug!(%error, "redis set failed");
-                self.breaker.failed();
+                self.breaker.failed(&error);
             }
         }
     }
@@ -110,9 +110,9 @@ impl RemoteCache {
                 _ = stop.cancelled() => return,
             }
             match (self.store.ping().await, self.breaker.state()) {
-                (true, BreakerState::Open) => self.breaker.succeeded(),
-                (true, BreakerState::Closed) => {}
-                (false, _) => self.breaker.failed(),
+                (Ok(()), BreakerState::Open) => self.breaker.succeeded(),
+                (Ok(()), BreakerState::Closed) => {}
+                (Err(error), _) => self.breaker.failed(&error),
             }
         }
     }

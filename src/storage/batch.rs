@@ -112,10 +112,12 @@ impl Db {
             .unwrap_or(Err(StorageError::TimedOut(
                 "the database did not answer in time",
             )));
-        if result.as_ref().is_err_and(StorageError::is_transient)
+        if let Err(error) = &result
+            && error.is_transient()
             && commit_sent.load(Ordering::Relaxed)
         {
             tracing::warn!(
+                error = %crate::telemetry::Chain(error),
                 rows = rows.len(),
                 "create batch: the commit was sent but never acknowledged; its links may exist \
                  (answered 503: a retry with the same Idempotency-Key is safe, one without may \

@@ -342,12 +342,12 @@ impl RedisStore {
     }
 
     /// Whether Redis answers a PING within the command timeout.
-    pub async fn ping(&self) -> bool {
+    pub async fn ping(&self) -> Result<(), RedisError> {
         let answer: Result<String, _> = self.pool.with_options(&self.options).ping(None).await;
         // Through `checked` too: while the breaker is open the probe's PING is the only command
         // sent, and its timeouts must still make a cluster client re-read the slot map, or a
         // client that last re-read it before the failover finished would never follow.
-        self.checked(RedisCommand::Ping, answer).is_ok()
+        self.checked(RedisCommand::Ping, answer).map(drop)
     }
 }
 

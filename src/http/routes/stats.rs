@@ -60,6 +60,9 @@ fn render(code: &str, stats: &LinkStats) -> Response {
     };
     match serde_json::to_vec(&body) {
         Ok(json) => json_response(StatusCode::OK, json),
-        Err(_) => ApiError::Internal.into_response(),
+        Err(error) => {
+            tracing::error!(error = %crate::telemetry::Chain(&error), "stats answered 500: the body could not be written");
+            ApiError::Internal.into_response()
+        }
     }
 }
