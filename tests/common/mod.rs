@@ -62,11 +62,59 @@ pub async fn empty_database() -> String {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create the test database");
+    drop_at_exit(name.clone());
     let mut url = admin_url();
     let cut = url.rfind('/').expect("admin URL names a database");
     url.truncate(cut + 1);
     url.push_str(&name);
     url
+}
+
+/// The databases this test process made, dropped when it exits (a failed test's too), so a run
+/// leaves none behind.
+static MADE_HERE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn drop_at_exit(name: String) {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: atexit(3) with a function that takes no arguments and does not unwind.
+        unsafe { libc::atexit(drop_databases_made_here) };
+    });
+    MADE_HERE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(name);
+}
+
+/// Runs as the test binary exits: one connection, a `DROP DATABASE … WITH (FORCE)` for each
+/// database made here (servers still connected to one are disconnected).
+extern "C" fn drop_databases_made_here() {
+    let names = std::mem::take(&mut *MADE_HERE.lock().unwrap_or_else(|p| p.into_inner()));
+    if names.is_empty() {
+        return;
+    }
+    // On a thread of its own: the test runtimes are gone, and this one must not meet them.
+    let dropping = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
+            else {
+                return;
+            };
+            tokio::spawn(connection);
+            for name in names {
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    });
+    let _ = dropping.join();
 }
 
 /// The one bigint a query answers.
