@@ -16,9 +16,13 @@ run migrate: export DATABASE_URL := $(DATABASE_URL)
 run: export DATABASE_REPLICA_URLS := $(DATABASE_REPLICA_URLS)
 run: export REDIS_CLUSTER_NODES := $(REDIS_CLUSTER_NODES)
 export SHORTENER_TEST_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
-BIN := $(or $(CARGO_TARGET_DIR),target)/release/shortener
+TARGET := $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET)/release/shortener
+# COVERAGE=1: `test` and `fault` run instrumented, under cargo-llvm-cov (scripts/coverage.sh),
+# in one build that `make coverage` then reports on; CI runs them so.
+COVERAGE ?= 0
 
-.PHONY: run test fault services stop db migrate build lint bench ratio ci monitoring
+.PHONY: run test fault services stop db migrate build lint bench ratio ci monitoring coverage
 
 ## Start the local stack (installing what is missing), migrate, build in release, serve on :8080.
 run: db build
@@ -29,12 +33,27 @@ run: db build
 ## Start the local stack, then run the whole test suite (each test makes its own database).
 test: services
 	./scripts/stack.sh drop-test-dbs
+ifeq ($(COVERAGE),1)
+	./scripts/coverage.sh run --all-targets
+else
 	cargo test --all-targets
+endif
 
 ## Fault-injection scenarios (tests/faults.rs), one at a time; each faults only processes it
 ## started itself.
 fault: services
+ifeq ($(COVERAGE),1)
+	./scripts/coverage.sh run --test faults -- --ignored --test-threads=1
+else
 	cargo test --test faults -- --ignored --test-threads=1
+endif
+
+## The suite and the fault scenarios once, instrumented; then line coverage per file and in
+## total, failing when a file under src/http/ is below 80 % of its lines.
+coverage:
+	./scripts/coverage.sh clean
+	$(MAKE) test fault COVERAGE=1
+	./scripts/coverage.sh report
 
 ## Postgres (and a streaming replica), Redis, and a Redis Cluster, each only if not running.
 services:
@@ -72,7 +91,7 @@ ratio: services
 ## The alert rules (promtool check and unit tests), every dashboard query, and the catalogue;
 ## with the scrape that `make test` keeps (tests/metrics.rs), promtool check metrics on it too.
 monitoring:
-	scripts/check-monitoring.sh $(wildcard $(or $(CARGO_TARGET_DIR),target)/tmp/metrics-scrape.prom)
+	scripts/check-monitoring.sh $(shell ls -t $(TARGET)/tmp/metrics-scrape.prom $(TARGET)/llvm-cov-target/tmp/metrics-scrape.prom 2>/dev/null | head -1)
 
-## What CI runs.
-ci: test fault monitoring lint
+## What CI runs (.ci/run).
+ci: coverage monitoring lint
