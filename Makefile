@@ -22,7 +22,7 @@ BIN := $(TARGET)/release/shortener
 # in one build that `make coverage` then reports on; CI runs them so.
 COVERAGE ?= 0
 
-.PHONY: run test fault services stop db migrate build lint bench ratio ci monitoring coverage
+.PHONY: run test fault services stop db migrate build lint bench ratio ci monitoring coverage deny
 
 ## Start the local stack (installing what is missing), migrate, build in release, serve on :8080.
 run: db build
@@ -93,5 +93,10 @@ ratio: services
 monitoring:
 	scripts/check-monitoring.sh $(shell ls -t $(TARGET)/tmp/metrics-scrape.prom $(TARGET)/llvm-cov-target/tmp/metrics-scrape.prom 2>/dev/null | head -1)
 
+## deny.toml: licences, duplicate versions, sources (cargo-deny, offline; advisories are left
+## to a CI with a network).
+deny:
+	./scripts/deny.sh
+
 ## What CI runs (.ci/run).
-ci: coverage monitoring lint
+ci: coverage monitoring lint deny
