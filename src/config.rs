@@ -44,6 +44,37 @@ pub enum Command {
     Disable(LinkArgs),
     /// Serve a disabled link again: clears its disabled_at.
     Enable(LinkArgs),
+    /// Load tests only: write N links straight into Postgres with COPY, their ids from a leased
+    /// worker id and their codes from the code key, as the service would make them.
+    #[command(hide = true)]
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Secret of the code permutation: the one the service under test uses.
+    #[arg(long, env = "SHORTENER_CODE_KEY", hide_env_values = true)]
+    pub code_key: Option<String>,
+    /// File holding the code key (instead of SHORTENER_CODE_KEY).
+    #[arg(long, env = "SHORTENER_CODE_KEY_FILE")]
+    pub code_key_file: Option<PathBuf>,
+    /// How many links to write.
+    #[arg(long)]
+    pub links: u64,
+    /// Write the generated codes to this file, one a line, in id order.
+    #[arg(long)]
+    pub codes_out: Option<PathBuf>,
+}
+
+impl SeedArgs {
+    /// The database URL and the code key (`true` when it is the development key).
+    pub fn resolve(self) -> Result<(String, CodeKey, bool), String> {
+        let url = self.database.resolve()?;
+        let (key, development) = read_code_key(self.code_key, self.code_key_file)?;
+        Ok((url, key, development))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@
 //! | [`lease`] | keeping the worker-id lease alive | issue ids itself |
 //! | [`limits`] | per-client rate limits: `N/s,burst=M`, the client key (/64 for IPv6), the in-process GCRA limiter | I/O |
 //! | [`readiness`] | probing the databases on connections of their own for `/readyz` | borrow request connections |
+//! | [`seed`] | `shortener seed`: links for load tests, written with COPY under a leased worker id | run inside the service |
 //! | [`shutdown`], [`telemetry`] | signals; logs | |
 
 pub mod app;
@@ -32,6 +33,7 @@ pub mod lease;
 pub mod limits;
 pub mod links;
 pub mod readiness;
+pub mod seed;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;

@@ -59,6 +59,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Seed(args) => seed(&runtime, args),
         Command::Disable(args) => set_link_state(&runtime, args, LinkState::Disabled),
         Command::Enable(args) => set_link_state(&runtime, args, LinkState::Enabled),
         Command::Serve(args) => {
@@ -94,6 +95,37 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// `shortener seed --links N [--codes-out FILE]` (hidden: load tests only).
+fn seed(runtime: &tokio::runtime::Runtime, args: shortener::config::SeedArgs) -> ExitCode {
+    let (count, codes_out) = (args.links, args.codes_out.clone());
+    let (database_url, key, development) = match args.resolve() {
+        Ok(resolved) => resolved,
+        Err(error) => return configuration_error(&error),
+    };
+    let _logs = telemetry::init(telemetry::LogFormat::from_environment());
+    if development {
+        tracing::warn!("SHORTENER_CODE_KEY is not set: seeding with the public development key");
+    }
+    let codes = match runtime.block_on(shortener::seed::seed(&database_url, &key, count)) {
+        Ok(codes) => codes,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "seeding failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = codes_out {
+        // The runtime is idle here: a plain write is fine.
+        let mut text = codes.join("\n");
+        text.push('\n');
+        if let Err(error) = std::fs::write(&path, text) {
+            tracing::error!(path = %path.display(), error = %telemetry::Chain(&error), "cannot write the codes");
+            return ExitCode::FAILURE;
+        }
+    }
+    tracing::info!(links = codes.len(), "seeded");
+    ExitCode::SUCCESS
 }
 
 /// Exit status when a listener cannot be bound (in use, or not an address of this host):

@@ -13,6 +13,7 @@ mod migrate;
 mod pool;
 mod probe;
 mod redis;
+mod seed;
 mod stats;
 mod tls;
 pub mod worker_lease;
@@ -35,6 +36,7 @@ pub use pool::{
     check_database_url,
 };
 pub use redis::{GcraAnswer, RedisError, RedisSettings, RedisStore, RedisTopology};
+pub use seed::SeedLink;
 pub use stats::{ClickRows, DailyClicks};
 
 use pool::{PgPool, Role};
