@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Memory per cached link: RSS of the service (release) before and after every one of LINKS
+# seeded links (60-byte targets, `shortener seed`) is read once, so memory holds them all;
+# then RSS again 10 s later. Clicks are flushed every second as by default, so their tallies
+# hold about a second's worth of links, not all of them (wrk cannot send HEAD, which counts
+# none). Reports bytes per link.
+#
+#   loadtest/memory.sh            LINKS=1000000
+#
+# Loopback only, bounded; the service on 127.0.0.1:18580 (admin 19580) with a cache of
+# LINKS entries and a 1 h TTL, the database shortener_memory recreated. Output in OUT
+# [target/loadtest/memory-<timestamp>].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LINKS=${LINKS:-1000000}
+OUT=${OUT:-target/loadtest/memory-$(date +%Y%m%dT%H%M%S)}
+DB=shortener_memory
+DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
+PORT=18580
+ADMIN_PORT=19580
+KEY=memory-measurement-code-key
+
+log() { printf '[memory %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+command -v wrk >/dev/null || { log "wrk is required (apt-get install wrk)"; exit 1; }
+mkdir -p "$OUT"
+cargo build --release --bin shortener
+./scripts/stack.sh up
+export PGHOST=127.0.0.1 PGUSER=postgres PGCONNECT_TIMEOUT=5
+psql -w -d postgres -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+psql -w -d postgres -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $DB"
+DATABASE_URL=$DATABASE_URL RUST_LOG=warn timeout 60 target/release/shortener migrate
+log "seeding $LINKS links"
+DATABASE_URL=$DATABASE_URL SHORTENER_CODE_KEY=$KEY RUST_LOG=warn timeout 600 \
+  target/release/shortener seed --links "$LINKS" --codes-out "$OUT/codes.txt"
+
+env -i PATH="$PATH" DATABASE_URL="$DATABASE_URL" RUST_LOG=warn SHORTENER_CODE_KEY=$KEY \
+  SHORTENER_LISTEN=127.0.0.1:$PORT SHORTENER_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT \
+  SHORTENER_RATE_LIMIT_REDIRECT=off SHORTENER_CACHE_CAPACITY="$LINKS" SHORTENER_CACHE_TTL=1h \
+  target/release/shortener serve >"$OUT/service.log" 2>&1 &
+pid=$!
+stop_service() {
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+trap stop_service EXIT
+for _ in $(seq 1 100); do
+  curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/readyz" && break
+  sleep 0.1
+done
+rss() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status"; }
+entries() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^shortener_cache_entries\{cache="links"\}/ {print $2}'; }
+before=$(rss)
+
+cat >"$OUT/walk.lua" <<'LUA'
+-- Each request the next code of codes.txt, every code once per pass; threads split the list.
+local codes, n = {}, 0
+function setup(thread)
+  thread:set("id", n); n = n + 1
+end
+function init(args)
+  for line in io.lines(args[1]) do codes[#codes + 1] = line end
+  i = id
+end
+function request()
+  local code = codes[(i % #codes) + 1]
+  i = i + 2
+  return wrk.format("GET", "/" .. code)
+end
+LUA
+# Two threads, each a half of the list: a pass takes LINKS / rate seconds; run two passes' worth.
+log "walking every code"
+timeout 300 wrk -t2 -c32 -d"$(( LINKS / 20000 + 10 ))s" -s "$OUT/walk.lua" \
+  "http://127.0.0.1:$PORT" -- "$OUT/codes.txt" >"$OUT/walk.txt" 2>&1
+after=$(rss)
+held=$(entries)
+sleep 10
+settled=$(rss)
+python3 - "$before" "$after" "$settled" "$held" "$LINKS" <<'PY' | tee "$OUT/summary.md"
+import sys
+before, after, settled, held, links = (float(x) for x in sys.argv[1:])
+print(f"RSS before {before/2**20:,.1f} MiB; with {held:,.0f} links cached {after/2**20:,.1f} MiB; "
+      f"10 s later {settled/2**20:,.1f} MiB")
+print(f"per cached link: {(settled - before) / max(held, 1):,.0f} bytes "
+      f"({links:,.0f} seeded, 60-byte targets)")
+PY
