@@ -22,7 +22,7 @@ BIN := $(TARGET)/release/shortener
 # in one build that `make coverage` then reports on; CI runs them so.
 COVERAGE ?= 0
 
-.PHONY: run test fault services stop db migrate build lint bench ratio ci monitoring coverage deny
+.PHONY: run test fault services stop db migrate build lint bench ratio ci monitoring coverage deny loadtest
 
 ## Start the local stack (installing what is missing), migrate, build in release, serve on :8080.
 run: db build
@@ -82,6 +82,12 @@ lint:
 ## Criterion micro-benchmarks of the hot-path pieces (docs/benchmarks.md).
 bench:
 	cargo bench --bench hot_path
+
+## The load harness (loadtest/harness.sh): seeds LINKS links (1,000,000), runs the hot, hot-set,
+## Zipf, mixed and open-loop sweep scenarios against the service and the reference server,
+## and writes reports under loadtest/reports/. QUICK=1 for a run under two minutes.
+loadtest: services
+	loadtest/harness.sh
 
 ## The service against a bare hyper server returning a fixed 302, one generator, one run
 ## (loadtest/ratio.sh; QUICK=1 for a smoke run of a few seconds).
