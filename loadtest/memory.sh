@@ -6,6 +6,10 @@
 # none). Reports bytes per link.
 #
 #   loadtest/memory.sh            LINKS=1000000
+#   BIN=/tmp/jemalloc/shortener loadtest/memory.sh     another build (e.g. another allocator)
+#
+# Then a flood: FLOOD connections (5,000) open at once for 5 s against a cached code, and RSS
+# once they are closed and the service has idled 10 s (glibc keeps what a flood freed).
 #
 # Loopback only, bounded; the service on 127.0.0.1:18580 (admin 19580) with a cache of
 # LINKS entries and a 1 h TTL, the database shortener_memory recreated. Output in OUT
@@ -14,6 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LINKS=${LINKS:-1000000}
+FLOOD=${FLOOD:-5000}
+BIN=${BIN:-}
 OUT=${OUT:-target/loadtest/memory-$(date +%Y%m%dT%H%M%S)}
 DB=shortener_memory
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
@@ -24,20 +30,23 @@ KEY=memory-measurement-code-key
 log() { printf '[memory %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 command -v wrk >/dev/null || { log "wrk is required (apt-get install wrk)"; exit 1; }
 mkdir -p "$OUT"
-cargo build --release --bin shortener
+if [ -z "$BIN" ]; then
+  cargo build --release --bin shortener
+  BIN=target/release/shortener
+fi
 ./scripts/stack.sh up
 export PGHOST=127.0.0.1 PGUSER=postgres PGCONNECT_TIMEOUT=5
 psql -w -d postgres -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
 psql -w -d postgres -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $DB"
-DATABASE_URL=$DATABASE_URL RUST_LOG=warn timeout 60 target/release/shortener migrate
+DATABASE_URL=$DATABASE_URL RUST_LOG=warn timeout 60 "$BIN" migrate
 log "seeding $LINKS links"
 DATABASE_URL=$DATABASE_URL SHORTENER_CODE_KEY=$KEY RUST_LOG=warn timeout 600 \
-  target/release/shortener seed --links "$LINKS" --codes-out "$OUT/codes.txt"
+  "$BIN" seed --links "$LINKS" --codes-out "$OUT/codes.txt"
 
 env -i PATH="$PATH" DATABASE_URL="$DATABASE_URL" RUST_LOG=warn SHORTENER_CODE_KEY=$KEY \
   SHORTENER_LISTEN=127.0.0.1:$PORT SHORTENER_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT \
   SHORTENER_RATE_LIMIT_REDIRECT=off SHORTENER_CACHE_CAPACITY="$LINKS" SHORTENER_CACHE_TTL=1h \
-  target/release/shortener serve >"$OUT/service.log" 2>&1 &
+  "$BIN" serve >"$OUT/service.log" 2>&1 &
 pid=$!
 stop_service() {
   kill -TERM "$pid" 2>/dev/null || true
@@ -77,11 +86,20 @@ after=$(rss)
 held=$(entries)
 sleep 10
 settled=$(rss)
-python3 - "$before" "$after" "$settled" "$held" "$LINKS" <<'PY' | tee "$OUT/summary.md"
+log "flood: $FLOOD connections for 5 s"
+hot=$(head -n 1 "$OUT/codes.txt")
+timeout 60 wrk -t2 -c"$FLOOD" -d5s "http://127.0.0.1:$PORT/$hot" >"$OUT/flood.txt" 2>&1 || true
+flooded=$(rss)
+sleep 10
+idle=$(rss)
+python3 - "$before" "$after" "$settled" "$held" "$LINKS" "$flooded" "$idle" "$BIN" <<'PY' | tee "$OUT/summary.md"
 import sys
-before, after, settled, held, links = (float(x) for x in sys.argv[1:])
+before, after, settled, held, links, flooded, idle = (float(x) for x in sys.argv[1:8])
+print(f"binary {sys.argv[8]}")
 print(f"RSS before {before/2**20:,.1f} MiB; with {held:,.0f} links cached {after/2**20:,.1f} MiB; "
       f"10 s later {settled/2**20:,.1f} MiB")
 print(f"per cached link: {(settled - before) / max(held, 1):,.0f} bytes "
       f"({links:,.0f} seeded, 60-byte targets)")
+print(f"after the flood {flooded/2**20:,.1f} MiB; idle 10 s later {idle/2**20:,.1f} MiB "
+      f"({(idle - settled)/2**20:+,.1f} MiB kept)")
 PY

@@ -9,6 +9,17 @@ use shortener::storage::LinkState;
 use shortener::{Listeners, run, shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
 
+#[cfg(all(feature = "jemalloc", feature = "mimalloc"))]
+compile_error!("choose one allocator: the features jemalloc and mimalloc exclude each other");
+
+/// The allocator, when a feature chooses one other than the system's (ADR 0008).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long `disable` / `enable` wait for Redis.
 const REDIS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Exit status for bad configuration (EX_USAGE).
