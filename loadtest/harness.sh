@@ -45,8 +45,9 @@ BARE_PORT=18690
 WORK=$(mktemp -d)
 CACHE_CAPACITY=$(( LINKS / 4 > 1000 ? LINKS / 4 : 1000 ))
 
-log() { printf '[loadtest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+NAME=loadtest
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
 [[ $DURATION =~ ^[1-9][0-9]*s$ ]] || die "DURATION must look like 10s"
 [[ $LIMITER == on || $LIMITER == off ]] || die "LIMITER must be on or off"
 for cmd in cargo curl psql python3; do command -v "$cmd" >/dev/null || die "$cmd is required"; done
@@ -62,23 +63,15 @@ fi
 
 service_pid='' bare_pid=''
 stop_servers() {
-  local pid
-  for pid in $service_pid $bare_pid; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in $service_pid $bare_pid; do
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  # shellcheck disable=SC2086 # empty until the servers start
+  stop_pid $service_pid $bare_pid
   rm -rf "$WORK"
 }
 trap stop_servers EXIT
 
 log "building the service and the reference server (release)"
 cargo build --release --bin shortener --example bare_redirect
-./scripts/stack.sh up
-export PGHOST=127.0.0.1 PGUSER=postgres PGCONNECT_TIMEOUT=5
-psql -w -d postgres -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
-psql -w -d postgres -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $DB"
-DATABASE_URL=$DATABASE_URL RUST_LOG=warn timeout 60 target/release/shortener migrate
+fresh_database "$DB" target/release/shortener
 log "seeding $LINKS links"
 DATABASE_URL=$DATABASE_URL SHORTENER_CODE_KEY=$KEY RUST_LOG=warn timeout 900 \
   target/release/shortener seed --links "$LINKS" --codes-out "$WORK/codes.txt"

@@ -27,18 +27,16 @@ PORT=18580
 ADMIN_PORT=19580
 KEY=memory-measurement-code-key
 
-log() { printf '[memory %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+NAME=memory
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
 command -v wrk >/dev/null || { log "wrk is required (apt-get install wrk)"; exit 1; }
 mkdir -p "$OUT"
 if [ -z "$BIN" ]; then
   cargo build --release --bin shortener
   BIN=target/release/shortener
 fi
-./scripts/stack.sh up
-export PGHOST=127.0.0.1 PGUSER=postgres PGCONNECT_TIMEOUT=5
-psql -w -d postgres -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
-psql -w -d postgres -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $DB"
-DATABASE_URL=$DATABASE_URL RUST_LOG=warn timeout 60 "$BIN" migrate
+fresh_database "$DB" "$BIN"
 log "seeding $LINKS links"
 DATABASE_URL=$DATABASE_URL SHORTENER_CODE_KEY=$KEY RUST_LOG=warn timeout 600 \
   "$BIN" seed --links "$LINKS" --codes-out "$OUT/codes.txt"
@@ -48,16 +46,8 @@ env -i PATH="$PATH" DATABASE_URL="$DATABASE_URL" RUST_LOG=warn SHORTENER_CODE_KE
   SHORTENER_RATE_LIMIT_REDIRECT=off SHORTENER_CACHE_CAPACITY="$LINKS" SHORTENER_CACHE_TTL=1h \
   "$BIN" serve >"$OUT/service.log" 2>&1 &
 pid=$!
-stop_service() {
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-trap stop_service EXIT
-for _ in $(seq 1 100); do
-  curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/readyz" && break
-  sleep 0.1
-done
+trap 'stop_pid "$pid"' EXIT
+wait_ready "$ADMIN_PORT"
 rss() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status"; }
 entries() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^shortener_cache_entries\{cache="links"\}/ {print $2}'; }
 before=$(rss)

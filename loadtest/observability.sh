@@ -23,8 +23,9 @@ DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
 PORT=18380
 ADMIN_PORT=19380
 
-log() { printf '[observability %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+NAME=observability
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
 [[ $DURATION =~ ^[1-9][0-9]*s$ ]] || die "DURATION must look like 5s"
 for knob in ROUNDS CONNECTIONS; do
   [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer"
@@ -33,20 +34,14 @@ command -v wrk >/dev/null || die "wrk is required (apt-get install wrk)"
 mkdir -p "$OUT"
 log "output in $OUT"
 cargo build --release --bin shortener
-./scripts/stack.sh up
-export PGHOST=127.0.0.1 PGUSER=postgres PGCONNECT_TIMEOUT=5
-psql -w -d postgres -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
-psql -w -d postgres -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $DB"
-DATABASE_URL=$DATABASE_URL RUST_LOG=warn timeout 60 target/release/shortener migrate
+fresh_database "$DB" target/release/shortener
 psql -w -d "$DB" -v ON_ERROR_STOP=1 -qc \
   "INSERT INTO links (id, code, target_url, created_at) VALUES (1, 'hot-code', 'https://example.com/hot', now())"
 
 service_pid=''
 stop_service() {
   [ -n "$service_pid" ] || return 0
-  kill -TERM "$service_pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$service_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$service_pid" 2>/dev/null || true
+  stop_pid "$service_pid"
   service_pid=''
 }
 trap stop_service EXIT
@@ -65,10 +60,7 @@ start_service() { # MODE: off | on | access | sampled
     SHORTENER_LOG_FORMAT=json SHORTENER_STATS_FLUSH_INTERVAL=1h SHORTENER_CACHE_TTL=1h \
     target/release/shortener serve >"$OUT/service-$1.log" 2>&1 &
   service_pid=$!
-  for _ in $(seq 1 100); do
-    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/readyz" && break
-    sleep 0.1
-  done
+  wait_ready "$ADMIN_PORT"
   curl -s -o /dev/null "http://127.0.0.1:$PORT/hot-code"
 }
 

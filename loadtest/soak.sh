@@ -21,15 +21,13 @@ PORT=18780
 ADMIN_PORT=19780
 KEY=soak-measurement-code-key
 
-log() { printf '[soak %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+NAME=soak
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
 command -v wrk >/dev/null || { log "wrk is required (apt-get install wrk)"; exit 1; }
 mkdir -p "$OUT"
 cargo build --release --bin shortener
-./scripts/stack.sh up
-export PGHOST=127.0.0.1 PGUSER=postgres PGCONNECT_TIMEOUT=5
-psql -w -d postgres -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
-psql -w -d postgres -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $DB"
-DATABASE_URL=$DATABASE_URL RUST_LOG=warn timeout 60 target/release/shortener migrate
+fresh_database "$DB" target/release/shortener
 DATABASE_URL=$DATABASE_URL SHORTENER_CODE_KEY=$KEY RUST_LOG=warn timeout 600 \
   target/release/shortener seed --links "$LINKS" --codes-out "$OUT/codes.txt"
 env -i PATH="$PATH" DATABASE_URL="$DATABASE_URL" RUST_LOG=warn SHORTENER_CODE_KEY=$KEY \
@@ -37,16 +35,8 @@ env -i PATH="$PATH" DATABASE_URL="$DATABASE_URL" RUST_LOG=warn SHORTENER_CODE_KE
   SHORTENER_RATE_LIMIT_REDIRECT=off SHORTENER_CACHE_CAPACITY=$(( LINKS / 4 )) \
   target/release/shortener serve >"$OUT/service.log" 2>&1 &
 pid=$!
-stop_service() {
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-trap stop_service EXIT
-for _ in $(seq 1 100); do
-  curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/readyz" && break
-  sleep 0.1
-done
+trap 'stop_pid "$pid"' EXIT
+wait_ready "$ADMIN_PORT"
 log "soaking for $SOAK s"
 timeout $(( SOAK + 60 )) wrk -t2 -c"$CONNECTIONS" -d"${SOAK}s" --timeout 5s -s loadtest/scenario.lua \
   "http://127.0.0.1:$PORT" -- zipf "$OUT/codes.txt" 0 >"$OUT/wrk.txt" 2>&1 &

@@ -37,7 +37,7 @@ struct Flushing<'a> {
     metrics: &'a ClickMetrics,
     max_pending_rows: usize,
     /// Why the last write failed, for the line that drops a batch.
-    last_failure: std::sync::Mutex<Option<String>>,
+    last_failure: Option<String>,
 }
 
 /// Runs until `stop` is cancelled, then seals and writes what is left, retrying until it is
@@ -49,12 +49,12 @@ pub async fn run_flusher(
     metrics: ClickMetrics,
     stop: CancellationToken,
 ) {
-    let flushing = Flushing {
+    let mut flushing = Flushing {
         recorder: &recorder,
         db: &db,
         metrics: &metrics,
         max_pending_rows: settings.max_pending_rows,
-        last_failure: std::sync::Mutex::new(None),
+        last_failure: None,
     };
     metrics
         .rows_pending_max
@@ -82,7 +82,7 @@ pub async fn run_flusher(
 
 impl Flushing<'_> {
     /// Seals what the recorder holds into a batch; drops the oldest past the bound.
-    fn seal(&self, pending: &mut VecDeque<Batch>) {
+    fn seal(&mut self, pending: &mut VecDeque<Batch>) {
         let rows = self.recorder.drain();
         if !rows.is_empty() {
             pending.push_back(Batch {
@@ -103,17 +103,13 @@ impl Flushing<'_> {
                 .iter()
                 .chain(&oldest.rows.bot_clicks)
                 .sum();
-            self.recorder.count_dropped(clicks as u64);
             self.metrics.dropped.increment(clicks as u64);
-            let cause = self
-                .last_failure
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .clone()
-                .unwrap_or_else(|| "no write had failed yet".into());
             tracing::error!(
                 clicks,
-                error = cause,
+                error = self
+                    .last_failure
+                    .as_deref()
+                    .unwrap_or("no write had failed yet"),
                 "dropped a click batch: the database stayed unreachable"
             );
         }
@@ -121,7 +117,7 @@ impl Flushing<'_> {
     }
 
     /// Writes the oldest batches first; stops at the first that fails (retried next time).
-    async fn write_pending(&self, pending: &mut VecDeque<Batch>) {
+    async fn write_pending(&mut self, pending: &mut VecDeque<Batch>) {
         while let Some(batch) = pending.front() {
             let started = std::time::Instant::now();
             let result = self.db.apply_click_batch(batch.id, &batch.rows).await;
@@ -143,11 +139,7 @@ impl Flushing<'_> {
                 }
                 Err(error) => {
                     self.metrics.flush_failed(error.cause());
-                    *self
-                        .last_failure
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                        Some(Chain(&error).to_string());
+                    self.last_failure = Some(Chain(&error).to_string());
                     crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), pending = pending.len(), "click batch not written; will retry");
                     break;
                 }

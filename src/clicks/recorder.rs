@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::{Date, OffsetDateTime};
@@ -36,7 +35,6 @@ type Shard = HashMap<(i64, i32), Tally>;
 #[derive(Debug)]
 pub struct ClickRecorder {
     shards: Box<[Mutex<Shard>]>,
-    dropped: AtomicU64,
 }
 
 impl Default for ClickRecorder {
@@ -49,7 +47,6 @@ impl ClickRecorder {
     pub fn new() -> Self {
         ClickRecorder {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            dropped: AtomicU64::new(0),
         }
     }
 
@@ -94,16 +91,6 @@ impl ClickRecorder {
             }
         }
         rows
-    }
-
-    /// Counts clicks given up because the database stayed unreachable for too long.
-    pub fn count_dropped(&self, clicks: u64) {
-        self.dropped.fetch_add(clicks, Ordering::Relaxed);
-    }
-
-    /// Clicks dropped so far (exported as a metric with the observability work).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }
 

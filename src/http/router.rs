@@ -373,7 +373,6 @@ mod tests {
     #[test]
     fn the_redirect_path_future_stays_small() {
         let size = future_size(super::handle_public);
-        eprintln!("FUTURE SIZE {size}");
         assert!(
             size <= MAX_REQUEST_FUTURE_BYTES,
             "handle_public's future is {size} bytes; box the large branch that grew it"

@@ -131,7 +131,7 @@ impl Resolver {
         }
         // Boxed: the lookup's future (pool checkout, query) is kilobytes, and an unboxed one
         // would make every hit's future that large, copied in memory on every request.
-        Box::pin(self.resolve_miss(code).instrument(request_span())).await
+        Box::pin(self.resolve_miss(code)).await
     }
 
     /// A code not in the positive cache: the negative cache, then one lookup for everyone.
@@ -146,7 +146,12 @@ impl Resolver {
         let loaded = self
             .cache
             .found
-            .try_get_with(Box::from(code), self.load(code, &answered_by))
+            // In the request's span: the lookup is what logs (a negative hit, the scanner's
+            // path, makes no span).
+            .try_get_with(
+                Box::from(code),
+                self.load(code, &answered_by).instrument(request_span()),
+            )
             .await;
         match loaded {
             Ok(link) => {

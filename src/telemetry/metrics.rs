@@ -51,6 +51,12 @@ macro_rules! vocabulary {
                 self as usize
             }
         }
+
+        impl Vocabulary for $name {
+            fn labels() -> Vec<&'static str> {
+                $name::ALL.iter().map(|value| value.label()).collect()
+            }
+        }
     };
 }
 
@@ -193,14 +199,11 @@ struct Registry<'a> {
 const METADATA: Metadata<'static> = Metadata::new("shortener", Level::INFO, None);
 
 impl Registry<'_> {
-    fn key(name: &'static str, labels: &[(&'static str, &'static str)]) -> Key {
-        Key::from_parts(
-            name,
-            labels
-                .iter()
-                .map(|(key, value)| Label::from_static_parts(key, value))
-                .collect::<Vec<_>>(),
-        )
+    fn static_labels(labels: &[(&'static str, &'static str)]) -> Vec<Label> {
+        labels
+            .iter()
+            .map(|(key, value)| Label::from_static_parts(key, value))
+            .collect()
     }
 
     fn counter(
@@ -209,11 +212,7 @@ impl Registry<'_> {
         help: &'static str,
         labels: &[(&'static str, &'static str)],
     ) -> Counter {
-        let Some(recorder) = self.recorder else {
-            return Counter::noop();
-        };
-        recorder.describe_counter(KeyName::from_const_str(name), None, help.into());
-        recorder.register_counter(&Self::key(name, labels), &METADATA)
+        self.counter_owned(name, help, Self::static_labels(labels))
     }
 
     fn gauge(
@@ -222,14 +221,10 @@ impl Registry<'_> {
         help: &'static str,
         labels: &[(&'static str, &'static str)],
     ) -> Gauge {
-        let Some(recorder) = self.recorder else {
-            return Gauge::noop();
-        };
-        recorder.describe_gauge(KeyName::from_const_str(name), None, help.into());
-        recorder.register_gauge(&Self::key(name, labels), &METADATA)
+        self.gauge_owned(name, help, Self::static_labels(labels))
     }
 
-    /// A gauge whose labels are built at start-up (database names).
+    /// A gauge whose labels may be built at start-up (database names).
     fn gauge_owned(&self, name: &'static str, help: &'static str, labels: Vec<Label>) -> Gauge {
         let Some(recorder) = self.recorder else {
             return Gauge::noop();
@@ -256,7 +251,8 @@ impl Registry<'_> {
             return Histogram::noop();
         };
         recorder.describe_histogram(KeyName::from_const_str(name), None, help.into());
-        recorder.register_histogram(&Self::key(name, labels), &METADATA)
+        let key = Key::from_parts(name, Self::static_labels(labels));
+        recorder.register_histogram(&key, &METADATA)
     }
 
     /// One counter per value of `V`, under the label `label`.
@@ -293,32 +289,6 @@ impl Registry<'_> {
 trait Vocabulary {
     fn labels() -> Vec<&'static str>;
 }
-
-macro_rules! impl_vocabulary {
-    ($($name:ident),+) => {
-        $(impl Vocabulary for $name {
-            fn labels() -> Vec<&'static str> {
-                $name::ALL.iter().map(|value| value.label()).collect()
-            }
-        })+
-    };
-}
-impl_vocabulary!(
-    HttpRoute,
-    HttpMethod,
-    StatusClass,
-    ResolveOutcome,
-    RedisCommand,
-    RedisCause,
-    DbOperation,
-    DbCause,
-    BatchResult,
-    ClickLabel,
-    LimitRoute,
-    CreateLimitMode,
-    RenewalResult,
-    CacheName
-);
 
 fn noops(count: usize) -> Arc<[Counter]> {
     (0..count).map(|_| Counter::noop()).collect()
