@@ -11,4 +11,7 @@ if ! cargo deny --version >/dev/null 2>&1; then
   echo "deny: installing cargo-deny $CARGO_DENY_VERSION" >&2
   cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked
 fi
+# Offline, cargo-deny reads every crate of Cargo.lock, including those no build here needed
+# (other platforms' dependencies): fetch them from crates.io first.
+cargo fetch --locked --quiet
 cargo deny --offline check licenses bans sources

@@ -157,6 +157,10 @@ impl DatabaseArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Print the name of every environment variable `serve` reads, one a line, and exit
+    /// (deployment checks use it: a misspelt name is otherwise silently ignored).
+    #[arg(long)]
+    pub list_config_names: bool,
     /// Address of the main (public) listener.
     #[arg(long, env = "SHORTENER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
@@ -416,6 +420,27 @@ pub struct RedisConfig {
     pub settings: RedisSettings,
     /// Lifetime of a link in Redis.
     pub ttl: Duration,
+}
+
+/// Read by the log filter (`telemetry::init`), not by an option.
+const LOG_FILTER_VARIABLE: &str = "RUST_LOG";
+
+/// Every environment variable `serve` reads, sorted: its options' names and `RUST_LOG`.
+/// `shortener serve --list-config-names` prints them, so a deployment's files can be checked
+/// against them.
+pub fn config_names() -> Vec<String> {
+    let command = Cli::command();
+    let mut names: Vec<String> = command
+        .find_subcommand("serve")
+        .into_iter()
+        .flat_map(|serve| serve.get_arguments())
+        .filter_map(|argument| argument.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .chain([LOG_FILTER_VARIABLE.to_owned()])
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The `SHORTENER_*` names among `environment` that no option reads: a typo, or a setting
@@ -1203,6 +1228,39 @@ mod tests {
             assert_eq!(errors.len(), 1, "{bad:?}: {errors:?}");
             assert!(errors[0].starts_with("REDIS_URL"), "{errors:?}");
             assert!(!errors[0].contains("u:p"), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn config_names_are_every_serve_variable_and_the_log_filter() {
+        let names = config_names();
+        // The names API.md fixes, and some that later work added.
+        for name in [
+            "DATABASE_URL",
+            "DATABASE_REPLICA_URLS",
+            "REDIS_URL",
+            "REDIS_CLUSTER_NODES",
+            "SHORTENER_CODE_KEY_FILE",
+            "SHORTENER_SHUTDOWN_GRACE",
+            "SHORTENER_SHUTDOWN_DELAY",
+            "SHORTENER_METRICS",
+            "RUST_LOG",
+        ] {
+            assert!(
+                names.contains(&name.to_owned()),
+                "{name} missing from {names:?}"
+            );
+        }
+        assert!(
+            names.windows(2).all(|pair| pair[0] < pair[1]),
+            "sorted, no repeats"
+        );
+        // What the unknown-variable warning accepts, `serve` lists (seed's options are its own).
+        for name in &names {
+            assert!(
+                unknown_variables([name.clone()]).is_empty(),
+                "{name} would be warned about"
+            );
         }
     }
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use shortener::config::{Cli, Command, LinkArgs, unknown_variables};
+use shortener::config::{Cli, Command, LinkArgs, config_names, unknown_variables};
 use shortener::storage::LinkState;
 use shortener::{Listeners, run, shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
@@ -73,6 +73,12 @@ fn main() -> ExitCode {
         Command::Seed(args) => seed(&runtime, args),
         Command::Disable(args) => set_link_state(&runtime, args, LinkState::Disabled),
         Command::Enable(args) => set_link_state(&runtime, args, LinkState::Enabled),
+        Command::Serve(args) if args.list_config_names => {
+            for name in config_names() {
+                println!("{name}");
+            }
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => {
             let config = match args.validate() {
                 Ok(config) => config,

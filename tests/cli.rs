@@ -167,6 +167,66 @@ async fn migrate_is_idempotent() {
     assert_eq!(common::scalar(&db, tables).await, 5);
 }
 
+#[tokio::test]
+async fn migrate_waits_for_a_migration_already_running() {
+    let url = common::empty_database().await;
+    let other = common::connect(&url).await;
+    // The key `shortener migrate` locks (storage::migrate): another run holds it.
+    let key: i64 = 0x73_686f_7274_656e;
+    other
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+    let mut waiting = shortener()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tables = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'links'";
+    // Until the other run lets go, nothing is applied and the command has not finished.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "migrate did not wait"
+    );
+    assert_eq!(common::scalar(&other, tables).await, 0);
+    other
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
+    // The unlock has been answered, so blocking this test's thread on the child is safe.
+    let output = waiting.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("another migration is running"), "{stderr}");
+    assert_eq!(common::scalar(&other, tables).await, 1);
+}
+
+#[test]
+fn serve_lists_the_configuration_names_it_reads() {
+    let output = shortener()
+        .args(["serve", "--list-config-names"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let names: Vec<&str> = stdout.lines().collect();
+    for name in [
+        "DATABASE_URL",
+        "SHORTENER_LISTEN",
+        "REDIS_CLUSTER_NODES",
+        "RUST_LOG",
+    ] {
+        assert!(names.contains(&name), "{name} missing: {stdout}");
+    }
+    assert!(
+        names
+            .iter()
+            .all(|name| !name.is_empty() && !name.contains(' '))
+    );
+}
+
 #[test]
 fn migrate_fails_with_a_nonzero_status_when_the_database_is_unreachable() {
     let output = shortener()
