@@ -1,19 +1,32 @@
 //! Micro-benchmarks of the pieces on the request paths (BRIEF targets: id generation ≤ 50 ns;
-//! code encode + decode ≤ 100 ns; a moka hit ≤ 300 ns). Run with `make bench`.
+//! code encode + decode ≤ 100 ns; a moka hit ≤ 300 ns), and one HTTP/1.1 exchange in memory
+//! (request parsing, routing, the answer written) against a bare hyper handler. Run with
+//! `make bench`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use clap::Parser;
 use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use shortener::app::{App, AppParts};
 use shortener::clicks::{ClickKind, ClickRecorder, is_bot};
+use shortener::config::{Cli, Command};
 use shortener::domain::{TargetUrl, UrlPolicy};
 use shortener::ids::{CodeCodec, CodeKey, IdGenerator, WorkerId};
 use shortener::limits::{LimitKey, LocalLimiter, RateSpec};
+use shortener::links::CreateWriter;
 use shortener::links::{CacheSettings, LinkCache, ResolvedLink, Resolver, Visit};
 use shortener::storage::{Db, PoolSettings, PoolSizes};
 use shortener::telemetry::RequestId;
 use shortener::telemetry::metrics::{HttpMethod, HttpRoute, Layout, Metrics};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_util::sync::CancellationToken;
 
 /// Links in the cache while a hit is measured: a realistic table, not a one-entry map.
 const CACHED_LINKS: i64 = 100_000;
@@ -221,12 +234,151 @@ fn observability(c: &mut Criterion) {
     });
 }
 
+/// A keep-alive client on one end of an in-memory stream: sends `request`, reads one answer
+/// with an empty body, and hands back its status line's code.
+struct Exchange {
+    stream: DuplexStream,
+    buffer: Vec<u8>,
+}
+
+impl Exchange {
+    async fn send(&mut self, request: &[u8]) -> u16 {
+        self.stream.write_all(request).await.unwrap();
+        self.buffer.clear();
+        loop {
+            let mut chunk = [0u8; 1024];
+            let read = self.stream.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the server closed the connection");
+            self.buffer.extend_from_slice(&chunk[..read]);
+            if self.buffer.ends_with(b"\r\n\r\n") {
+                break;
+            }
+        }
+        let status = std::str::from_utf8(&self.buffer[9..12]).unwrap();
+        status.parse().unwrap()
+    }
+}
+
+/// The service's `App`, its database never reached (every redirect here is a cache hit),
+/// configured as in production but without limits (one client sends everything).
+fn bench_app(runtime: &tokio::runtime::Runtime) -> Arc<App> {
+    let argv = [
+        "shortener",
+        "serve",
+        "--database-url",
+        "postgres://bench@127.0.0.1:1/never",
+        "--rate-limit-redirect",
+        "off",
+    ];
+    let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
+    let config = args.validate().unwrap();
+    runtime.block_on(async {
+        let db = Db::connect_lazy(&config.database_url, &[], &config.pool).unwrap();
+        let metrics = Arc::new(Metrics::new(&Layout {
+            databases: db.database_names(),
+            pools: db.pool_layout(),
+            cache_capacity: LinkCache::capacities(config.cache),
+        }));
+        // The writer's task is never run: no create is sent.
+        let (writer, _task) = CreateWriter::with_metrics(
+            db.clone(),
+            config.writer,
+            CancellationToken::new(),
+            metrics.creates.clone(),
+        );
+        let parts = AppParts {
+            db,
+            writer: Arc::new(writer),
+            clicks: Arc::new(ClickRecorder::new()),
+            remote: None,
+            redis: None,
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            metrics,
+        };
+        Arc::new(App::new(&config, parts, CancellationToken::new()))
+    })
+}
+
+/// One request parsed by hyper, routed and answered, over an in-memory stream (no kernel):
+/// a bare handler returning a fixed 302 (hyper's own parsing and writing: the floor), and the
+/// service's public handler redirecting a cached code (routing, the limiter's bypass, the
+/// lookup, the click, metrics, the request id, the answer's headers). Their difference is
+/// what the service adds to a redirect, without the network that dominates in production.
+fn http_exchange(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = bench_app(&runtime);
+    let code = "bench123";
+    runtime.block_on(app.resolver.cache().insert(code, resolved(1)));
+    let request = format!(
+        "GET /{code} HTTP/1.1\r\nHost: sho.rt\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) \
+         AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36\r\nAccept: */*\r\n\r\n"
+    );
+    let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+
+    let connect = |service: bool| {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let app = Arc::clone(&app);
+        runtime.spawn(async move {
+            let io = TokioIo::new(server);
+            let builder = http1::Builder::new();
+            let _ = if service {
+                let service = service_fn(move |request| {
+                    let response = shortener::http::handle_public(Arc::clone(&app), request, peer);
+                    async move { Ok::<_, std::convert::Infallible>(response.await) }
+                });
+                builder.serve_connection(io, service).await
+            } else {
+                let service = service_fn(|_request| async {
+                    let mut response = http::Response::new(Full::new(Bytes::new()));
+                    *response.status_mut() = http::StatusCode::FOUND;
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        http::header::LOCATION,
+                        http::HeaderValue::from_static("https://example.com/some/long/path"),
+                    );
+                    headers.insert(
+                        http::header::CACHE_CONTROL,
+                        http::HeaderValue::from_static("private, max-age=0"),
+                    );
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                builder.serve_connection(io, service).await
+            };
+        });
+        Exchange {
+            stream: client,
+            buffer: Vec::with_capacity(1024),
+        }
+    };
+    for (name, service) in [("http_bare_302", false), ("http_redirect_hit", true)] {
+        let mut exchange = connect(service);
+        assert_eq!(runtime.block_on(exchange.send(request.as_bytes())), 302);
+        c.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(exchange.send(request.as_bytes()).await);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+}
+
 criterion_group!(
     benches,
     ids_and_codes,
     request_pieces,
     cache_hits,
     limiter,
-    observability
+    observability,
+    http_exchange
 );
 criterion_main!(benches);
