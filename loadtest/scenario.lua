@@ -4,7 +4,8 @@
 -- sees the arguments).
 -- MODE: hot (one code), hotset (the first 100 codes, uniformly), zipf (every code, Zipf-popular
 -- with s = 1: rank k with probability ~ 1/k), mixed (zipf redirects ~95 %, creates ~4 %,
--- stats ~1 %). XFF_CLIENTS > 0: each request carries X-Forwarded-For from that many
+-- stats ~1 %), walk (every code in turn, each thread its share: fills the Redis tier before a
+-- run with TIERS=full). XFF_CLIENTS > 0: each request carries X-Forwarded-For from that many
 -- addresses (10.x.y.z), for runs with the per-client limiter on. WRK_RESULT: where done()
 -- writes the latency percentiles and the counts as JSON.
 local mode, codes, clients = "hot", {}, 0
@@ -34,7 +35,9 @@ end
 local threads = {}
 function setup(thread)
   thread:set("id", #threads + 1)
+  thread:set("nthreads", #threads + 1)
   table.insert(threads, thread)
+  for _, t in ipairs(threads) do t:set("nthreads", #threads) end
 end
 
 function init(args)
@@ -61,6 +64,11 @@ function request()
     return wrk.format("GET", "/" .. codes[math.random(1, math.min(100, #codes))], h)
   elseif mode == "zipf" then
     return wrk.format("GET", "/" .. codes[zipf_index()], h)
+  elseif mode == "walk" then
+    counter = counter + 1
+    local n = nthreads or 1
+    local index = ((counter - 1) * n + ((id or 1) - 1)) % #codes + 1
+    return wrk.format("GET", "/" .. codes[index], h)
   end
   local roll = math.random()
   if roll < 0.04 then
