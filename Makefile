@@ -22,7 +22,7 @@ BIN := $(TARGET)/release/shortener
 # in one build that `make coverage` then reports on; CI runs them so.
 COVERAGE ?= 0
 
-.PHONY: run test fault services stop db migrate build lint bench ratio ci monitoring coverage deny loadtest
+.PHONY: run test fault services stop db migrate build lint bench ratio ci monitoring coverage deny loadtest deploy-check
 
 ## Start the local stack (installing what is missing), migrate, build in release, serve on :8080.
 run: db build
@@ -105,4 +105,11 @@ deny:
 	./scripts/deny.sh
 
 ## What CI runs (.ci/run).
-ci: coverage monitoring lint deny
+ci: coverage monitoring lint deny deploy-check
+
+## The Dockerfile (hadolint), the Compose file (docker-compose 1.29 and Compose v2's parser),
+## the Kubernetes overlays rendered and schema-validated, the PrometheusRule against the alert
+## rules, and every configuration name they use against `shortener serve --list-config-names`;
+## offline, installing its tools when missing (scripts/check-deploy.sh).
+deploy-check:
+	./scripts/check-deploy.sh
