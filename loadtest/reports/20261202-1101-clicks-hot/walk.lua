@@ -1,0 +1,2 @@
+local n = 0
+function request() n = n % 1 + 1; return wrk.format("GET", string.format("/c%08d", n)) end
