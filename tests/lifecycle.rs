@@ -78,6 +78,27 @@ async fn shutdown_writes_pending_clicks_and_releases_the_lease() {
 }
 
 #[tokio::test]
+async fn clicks_of_a_link_deleted_by_hand_do_not_hold_back_the_others() {
+    let app = spawn_app(&["--stats-flush-interval", "1h"]).await;
+    let kept = app.create("https://example.com/kept").await;
+    let deleted = app.create("https://example.com/deleted").await;
+    let db = app.db().await;
+    // An operator deletes a link (or a restore loses it) while this instance still has it
+    // cached: its clicks are counted in memory and sealed into the same batch as the others'.
+    db.execute("DELETE FROM links WHERE code = $1", &[&deleted])
+        .await
+        .unwrap();
+    for code in [&kept, &deleted, &kept] {
+        assert_eq!(app.get(&format!("/{code}")).await.status, 302);
+    }
+    app.shutdown().await;
+    // The batch was written: the kept link's clicks, without a row for the deleted one.
+    let clicks = "SELECT coalesce(sum(clicks), 0)::bigint FROM link_clicks_daily";
+    assert_eq!(scalar(&db, clicks).await, 2);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM stats_batches").await, 1);
+}
+
+#[tokio::test]
 async fn readiness_turns_503_as_soon_as_shutdown_begins() {
     let app = spawn_app(&[]).await;
     // Hold a connection open with a half-sent request so draining takes a while.

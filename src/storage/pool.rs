@@ -199,11 +199,17 @@ impl BackgroundStatements {
             claim_batch: client
                 .prepare("INSERT INTO stats_batches (batch_id) VALUES ($1) ON CONFLICT DO NOTHING")
                 .await?,
+            // Rows of links that no longer exist (deleted by hand, or lost to a restore while
+            // an instance still had them cached) are left out: their clicks would have been
+            // deleted with the link, and the foreign key would otherwise fail the whole batch
+            // again at every retry, holding back every later click of this instance.
             upsert_clicks: client
                 .prepare(
                     "INSERT INTO link_clicks_daily (link_id, day, clicks, bot_clicks, last_click_at) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::date[], $3::bigint[], $4::bigint[], \
-                                          $5::timestamptz[]) \
+                     SELECT u.* FROM UNNEST($1::bigint[], $2::date[], $3::bigint[], $4::bigint[], \
+                                            $5::timestamptz[]) \
+                                AS u (link_id, day, clicks, bot_clicks, last_click_at) \
+                     WHERE EXISTS (SELECT 1 FROM links WHERE links.id = u.link_id) \
                      ON CONFLICT (link_id, day) DO UPDATE SET \
                        clicks = link_clicks_daily.clicks + EXCLUDED.clicks, \
                        bot_clicks = link_clicks_daily.bot_clicks + EXCLUDED.bot_clicks, \
