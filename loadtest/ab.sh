@@ -39,12 +39,6 @@ fresh_database "$DB" "$B"
 psql -w -d "$DB" -v ON_ERROR_STOP=1 -qc \
   "INSERT INTO links (id, code, target_url, created_at) VALUES (1, 'hot-code', 'https://example.com/hot', now())"
 
-service_pid=''
-stop_service() {
-  [ -n "$service_pid" ] || return 0
-  stop_pid "$service_pid"
-  service_pid=''
-}
 trap stop_service EXIT
 
 start_service() { # BINARY

@@ -13,7 +13,7 @@
 #
 #   loadtest/clicks.sh          ROUNDS=5 DURATION=5s CONNECTIONS=64 SPREAD=10000
 #
-# Loopback only, bounded; the service on 127.0.0.1:18480 (admin 19480), the database
+# Loopback only, bounded; the service on 127.0.0.1:18880 (admin 19880), the database
 # shortener_clicks recreated. Output in OUT [target/loadtest/clicks-<timestamp>].
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,16 +24,13 @@ SPREAD=${SPREAD:-10000}
 OUT=${OUT:-target/loadtest/clicks-$(date +%Y%m%dT%H%M%S)}
 DB=shortener_clicks
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
-PORT=18480
-ADMIN_PORT=19480
+PORT=18880
+ADMIN_PORT=19880
 
 NAME=clicks
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh
-[[ $DURATION =~ ^[1-9][0-9]*s$ ]] || die "DURATION must look like 5s"
-for knob in ROUNDS CONNECTIONS SPREAD; do
-  [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer"
-done
+check_knobs ROUNDS CONNECTIONS SPREAD
 for cmd in wrk taskset python3; do command -v "$cmd" >/dev/null || die "$cmd is required"; done
 mkdir -p "$OUT"
 log "output in $OUT"
@@ -56,12 +53,6 @@ local n = 0
 function request() n = n % $SPREAD + 1; return wrk.format("GET", string.format("/c%08d", n)) end
 LUA
 
-service_pid=''
-stop_service() {
-  [ -n "$service_pid" ] || return 0
-  stop_pid "$service_pid"
-  service_pid=''
-}
 trap stop_service EXIT
 rows_written() {
   psql -w -d "$DB" -Atqc "SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0) FROM pg_stat_user_tables

@@ -31,3 +31,21 @@ stop_pid() { # PID...
     kill -KILL "$pid" 2>/dev/null || true
   done
 }
+
+# Dies unless DURATION looks like 5s and each named variable is a positive integer.
+check_knobs() { # VARIABLE...
+  [[ $DURATION =~ ^[1-9][0-9]*s$ ]] || die "DURATION must look like 5s (got '$DURATION')"
+  local knob
+  for knob in "$@"; do
+    [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
+  done
+}
+
+# The one service a script runs at a time: start it with `... & service_pid=$!`, stop it with
+# stop_service (also the scripts' EXIT trap; a second call does nothing).
+service_pid=''
+stop_service() {
+  [ -n "$service_pid" ] || return 0
+  stop_pid "$service_pid"
+  service_pid=''
+}

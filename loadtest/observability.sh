@@ -26,10 +26,7 @@ ADMIN_PORT=19380
 NAME=observability
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh
-[[ $DURATION =~ ^[1-9][0-9]*s$ ]] || die "DURATION must look like 5s"
-for knob in ROUNDS CONNECTIONS; do
-  [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer"
-done
+check_knobs ROUNDS CONNECTIONS
 command -v wrk >/dev/null || die "wrk is required (apt-get install wrk)"
 mkdir -p "$OUT"
 log "output in $OUT"
@@ -38,12 +35,6 @@ fresh_database "$DB" target/release/shortener
 psql -w -d "$DB" -v ON_ERROR_STOP=1 -qc \
   "INSERT INTO links (id, code, target_url, created_at) VALUES (1, 'hot-code', 'https://example.com/hot', now())"
 
-service_pid=''
-stop_service() {
-  [ -n "$service_pid" ] || return 0
-  stop_pid "$service_pid"
-  service_pid=''
-}
 trap stop_service EXIT
 
 start_service() { # MODE: off | on | access | sampled

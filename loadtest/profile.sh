@@ -21,9 +21,9 @@ OUT=${OUT:-target/loadtest/profile-$(date +%Y%m%dT%H%M%S)}
 DB=shortener_profile
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
 KEY=profile-code-key-not-secret
-PORT=18780
-ADMIN_PORT=19780
-BARE_PORT=18790
+PORT=18980
+ADMIN_PORT=19980
+BARE_PORT=18990
 
 NAME=profile
 # shellcheck source=loadtest/common.sh

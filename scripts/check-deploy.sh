@@ -82,67 +82,14 @@ log() { echo "check-deploy: $*"; }
 die() { echo "check-deploy: FAILED: $*" >&2; exit 1; }
 
 work=$(mktemp -d)
-policy_installed=no
+TOOL=check-deploy
+# shellcheck source=scripts/debian-tools.sh
+. scripts/debian-tools.sh
 cleanup() {
     rm -rf "$work"
-    if [[ $policy_installed == yes ]]; then
-        run_as_root rm -f /usr/sbin/policy-rc.d
-    fi
+    remove_policy_rc_d
 }
 trap cleanup EXIT
-
-# --- tools ---------------------------------------------------------------------------------
-
-run_as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        die "installing Debian packages needs root or sudo: apt-get install $*"
-    fi
-}
-
-apt_updated=no
-apt_install() {
-    if [[ $apt_updated == no ]]; then
-        run_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-        apt_updated=yes
-    fi
-    run_as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "$@" >/dev/null
-}
-
-# promtool comes with Debian's `prometheus` package, installed as scripts/check-monitoring.sh
-# does: a policy-rc.d that refuses (exit 101) keeps the package's daemon from starting, and is
-# removed again afterwards; a daemon that starts anyway is stopped, if none ran before.
-install_promtool() {
-    log "promtool not found; installing Debian's prometheus package"
-    local was_running=no
-    if pgrep -x prometheus >/dev/null 2>&1; then
-        was_running=yes
-    fi
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\n# Written by scripts/check-deploy.sh for one install; removed after it.\nexit 101\n' \
-            | run_as_root tee /usr/sbin/policy-rc.d >/dev/null
-        run_as_root chmod 755 /usr/sbin/policy-rc.d
-        policy_installed=yes
-    fi
-    apt_install prometheus
-    if [[ $policy_installed == yes ]]; then
-        run_as_root rm -f /usr/sbin/policy-rc.d
-        policy_installed=no
-    fi
-    if [[ $was_running == no ]] && pgrep -x prometheus >/dev/null 2>&1; then
-        log "the package started a prometheus daemon; stopping it"
-        if [[ -d /run/systemd/system ]]; then
-            run_as_root systemctl stop prometheus || true
-        else
-            run_as_root service prometheus stop || true
-        fi
-    fi
-    command -v promtool >/dev/null || die "installing the prometheus package gave no promtool"
-}
 
 # The PyPI tools, in a virtual environment of their own (Debian's Python is externally
 # managed). A stamp of the package list makes a second run skip pip entirely.

@@ -48,58 +48,15 @@ if [[ -n $SCRAPE && ! -f $SCRAPE ]]; then
 fi
 
 work=$(mktemp -d)
-policy_installed=no
+TOOL=check-monitoring
+die() { fail "$@"; }
+# shellcheck source=scripts/debian-tools.sh
+. scripts/debian-tools.sh
 cleanup() {
     rm -rf "$work"
-    if [[ $policy_installed == yes ]]; then
-        run_as_root rm -f /usr/sbin/policy-rc.d
-    fi
+    remove_policy_rc_d
 }
 trap cleanup EXIT
-
-run_as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        fail "promtool is missing, and installing it needs root or sudo: apt-get install prometheus"
-    fi
-}
-
-# Debian's `prometheus` package ships /usr/bin/promtool. Its post-install script would start a
-# prometheus daemon; a policy-rc.d that refuses (exit 101, Debian's documented way) keeps it
-# from starting, and is removed again afterwards. A daemon that starts anyway is stopped through
-# the service manager, and only if none was running before.
-install_promtool() {
-    echo "check-monitoring: promtool not found; installing Debian's prometheus package"
-    local was_running=no
-    if pgrep -x prometheus >/dev/null 2>&1; then
-        was_running=yes
-    fi
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\n# Written by scripts/check-monitoring.sh for one install; removed after it.\nexit 101\n' \
-            | run_as_root tee /usr/sbin/policy-rc.d >/dev/null
-        run_as_root chmod 755 /usr/sbin/policy-rc.d
-        policy_installed=yes
-    fi
-    run_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    run_as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends prometheus >/dev/null
-    if [[ $policy_installed == yes ]]; then
-        run_as_root rm -f /usr/sbin/policy-rc.d
-        policy_installed=no
-    fi
-    if [[ $was_running == no ]] && pgrep -x prometheus >/dev/null 2>&1; then
-        echo "check-monitoring: the package started a prometheus daemon; stopping it"
-        if [[ -d /run/systemd/system ]]; then
-            run_as_root systemctl stop prometheus || true
-        else
-            run_as_root service prometheus stop || true
-        fi
-    fi
-    command -v promtool >/dev/null || fail "installing the prometheus package gave no promtool"
-}
 
 command -v promtool >/dev/null || install_promtool
 command -v python3 >/dev/null || fail "python3 is needed"

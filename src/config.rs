@@ -432,15 +432,21 @@ pub fn config_names() -> Vec<String> {
     let command = Cli::command();
     let mut names: Vec<String> = command
         .find_subcommand("serve")
-        .into_iter()
-        .flat_map(|serve| serve.get_arguments())
-        .filter_map(|argument| argument.get_env())
-        .map(|name| name.to_string_lossy().into_owned())
-        .chain([LOG_FILTER_VARIABLE.to_owned()])
-        .collect();
+        .map(variables_of)
+        .unwrap_or_default();
+    names.push(LOG_FILTER_VARIABLE.to_owned());
     names.sort();
     names.dedup();
     names
+}
+
+/// The environment variables `command`'s options read.
+fn variables_of(command: &clap::Command) -> Vec<String> {
+    command
+        .get_arguments()
+        .filter_map(|argument| argument.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// The `SHORTENER_*` names among `environment` that no option reads: a typo, or a setting
@@ -448,12 +454,7 @@ pub fn config_names() -> Vec<String> {
 /// start-up. `SHORTENER_TEST_*` belongs to the test suite.
 pub fn unknown_variables(environment: impl IntoIterator<Item = String>) -> Vec<String> {
     let command = Cli::command();
-    let known: Vec<String> = command
-        .get_subcommands()
-        .flat_map(|subcommand| subcommand.get_arguments())
-        .filter_map(|argument| argument.get_env())
-        .map(|name| name.to_string_lossy().into_owned())
-        .collect();
+    let known: Vec<String> = command.get_subcommands().flat_map(variables_of).collect();
     environment
         .into_iter()
         .filter(|name| name.starts_with("SHORTENER_") && !name.starts_with("SHORTENER_TEST_"))
@@ -1232,7 +1233,7 @@ mod tests {
     }
 
     #[test]
-    fn config_names_are_every_serve_variable_and_the_log_filter() {
+    fn config_names_hold_the_fixed_names_sorted_once_and_none_is_warned_about() {
         let names = config_names();
         // The names API.md fixes, and some that later work added.
         for name in [

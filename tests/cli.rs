@@ -171,8 +171,8 @@ async fn migrate_is_idempotent() {
 async fn migrate_waits_for_a_migration_already_running() {
     let url = common::empty_database().await;
     let other = common::connect(&url).await;
-    // The key `shortener migrate` locks (storage::migrate): another run holds it.
-    let key: i64 = 0x73_686f_7274_656e;
+    // Another run holds the lock `shortener migrate` takes.
+    let key = shortener::storage::MIGRATION_LOCK_KEY;
     other
         .execute("SELECT pg_advisory_lock($1)", &[&key])
         .await

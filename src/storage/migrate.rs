@@ -7,7 +7,7 @@ refinery::embed_migrations!("migrations");
 /// Key of the session-level advisory lock every `migrate` holds while it runs, so two runs
 /// (two rollouts' Jobs, a Job and an operator) apply migrations one after the other instead
 /// of racing on refinery's history table. The value only has to be this program's own.
-const MIGRATION_LOCK_KEY: i64 = 0x73_686f_7274_656e; // "shorten"
+pub const MIGRATION_LOCK_KEY: i64 = 0x73_686f_7274_656e; // "shorten"
 
 /// Applies every pending migration to the database at `url`; a no-op when all are applied.
 /// Waits for any other run to finish first (an advisory lock, released when this session

@@ -30,7 +30,7 @@ use crate::telemetry::metrics::{DbCause, DbMetrics, DbOperation, PoolName};
 pub use admin::{LinkState, set_link_state};
 pub use batch::{BatchKey, BatchRow, RowOutcome};
 pub use links::{LinkRecord, StoredAnswer};
-pub use migrate::migrate;
+pub use migrate::{MIGRATION_LOCK_KEY, migrate};
 pub use pool::{
     OWN_CONNECTIONS_PRIMARY, OWN_CONNECTIONS_REPLICA, PgConn, PoolSettings, PoolSizes,
     check_database_url,
