@@ -14,19 +14,17 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use shortener::app::{App, AppParts};
+use shortener::Application;
 use shortener::clicks::{ClickKind, ClickRecorder, is_bot};
 use shortener::config::{Cli, Command};
 use shortener::domain::{TargetUrl, UrlPolicy};
 use shortener::ids::{CodeCodec, CodeKey, IdGenerator, WorkerId};
 use shortener::limits::{LimitKey, LocalLimiter, RateSpec};
-use shortener::links::CreateWriter;
 use shortener::links::{CacheSettings, LinkCache, ResolvedLink, Resolver, Visit};
-use shortener::storage::{Db, PoolSettings, PoolSizes};
+use shortener::storage::{Db, PgTarget, PoolSettings, PoolSizes};
 use shortener::telemetry::RequestId;
 use shortener::telemetry::metrics::{HttpMethod, HttpRoute, Layout, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio_util::sync::CancellationToken;
 
 /// Links in the cache while a hit is measured: a realistic table, not a one-entry map.
 const CACHED_LINKS: i64 = 100_000;
@@ -134,7 +132,8 @@ fn cache_hits(c: &mut Criterion) {
         statement_timeout: Duration::from_millis(10),
     };
     let (resolver, clicks) = runtime.block_on(async {
-        let db = Db::connect_lazy("postgres://bench@127.0.0.1:1/never", &[], &settings).unwrap();
+        let never = PgTarget::parse("postgres://bench@127.0.0.1:1/never").unwrap();
+        let db = Db::connect_lazy(&never, &[], &settings);
         let cache = Arc::new(LinkCache::new(CacheSettings {
             capacity: 1_000_000,
             ttl: Duration::from_secs(3600),
@@ -259,46 +258,28 @@ impl Exchange {
     }
 }
 
-/// The service's `App`, its database never reached (every redirect here is a cache hit),
-/// configured as in production but without limits (one client sends everything).
-fn bench_app(runtime: &tokio::runtime::Runtime) -> Arc<App> {
+/// The service as `shortener serve` builds it, its database never reached (every redirect
+/// here is a cache hit), configured as in production but without the redirect limit (one
+/// client sends everything). Its listeners are bound and left idle; its background tasks run
+/// on the benchmark's runtime, finding no database (they retry once a second).
+fn bench_app(runtime: &tokio::runtime::Runtime) -> Application {
     let argv = [
         "shortener",
         "serve",
         "--database-url",
         "postgres://bench@127.0.0.1:1/never",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
         "--rate-limit-redirect",
         "off",
     ];
     let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
         unreachable!()
     };
-    let config = args.validate().unwrap();
-    runtime.block_on(async {
-        let db = Db::connect_lazy(&config.database_url, &[], &config.pool).unwrap();
-        let metrics = Arc::new(Metrics::new(&Layout {
-            databases: db.database_names(),
-            pools: db.pool_layout(),
-            cache_capacity: LinkCache::capacities(config.cache),
-        }));
-        // The writer's task is never run: no create is sent.
-        let (writer, _task) = CreateWriter::with_metrics(
-            db.clone(),
-            config.writer,
-            CancellationToken::new(),
-            metrics.creates.clone(),
-        );
-        let parts = AppParts {
-            db,
-            writer: Arc::new(writer),
-            clicks: Arc::new(ClickRecorder::new()),
-            remote: None,
-            redis: None,
-            listen: "127.0.0.1:8080".parse().unwrap(),
-            metrics,
-        };
-        Arc::new(App::new(&config, parts, CancellationToken::new()))
-    })
+    let config = args.parse().unwrap();
+    runtime.block_on(Application::build(config)).unwrap()
 }
 
 /// One request parsed by hyper, routed and answered, over an in-memory stream (no kernel):
@@ -311,9 +292,10 @@ fn http_exchange(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let app = bench_app(&runtime);
+    let application = bench_app(&runtime);
+    let app = application.state();
     let code = "bench123";
-    runtime.block_on(app.resolver.cache().insert(code, resolved(1)));
+    runtime.block_on(application.link_cache().insert(code, resolved(1)));
     let request = format!(
         "GET /{code} HTTP/1.1\r\nHost: sho.rt\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) \
          AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36\r\nAccept: */*\r\n\r\n"

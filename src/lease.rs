@@ -39,25 +39,18 @@ impl Default for LeaseSettings {
     }
 }
 
-impl LeaseSettings {
-    /// The margin must leave a usable lease, and the lease must outlive at least two renewal
-    /// periods, so one failed renewal does not stop creates.
-    pub fn check(&self) -> Result<(), String> {
-        if self.safety_margin >= self.ttl {
-            return Err(
-                "SHORTENER_LEASE_SAFETY_MARGIN: must be shorter than SHORTENER_LEASE_TTL".into(),
-            );
-        }
-        if self.renew_every * 2 > self.ttl - self.safety_margin {
-            return Err(
-                "SHORTENER_LEASE_RENEW_EVERY: at most half of SHORTENER_LEASE_TTL minus \
-                 SHORTENER_LEASE_SAFETY_MARGIN (one renewal may fail without stopping creates)"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
+/// Which worker id to lease, how, and in whose name.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    /// `SHORTENER_WORKER_ID`, leased like any other so that two instances configured with
+    /// the same id cannot both issue ids; `None`: the lowest free one.
+    pub fixed: Option<WorkerId>,
+    pub settings: LeaseSettings,
+    /// This host's name, part of the lease's holder.
+    pub host: String,
+}
 
+impl LeaseSettings {
     /// Each lease statement's own limit: half the margin, so a hung database costs at most
     /// that before the keeper knows.
     fn sql_timeout(&self) -> Duration {
@@ -85,25 +78,22 @@ pub struct LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    /// `fixed`: the configured `SHORTENER_WORKER_ID`, leased like any other so that two
-    /// instances configured with the same id cannot both issue ids.
-    pub fn new(
-        db: Db,
-        ids: Arc<IdGenerator>,
-        fixed: Option<WorkerId>,
-        settings: LeaseSettings,
-    ) -> Self {
-        let range = match fixed {
+    pub fn new(db: Db, ids: Arc<IdGenerator>, config: &LeaseConfig) -> Self {
+        let range = match config.fixed {
             Some(worker) => worker.get()..=worker.get(),
             None => 0..=MAX_WORKER_ID,
         };
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown-host".into());
         LeaseKeeper {
             db,
             ids,
-            settings,
+            settings: config.settings,
             range,
-            holder: format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..)),
+            holder: format!(
+                "{}/{}/{:08x}",
+                config.host,
+                std::process::id(),
+                fastrand::u32(..)
+            ),
             held: None,
             said_unavailable: false,
             metrics: LeaseMetrics::default(),

@@ -257,7 +257,9 @@ async fn database_on(server: &OwnPostgres) -> String {
         .await
         .unwrap();
     let url = server.url("shortener");
-    shortener::storage::migrate(&url).await.unwrap();
+    shortener::storage::migrate(&common::target(&url))
+        .await
+        .unwrap();
     url
 }
 

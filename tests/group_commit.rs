@@ -26,7 +26,7 @@ fn db_on(url: &str) -> Db {
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(10),
     };
-    Db::connect_lazy(url, &[], &settings).unwrap()
+    Db::connect_lazy(&common::target(url), &[], &settings)
 }
 
 /// A writer on `url`, its task running until the token is cancelled.
@@ -39,7 +39,12 @@ fn writer_on(
     tokio::task::JoinHandle<()>,
 ) {
     let stop = CancellationToken::new();
-    let (writer, task) = CreateWriter::new(db_on(url), settings, stop.clone());
+    let (writer, task) = CreateWriter::new(
+        db_on(url),
+        settings,
+        stop.clone(),
+        tokio_util::task::TaskTracker::new(),
+    );
     (Arc::new(writer), stop, tokio::spawn(task))
 }
 

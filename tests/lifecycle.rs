@@ -154,7 +154,7 @@ async fn a_fixed_worker_id_held_by_a_live_instance_is_not_shared() {
         connect_timeout: Duration::from_secs(2),
         statement_timeout: Duration::from_secs(2),
     };
-    let db = Db::connect_lazy(&db_url, &[], &settings).unwrap();
+    let db = Db::connect_lazy(&common::target(&db_url), &[], &settings);
     let ttl = Duration::from_secs(30);
     let seven = WorkerId::new(7).unwrap();
     let lease = db

@@ -101,7 +101,7 @@ fn make_server_cert(dir: &Path, ca: &str) {
 
 /// Connects with `url`, as `shortener migrate` does; answers the error's text, if any.
 async fn migrate_with(url: &str) -> Result<(), String> {
-    shortener::storage::migrate(url)
+    shortener::storage::migrate(&common::target(url))
         .await
         .map(drop)
         .map_err(|error| format!("{error:#}"))

@@ -54,8 +54,8 @@ async fn a_scan_of_unknown_generated_codes_costs_the_primary_nothing() {
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
     };
-    let replicas = [replica_url(database_name(&db_url))];
-    let db = Db::connect_lazy(&db_url, &replicas, &settings).unwrap();
+    let replicas = [common::target(&replica_url(database_name(&db_url)))];
+    let db = Db::connect_lazy(&common::target(&db_url), &replicas, &settings);
     let codec = CodeCodec::new(&CodeKey::derive(TEST_CODE_KEY));
     let cache = Arc::new(LinkCache::new(CacheSettings {
         capacity: 10_000,

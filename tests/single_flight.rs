@@ -85,7 +85,7 @@ async fn concurrent_misses_of_one_code_make_one_query() {
         )
         .await
         .unwrap();
-    let db = Db::connect_lazy(&db_url, &[], &pool_settings()).unwrap();
+    let db = Db::connect_lazy(&common::target(&db_url), &[], &pool_settings());
     let resolver = resolver(&db);
 
     let results = resolve_concurrently(&resolver, &db_url, "popular").await;
@@ -117,12 +117,15 @@ async fn concurrent_misses_of_one_code_make_one_query() {
 
 #[tokio::test]
 async fn failed_lookups_are_not_cached() {
-    let db = Db::connect_lazy("postgres://postgres@127.0.0.1:1/none", &[], &{
-        let mut settings = pool_settings();
-        settings.acquire_timeout = Duration::from_millis(200);
-        settings
-    })
-    .unwrap();
+    let db = Db::connect_lazy(
+        &common::target("postgres://postgres@127.0.0.1:1/none"),
+        &[],
+        &{
+            let mut settings = pool_settings();
+            settings.acquire_timeout = Duration::from_millis(200);
+            settings
+        },
+    );
     let resolver = resolver(&db);
     for attempt in 1..=3 {
         assert_eq!(

@@ -17,11 +17,25 @@ use crate::storage::{ClickRows, Db};
 use crate::telemetry::Chain;
 use crate::telemetry::metrics::{ClickLabel, ClickMetrics};
 
-#[derive(Debug, Clone)]
+/// Unwritten click rows kept while Postgres is unreachable (about 100 MB at worst).
+pub const MAX_PENDING_CLICK_ROWS: usize = 1_000_000;
+
+/// How often tallies are written, and how many unwritten rows are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushSettings {
     pub interval: Duration,
     /// Most (link, day) rows kept while the database is unreachable.
     pub max_pending_rows: usize,
+}
+
+impl FlushSettings {
+    /// A flush every `interval`, with the default bound on unwritten rows.
+    pub fn every(interval: Duration) -> Self {
+        FlushSettings {
+            interval,
+            max_pending_rows: MAX_PENDING_CLICK_ROWS,
+        }
+    }
 }
 
 struct Batch {

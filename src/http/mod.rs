@@ -11,6 +11,7 @@ mod problem;
 mod router;
 mod routes;
 mod server;
+mod state;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -18,6 +19,7 @@ use http_body_util::Full;
 pub use problem::ApiError;
 pub use router::{handle_admin, handle_public};
 pub use server::{ConnectionLimits, PerPeerCap, bind, serve};
+pub use state::{HttpSettings, State};
 
 /// Every response body is complete before it is sent.
 pub type Body = Full<Bytes>;

@@ -12,11 +12,11 @@ use hyper::body::Incoming;
 
 use http::HeaderValue;
 
+use super::State;
 use super::client::client_ip;
 use super::cors;
 use super::routes::{admin, openapi, redirect, shorten, stats};
-use super::{ApiError, Response};
-use crate::app::App;
+use super::{ApiError, HttpSettings, Response};
 use crate::domain::{ClientIp, Code, CodeBuf};
 use crate::limits::{Decision, LimitedRoute, RateSpec};
 use crate::links::Visit;
@@ -89,18 +89,20 @@ fn method_label(method: &Method) -> HttpMethod {
 /// Routes a request of the main listener. The routing runs now; the returned future does
 /// the rest.
 pub fn handle_public(
-    app: Arc<App>,
+    state: Arc<State>,
     request: http::Request<Incoming>,
     peer: SocketAddr,
 ) -> impl Future<Output = Response> + Send + 'static {
     // The clock is read only when something will use it.
-    let started = (app.metrics.is_on() || app.access_log != AccessLog::Off).then(Instant::now);
+    let settings = &state.settings;
+    let started =
+        (state.metrics.is_on() || settings.access_log != AccessLog::Off).then(Instant::now);
     let method = method_label(request.method());
-    let request_id = request_id(&app, peer, request.headers());
-    let client = client_ip(&app.trusted_proxies, peer, request.headers());
-    let cors = !app.cors_origins.is_empty();
+    let request_id = request_id(settings, peer, request.headers());
+    let client = client_ip(&settings.trusted_proxies, peer, request.headers());
+    let cors = !settings.cors_origins.is_empty();
     let origin = cors
-        .then(|| cors::allowed_origin(&app.cors_origins, request.headers()))
+        .then(|| cors::allowed_origin(&settings.cors_origins, request.headers()))
         .flatten();
     let route = route(request, client, cors);
     let label = route.label();
@@ -111,12 +113,13 @@ pub fn handle_public(
         );
     // Redirects and stats are decided here, in memory; a create's decision may ask Redis.
     let decided = route.limit().and_then(|limit| {
-        app.limits
+        state
+            .limits
             .check(limit, client.get())
             .map(|(spec, decision)| (limit, spec, decision))
     });
     let request = Request {
-        app,
+        state,
         route,
         decided,
         client,
@@ -137,9 +140,9 @@ const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-
 
 /// The `X-Request-Id` a trusted proxy sent, when it is usable; otherwise a new one. (The
 /// peer is checked first: looking a header up hashes its name, on every request.)
-fn request_id(app: &App, peer: SocketAddr, headers: &http::HeaderMap) -> RequestId {
+fn request_id(settings: &HttpSettings, peer: SocketAddr, headers: &http::HeaderMap) -> RequestId {
     Some(peer)
-        .filter(|peer| app.trusted_proxies.contains(peer.ip()))
+        .filter(|peer| settings.trusted_proxies.contains(peer.ip()))
         .and_then(|_| headers.get(X_REQUEST_ID))
         .and_then(|given| RequestId::given(given.as_bytes()))
         .unwrap_or_else(RequestId::make)
@@ -147,7 +150,7 @@ fn request_id(app: &App, peer: SocketAddr, headers: &http::HeaderMap) -> Request
 
 /// What the routing found out about a request of the main listener.
 struct Request {
-    app: Arc<App>,
+    state: Arc<State>,
     route: Route,
     /// The limit decided in memory (redirects, stats).
     decided: Option<(LimitedRoute, RateSpec, Decision)>,
@@ -167,7 +170,7 @@ async fn answer(request: Request) -> Response {
         let limited = match &request.route {
             // Boxed: the Redis call's future would otherwise enlarge every redirect's.
             Route::Shorten { .. } => {
-                Box::pin(request.app.limits.check_create(request.client.get()))
+                Box::pin(request.state.limits.check_create(request.client.get()))
                     .await
                     .map(|(spec, decision)| (LimitedRoute::Create, spec, decision))
             }
@@ -186,20 +189,22 @@ async fn answer(request: Request) -> Response {
         }
         let mut response = match request.route {
             Route::Redirect { code, visit } => {
-                redirect::handle(&request.app, code.as_str(), visit).await
+                redirect::handle(&request.state, code.as_str(), visit).await
             }
             // Boxed: these futures are large, and every request's future is as large as its
             // largest branch, moved in memory as a whole on every redirect.
             Route::Stats { code } => {
-                Box::pin(stats::handle(&request.app, code.as_str()).instrument(request_span()))
+                Box::pin(stats::handle(&request.state, code.as_str()).instrument(request_span()))
                     .await
             }
             Route::Shorten {
                 request: create,
                 client,
             } => {
-                Box::pin(shorten::handle(&request.app, *create, client).instrument(request_span()))
-                    .await
+                Box::pin(
+                    shorten::handle(&request.state, *create, client).instrument(request_span()),
+                )
+                .await
             }
             Route::OpenApi => openapi::handle(),
             Route::Preflight(_) => break 'answer cors::preflight(request.origin.as_ref()),
@@ -215,7 +220,7 @@ async fn answer(request: Request) -> Response {
         if request.cors_route {
             cors::decorate(&mut response, request.origin.as_ref());
         }
-        if request.app.draining() {
+        if request.state.draining() {
             response
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -228,15 +233,12 @@ async fn answer(request: Request) -> Response {
         .map(|started| started.elapsed())
         .unwrap_or_default();
     request
-        .app
+        .state
         .metrics
         .http
         .observe(request.label, request.method, status, elapsed);
-    if request
-        .app
-        .access_log
-        .logs(status, request.app.access_log_sample)
-    {
+    let settings = &request.state.settings;
+    if settings.access_log.logs(status, settings.access_log_sample) {
         tracing::info!(
             target: "access",
             request_id = %request.id,
@@ -343,7 +345,7 @@ fn route(request: http::Request<Incoming>, client: ClientIp, cors: bool) -> Rout
 }
 
 pub async fn handle_admin(
-    app: Arc<App>,
+    state: Arc<State>,
     request: http::Request<Incoming>,
     _peer: SocketAddr,
 ) -> Response {
@@ -352,8 +354,8 @@ pub async fn handle_admin(
     }
     match request.uri().path() {
         "/healthz" => admin::healthz(),
-        "/readyz" => admin::readyz(&app),
-        "/metrics" if app.metrics.is_on() => admin::metrics(&app),
+        "/readyz" => admin::readyz(&state),
+        "/metrics" if state.metrics.is_on() => admin::metrics(&state),
         _ => ApiError::NotFound.into_response(),
     }
 }

@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Response;
 use crate::domain::TrustedProxies;
@@ -107,13 +108,14 @@ pub fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 }
 
 /// Serves HTTP/1.1 on `listener` until `stop` is cancelled, then stops accepting, lets every
-/// in-flight request finish (closing idle keep-alive connections), and returns. The caller
-/// bounds how long that may take.
+/// in-flight request finish (closing idle keep-alive connections), and returns. Each
+/// connection is a task on `tasks`. The caller bounds how long that may take.
 pub async fn serve<H, F>(
     listener: TcpListener,
     limits: ConnectionLimits,
     handler: H,
     stop: CancellationToken,
+    tasks: TaskTracker,
 ) where
     H: Fn(http::Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
@@ -168,7 +170,7 @@ pub async fn serve<H, F>(
             async move { Ok::<_, Infallible>(response.await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }

@@ -14,6 +14,7 @@ mod creator;
 mod idempotency;
 mod remote;
 mod resolver;
+mod retention;
 mod writer;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use cache::{CacheSettings, LinkCache};
 pub use creator::{CreateError, CreateRequest, Created, Creator, Replay};
 pub use remote::RemoteCache;
 pub use resolver::{LinkStats, ResolveError, Resolver, Visit};
+pub use retention::{PRUNE_EVERY, run_pruner};
 pub use writer::{CreateWriter, WriteError, WriterSettings};
 
 use crate::domain::TargetUrl;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::ResolvedLink;
 use super::breaker::{Breaker, BreakerState};
@@ -30,15 +31,19 @@ pub struct RemoteCache {
     breaker: Breaker,
     fills: Arc<Semaphore>,
     ttl: Duration,
+    /// Where background fills run.
+    tasks: TaskTracker,
 }
 
 impl RemoteCache {
-    pub fn new(store: RedisStore, ttl: Duration) -> Self {
+    /// Background fills are tasks on `tasks`.
+    pub fn new(store: RedisStore, ttl: Duration, tasks: TaskTracker) -> Self {
         RemoteCache {
             store,
             breaker: Breaker::new(BREAKER_THRESHOLD),
             fills: Arc::new(Semaphore::new(MAX_FILLS_IN_FLIGHT)),
             ttl,
+            tasks,
         }
     }
 
@@ -75,7 +80,7 @@ impl RemoteCache {
             return;
         };
         let (this, code, value) = (Arc::clone(self), code.to_owned(), encode(record));
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             this.put(&code, value).await;
             drop(permit);
         });

@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::storage::{BatchRow, Db, RowOutcome};
 use crate::telemetry::Chain;
@@ -72,13 +73,14 @@ struct Counts {
 
 impl CreateWriter {
     /// The handle, and the task to spawn (it returns once `stop` is cancelled and everything
-    /// queued by then is written and answered).
+    /// queued by then is written and answered). Each batch in flight is a task on `tasks`.
     pub fn new(
         db: Db,
         settings: WriterSettings,
         stop: CancellationToken,
+        tasks: TaskTracker,
     ) -> (CreateWriter, impl Future<Output = ()> + Send + 'static) {
-        Self::with_metrics(db, settings, stop, CreateMetrics::default())
+        Self::with_metrics(db, settings, stop, tasks, CreateMetrics::default())
     }
 
     /// As [`CreateWriter::new`], each batch counted in `metrics`.
@@ -86,17 +88,21 @@ impl CreateWriter {
         db: Db,
         settings: WriterSettings,
         stop: CancellationToken,
+        tasks: TaskTracker,
         metrics: CreateMetrics,
     ) -> (CreateWriter, impl Future<Output = ()> + Send + 'static) {
         let (queue, receiver) = mpsc::channel(settings.queue.max(1));
         let counts = Arc::new(Counts::default());
         let task = run(
-            db,
-            settings,
+            Batching {
+                db,
+                settings,
+                stop: stop.clone(),
+                tasks,
+                counts: Arc::clone(&counts),
+                metrics,
+            },
             receiver,
-            stop.clone(),
-            Arc::clone(&counts),
-            metrics,
         );
         (
             CreateWriter {
@@ -144,17 +150,28 @@ impl CreateWriter {
     }
 }
 
-async fn run(
+/// What the writer's task works with.
+struct Batching {
     db: Db,
     settings: WriterSettings,
-    mut receiver: mpsc::Receiver<Pending>,
     stop: CancellationToken,
+    tasks: TaskTracker,
     counts: Arc<Counts>,
     metrics: CreateMetrics,
-) {
+}
+
+async fn run(batching: Batching, mut receiver: mpsc::Receiver<Pending>) {
+    let Batching {
+        db,
+        settings,
+        stop,
+        tasks,
+        counts,
+        metrics,
+    } = batching;
     let batch_max = settings.batch_max.max(1);
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let mut in_flight = JoinSet::new();
+    let mut in_flight: Vec<JoinHandle<()>> = Vec::new();
     let mut stopping = false;
     loop {
         // A batch is gathered only once a connection's worth of room is free: while every
@@ -197,15 +214,16 @@ async fn run(
         counts.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let db = db.clone();
         let metrics = metrics.clone();
-        in_flight.spawn(async move {
+        in_flight.retain(|batch| !batch.is_finished());
+        in_flight.push(tasks.spawn(async move {
             write_batch(&db, batch, &metrics).await;
             drop(slot);
-        });
-        // Reap what has finished, so the set does not grow.
-        while in_flight.try_join_next().is_some() {}
+        }));
     }
     // Everyone queued has been taken; wait until each batch in flight has answered its rows.
-    while in_flight.join_next().await.is_some() {}
+    for batch in in_flight {
+        let _ = batch.await;
+    }
 }
 
 fn take_queued(receiver: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max: usize) {

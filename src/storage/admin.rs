@@ -1,7 +1,7 @@
 //! Operator commands that change one link (`shortener disable` / `enable`), run from the
 //! command line on a connection of their own.
 
-use super::StorageError;
+use super::{PgTarget, StorageError};
 
 /// Whether a link may be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,19 +14,19 @@ pub enum LinkState {
 
 /// Sets the state of the link named `code`. Answers `false` when no link has that code.
 pub async fn set_link_state(
-    database_url: &str,
+    target: &PgTarget,
     code: &str,
     state: LinkState,
 ) -> Result<bool, StorageError> {
-    let (client, connection) = super::connect_once(database_url).await?;
     let sql = match state {
         LinkState::Disabled => {
             "UPDATE links SET disabled_at = coalesce(disabled_at, now()) WHERE code = $1"
         }
         LinkState::Enabled => "UPDATE links SET disabled_at = NULL WHERE code = $1",
     };
-    let updated = client.execute(sql, &[&code]).await?;
-    drop(client);
-    let _ = connection.await;
-    Ok(updated == 1)
+    super::on_own_connection(target, async |client: &mut tokio_postgres::Client| {
+        let updated = client.execute(sql, &[&code]).await?;
+        Ok::<_, StorageError>(updated == 1)
+    })
+    .await
 }

@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 
+use super::PgTarget;
+
 refinery::embed_migrations!("migrations");
 
 /// Key of the session-level advisory lock every `migrate` holds while it runs, so two runs
@@ -9,33 +11,34 @@ refinery::embed_migrations!("migrations");
 /// of racing on refinery's history table. The value only has to be this program's own.
 pub const MIGRATION_LOCK_KEY: i64 = 0x73_686f_7274_656e; // "shorten"
 
-/// Applies every pending migration to the database at `url`; a no-op when all are applied.
-/// Waits for any other run to finish first (an advisory lock, released when this session
-/// ends). Answers the names of the migrations applied by this call.
-pub async fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
-    let (mut client, connection) = super::connect_once(url)
-        .await
-        .context("connecting to the database to migrate it")?;
-    let locked = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
-        .await
-        .context("taking the migration lock")?;
-    if !locked.get::<_, bool>(0) {
-        tracing::info!("another migration is running; waiting for it to finish");
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+/// Applies every pending migration to `target`; a no-op when all are applied. Waits for any
+/// other run to finish first (an advisory lock, released when this session ends). Answers the
+/// names of the migrations applied by this call.
+pub async fn migrate(target: &PgTarget) -> anyhow::Result<Vec<String>> {
+    super::on_own_connection(target, async |client: &mut tokio_postgres::Client| {
+        let locked = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
             .await
-            .context("waiting for the migration lock")?;
-    }
-    let report = migrations::runner()
-        .run_async(&mut client)
-        .await
-        .context("applying migrations")?;
-    drop(client);
-    let _ = connection.await;
-    Ok(report
-        .applied_migrations()
-        .iter()
-        .map(|migration| migration.to_string())
-        .collect())
+            .context("taking the migration lock")?;
+        if !locked.try_get::<_, bool>(0)? {
+            tracing::info!("another migration is running; waiting for it to finish");
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+                .await
+                .context("waiting for the migration lock")?;
+        }
+        let report = migrations::runner()
+            .run_async(client)
+            .await
+            .context("applying migrations")?;
+        Ok::<_, anyhow::Error>(
+            report
+                .applied_migrations()
+                .iter()
+                .map(|migration| migration.to_string())
+                .collect(),
+        )
+    })
+    .await
+    .context("migrating the database")
 }

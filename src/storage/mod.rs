@@ -31,31 +31,46 @@ pub use admin::{LinkState, set_link_state};
 pub use batch::{BatchKey, BatchRow, RowOutcome};
 pub use links::{LinkRecord, StoredAnswer};
 pub use migrate::{MIGRATION_LOCK_KEY, migrate};
-pub use pool::{
-    OWN_CONNECTIONS_PRIMARY, OWN_CONNECTIONS_REPLICA, PgConn, PoolSettings, PoolSizes,
-    check_database_url,
-};
+pub use pool::{OWN_CONNECTIONS_PRIMARY, PgConn, PoolSettings, PoolSizes};
 pub use redis::{GcraAnswer, RedisError, RedisSettings, RedisStore, RedisTopology};
 pub use seed::SeedLink;
 pub use stats::{ClickRows, DailyClicks};
+pub use tls::PgTarget;
 
 use pool::{PgPool, Role};
 
-/// One connection of its own to the database at `url` (TLS as the URL says), its connection
-/// task spawned; for the commands that run once (`migrate`, `disable`, `enable`).
-async fn connect_once(
-    url: &str,
-) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), StorageError> {
-    let target = tls::parse(url).map_err(|reason| {
-        StorageError::Unavailable(format!("the database URL is not usable: {reason}"))
-    })?;
-    let (client, connection) = target.config.connect(target.tls).await?;
-    let task = tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "postgres connection ended");
+/// Runs `work` on a connection of its own to `target` (TLS as it says), driving the
+/// connection beside it; for the commands that run once (`migrate`, `disable`, `enable`). The
+/// connection is closed before this returns: it leaves no task behind.
+async fn on_own_connection<T, E>(
+    target: &PgTarget,
+    work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<tokio_postgres::Error>,
+{
+    let (mut client, connection) = target.config.connect(target.tls.clone()).await?;
+    let mut connection = std::pin::pin!(connection);
+    let mut connection_ended = false;
+    let result = {
+        let mut work = std::pin::pin!(work(&mut client));
+        loop {
+            tokio::select! {
+                result = &mut work => break result,
+                ended = &mut connection, if !connection_ended => {
+                    connection_ended = true;
+                    if let Err(error) = ended {
+                        break Err(E::from(error));
+                    }
+                }
+            }
         }
-    });
-    Ok((client, task))
+    };
+    drop(client);
+    if !connection_ended && let Err(error) = connection.await {
+        tracing::debug!(%error, "postgres connection ended");
+    }
+    result
 }
 
 /// Why a storage call failed, as far as callers need to branch on it. Driver errors are kept
@@ -199,38 +214,36 @@ impl Db {
     /// Builds the pools without connecting: connections are made in the background and on demand,
     /// so the service starts (and reports not-ready) while a database is down.
     pub fn connect_lazy(
-        primary_url: &str,
-        replica_urls: &[String],
+        primary: &PgTarget,
+        replicas: &[PgTarget],
         settings: &PoolSettings,
-    ) -> Result<Self, StorageError> {
+    ) -> Self {
         let sizes = settings.sizes;
-        let replicas = replica_urls
+        let replicas = replicas
             .iter()
-            .map(|url| {
-                Ok(Replica {
-                    pool: pool::build(url, Role::Read, sizes.read, settings)?,
-                    probe: pool::build(url, Role::Own, 1, settings)?,
-                    skip_until_ms: AtomicU64::new(0),
-                    epoch: Instant::now(),
-                })
+            .map(|target| Replica {
+                pool: pool::build(target, Role::Read, sizes.read, settings),
+                probe: pool::build(target, Role::Own, 1, settings),
+                skip_until_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
             })
-            .collect::<Result<_, StorageError>>()?;
-        Ok(Db {
+            .collect();
+        Db {
             call_timeout: settings.acquire_timeout
                 + settings.statement_timeout
                 + CALL_TIMEOUT_SLACK,
-            read: pool::build(primary_url, Role::Read, sizes.read, settings)?,
-            write: pool::build(primary_url, Role::Write, sizes.write, settings)?,
-            background: pool::build(primary_url, Role::Background, sizes.background, settings)?,
-            lease: pool::build(primary_url, Role::Own, 1, settings)?,
-            probe: pool::build(primary_url, Role::Own, 1, settings)?,
+            read: pool::build(primary, Role::Read, sizes.read, settings),
+            write: pool::build(primary, Role::Write, sizes.write, settings),
+            background: pool::build(primary, Role::Background, sizes.background, settings),
+            lease: pool::build(primary, Role::Own, 1, settings),
+            probe: pool::build(primary, Role::Own, 1, settings),
             replicas,
             next_replica: Default::default(),
             lookups: Default::default(),
             primary_lookups: Default::default(),
             errors: DbMetrics::default(),
             sizes,
-        })
+        }
     }
 
     /// Counts failed calls in `errors` from now on (set before the handle is cloned).

@@ -13,7 +13,7 @@ use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StorageError;
-use super::tls;
+use super::tls::PgTarget;
 use crate::telemetry::Throttle;
 
 /// A peer that vanished (host down, network cut) is noticed within about half a minute
@@ -22,6 +22,11 @@ const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const TCP_KEEPALIVE_RETRIES: u32 = 3;
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a pool's reaper task closes connections idle or old past bb8's limits. The task
+/// ends at its first tick after the pool is dropped, so this also bounds how long it outlives a
+/// stopped service (bb8's default is 30 s).
+const REAPER_EVERY: Duration = Duration::from_millis(500);
 
 /// Connections of each role this instance opens to the primary. Every role has its own pool,
 /// so a flood of creates blocked on a lock cannot take the connections redirects need.
@@ -35,20 +40,14 @@ pub struct PoolSizes {
     pub background: u32,
 }
 
-/// Connections opened outside the request pools, per database: one for the worker-id lease
-/// (primary only) and one for readiness probes.
+/// Connections opened to the primary outside the request pools: one for the worker-id lease
+/// and one for readiness probes (a replica has one, for its probes).
 pub const OWN_CONNECTIONS_PRIMARY: u32 = 2;
-pub const OWN_CONNECTIONS_REPLICA: u32 = 1;
 
 impl PoolSizes {
     /// Everything this instance may open to the primary at once.
     pub fn primary_total(&self) -> u32 {
         self.read + self.write + self.background + OWN_CONNECTIONS_PRIMARY
-    }
-
-    /// Everything this instance may open to one replica at once.
-    pub fn replica_total(&self) -> u32 {
-        self.read + OWN_CONNECTIONS_REPLICA
     }
 }
 
@@ -278,43 +277,10 @@ impl ErrorSink<tokio_postgres::Error> for LogErrors {
     }
 }
 
-/// Where a configuration connects, `host:port` (hosts and ports as libpq pairs them), for logs.
-fn server_of(config: &tokio_postgres::Config) -> Arc<str> {
-    let ports = config.get_ports();
-    config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(index, host)| {
-            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
-                #[cfg(unix)]
-                tokio_postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-        .into()
-}
-
-/// Checks a Postgres connection string at start-up, TLS settings and CA file included; the
-/// error names what is wrong without repeating the string.
-pub fn check_database_url(url: &str) -> Result<(), String> {
-    tls::parse(url).map(drop)
-}
-
-/// A pool of `size` connections of `role` to the database at `url`.
-pub(super) fn build(
-    url: &str,
-    role: Role,
-    size: u32,
-    settings: &PoolSettings,
-) -> Result<PgPool, StorageError> {
-    let tls::PgTarget { mut config, tls } = tls::parse(url).map_err(|reason| {
-        StorageError::Unavailable(format!("the database URL is not usable: {reason}"))
-    })?;
-    let server = server_of(&config);
+/// A pool of `size` connections of `role` to `target`.
+pub(super) fn build(target: &PgTarget, role: Role, size: u32, settings: &PoolSettings) -> PgPool {
+    let server: Arc<str> = target.server().into();
+    let (mut config, tls) = (target.config.clone(), target.tls.clone());
     config
         .connect_timeout(settings.connect_timeout)
         .keepalives(true)
@@ -342,8 +308,9 @@ pub(super) fn build(
     };
     // Request pools keep two connections warm; a task's own connection is opened on first use.
     let min_idle = (role != Role::Own).then_some(size.min(2));
-    Ok(Pool::builder()
+    Pool::builder()
         .max_size(size)
+        .reaper_rate(REAPER_EVERY)
         .min_idle(min_idle)
         .connection_timeout(settings.acquire_timeout)
         .test_on_check_out(false)
@@ -353,7 +320,7 @@ pub(super) fn build(
             server,
             throttle: Arc::new(Throttle::new(CONNECT_FAILURE_LOG_EVERY)),
         }))
-        .build_unchecked(manager))
+        .build_unchecked(manager)
 }
 
 pub(super) async fn checkout(

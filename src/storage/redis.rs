@@ -13,8 +13,8 @@
 //! [`RESYNC_AT_MOST_EVERY`]: once the replica has taken over, the hung node is dropped and its
 //! slots are routed to the new master.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,9 +23,11 @@ use fred::prelude::{
     Builder, ClientLike, ClusterInterface, Config, Expiration, KeysInterface, LuaInterface,
     Options, Pool, ReconnectPolicy, Server, ServerConfig, TlsConnector,
 };
+use fred::types::ConnectHandle;
 use fred::types::config::{ClusterDiscoveryPolicy, TlsConfig, TlsHostMapping, UnresponsiveConfig};
 use fred::types::scripts::Script;
 use thiserror::Error;
+use tokio_util::task::TaskTracker;
 
 use crate::telemetry::metrics::{RedisCause, RedisCommand, RedisMetrics};
 
@@ -38,6 +40,8 @@ const MAX_QUEUED_COMMANDS: usize = 10_000;
 /// Reconnect back-off: 100 ms, doubling, at most 2 s, forever.
 const RECONNECT_MIN_MS: u32 = 100;
 const RECONNECT_MAX_MS: u32 = 2_000;
+/// How long [`RedisStore::quit`] waits for the connection task to end.
+const QUIT_WAIT: Duration = Duration::from_secs(1);
 /// The slot map is re-read after a command timed out against a cluster, at most this often.
 const RESYNC_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
@@ -113,6 +117,10 @@ pub struct RedisStore {
     key_prefix: String,
     /// Set for a cluster: when the slot map was last re-read.
     resync: Option<Arc<Resync>>,
+    /// Where the slot-map re-reads run.
+    tasks: TaskTracker,
+    /// fred's connection task, taken and awaited by [`RedisStore::quit`].
+    connection: Arc<Mutex<Option<ConnectHandle>>>,
     /// Failed commands, by command and cause.
     metrics: RedisMetrics,
 }
@@ -125,8 +133,9 @@ struct Resync {
 
 impl RedisStore {
     /// Builds the client and starts connecting in the background: the service starts (and
-    /// serves from its other tiers) while Redis is down.
-    pub fn connect(settings: &RedisSettings) -> Result<Self, RedisError> {
+    /// serves from its other tiers) while Redis is down. Re-reads of a cluster's slot map are
+    /// tasks on `tasks`; fred's own connection tasks end at [`RedisStore::quit`].
+    pub fn connect(settings: &RedisSettings, tasks: TaskTracker) -> Result<Self, RedisError> {
         let mut config = match &settings.topology {
             RedisTopology::Single(url) => Config::from_url(url)?,
             RedisTopology::Cluster(seeds) => Config {
@@ -179,7 +188,7 @@ impl RedisStore {
                 2,
             ))
             .build_pool(POOL_SIZE)?;
-        pool.connect();
+        let connection = Arc::new(Mutex::new(Some(pool.connect())));
         let resync = matches!(settings.topology, RedisTopology::Cluster(_)).then(|| {
             Arc::new(Resync {
                 started: Instant::now(),
@@ -188,6 +197,8 @@ impl RedisStore {
         });
         Ok(RedisStore {
             resync,
+            tasks,
+            connection,
             pool,
             options: Options {
                 timeout: Some(settings.command_timeout),
@@ -265,7 +276,7 @@ impl RedisStore {
             return;
         }
         let pool = self.pool.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             for client in pool.clients() {
                 if let Err(error) = client.sync_cluster().await {
                     tracing::debug!(%error, "re-reading the redis cluster's slot map failed");
@@ -339,6 +350,24 @@ impl RedisStore {
             reset: Duration::from_micros(field(2)),
             retry_after: Duration::from_micros(field(3)),
         })
+    }
+
+    /// Closes every connection and waits (at most [`QUIT_WAIT`]) for fred's connection task to
+    /// end. The store answers nothing afterwards.
+    pub async fn quit(&self) {
+        if let Err(error) = self.pool.quit().await {
+            tracing::debug!(%error, "redis quit failed");
+        }
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(connection) = connection
+            && tokio::time::timeout(QUIT_WAIT, connection).await.is_err()
+        {
+            tracing::debug!("redis connection task still running after quit");
+        }
     }
 
     /// Whether Redis answers a PING within the command timeout.

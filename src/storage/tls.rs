@@ -33,11 +33,50 @@ use tokio_postgres::Config;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// A connection string read: what tokio-postgres connects with, and the TLS it uses.
+/// A Postgres server to connect to: its connection string parsed once (at start-up, by
+/// `config`), with the TLS it asks for. Its `Debug` names the server, never the password.
 #[derive(Clone)]
 pub struct PgTarget {
-    pub config: Config,
-    pub tls: MakeRustlsConnect,
+    pub(super) config: Config,
+    pub(super) tls: MakeRustlsConnect,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("server", &self.server())
+            .field("ssl_mode", &self.config.get_ssl_mode())
+            .finish()
+    }
+}
+
+impl PgTarget {
+    /// Reads a Postgres connection string (URL or `key=value` form) with libpq's `sslmode`
+    /// and `sslrootcert`. The error never repeats the string (it may hold a password).
+    pub fn parse(url: &str) -> Result<PgTarget, String> {
+        parse(url)
+    }
+
+    /// Where it connects, `host:port` (hosts and ports as libpq pairs them), for logs.
+    pub fn server(&self) -> String {
+        let ports = self.config.get_ports();
+        self.config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(index, host)| {
+                let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+                match host {
+                    tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(path) => {
+                        format!("{}:{port}", path.display())
+                    }
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// What a connection string asks of the server's certificate.
@@ -48,9 +87,7 @@ enum Check {
     ChainAndName,
 }
 
-/// Reads a Postgres connection string. The error never repeats the string (it may hold a
-/// password).
-pub fn parse(url: &str) -> Result<PgTarget, String> {
+fn parse(url: &str) -> Result<PgTarget, String> {
     let (rest, sslmode, rootcert) = take_tls_params(url);
     let mut config = Config::from_str(&rest)
         .map_err(|_| "is not a valid Postgres connection string (value not shown)".to_owned())?;

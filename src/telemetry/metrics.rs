@@ -581,9 +581,9 @@ impl Sampled {
     }
 }
 
-/// Whether a server records metrics.
+/// Whether a server records metrics (`SHORTENER_METRICS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recording {
+pub enum Recording {
     On,
     Off,
 }
@@ -621,9 +621,9 @@ impl Metrics {
         Self::build(layout, Recording::On)
     }
 
-    /// Every handle a no-op and nothing to render (`SHORTENER_METRICS=off`).
-    pub fn off(layout: &Layout) -> Metrics {
-        Self::build(layout, Recording::Off)
+    /// With `Recording::Off`, every handle a no-op and nothing to render.
+    pub fn recording(layout: &Layout, recording: Recording) -> Metrics {
+        Self::build(layout, recording)
     }
 
     /// Whether anything is recorded.

@@ -50,15 +50,14 @@ impl LogFormat {
             other => Err(format!("'{other}' is not json, text or auto")),
         }
     }
+}
 
-    /// For the commands that run once (`migrate`, `disable`, `enable`): the variable if it
-    /// parses, `auto` otherwise.
-    pub fn from_environment() -> LogFormat {
-        std::env::var("SHORTENER_LOG_FORMAT")
-            .ok()
-            .and_then(|raw| LogFormat::parse(raw.trim()).ok())
-            .unwrap_or_else(|| LogFormat::parse("auto").expect("auto parses"))
-    }
+/// How log lines are written and which are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `RUST_LOG`'s directives; `info` when unset or unusable.
+    pub filter: Option<String>,
 }
 
 /// Which requests get an access-log line (`SHORTENER_ACCESS_LOG`).
@@ -97,8 +96,12 @@ impl AccessLog {
 pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
 
 /// Installs the log subscriber (once per process; later calls change nothing).
-pub fn init(format: LogFormat) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(settings: &LogSettings) -> LogGuard {
+    let filter = settings
+        .filter
+        .as_deref()
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_BUFFER_LINES)
         .lossy(true)
@@ -107,7 +110,7 @@ pub fn init(format: LogFormat) -> LogGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    let installed = match format {
+    let installed = match settings.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use shortener::config::{Cli, Command, Config};
-use shortener::{Listeners, run};
+use shortener::Application;
+use shortener::config::{Cli, Command, ServeConfig};
+use shortener::storage::PgTarget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -42,7 +43,7 @@ pub fn unique_redis_prefix() -> String {
 /// Creates and migrates a database of its own for one test; answers its URL.
 pub async fn fresh_database() -> String {
     let url = empty_database().await;
-    shortener::storage::migrate(&url)
+    shortener::storage::migrate(&target(&url))
         .await
         .expect("migrate the test database");
     url
@@ -117,6 +118,11 @@ extern "C" fn drop_databases_made_here() {
     let _ = dropping.join();
 }
 
+/// The typed target of a Postgres URL.
+pub fn target(url: &str) -> PgTarget {
+    PgTarget::parse(url).expect("a usable Postgres URL")
+}
+
 /// The one bigint a query answers.
 pub async fn scalar(db: &tokio_postgres::Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).await.unwrap().get(0)
@@ -131,9 +137,12 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 }
 
 /// The test configuration: `extra` flags override the defaults below.
-pub fn config(database_url: &str, extra: &[&str]) -> Config {
+pub fn config(database_url: &str, extra: &[&str]) -> ServeConfig {
     let defaults = [
         ("--database-url", database_url),
+        // Ports the system picks: tests run side by side.
+        ("--listen", "127.0.0.1:0"),
+        ("--admin-listen", "127.0.0.1:0"),
         ("--public-base-url", PUBLIC_BASE),
         ("--stats-flush-interval", "100ms"),
         ("--shutdown-grace", "5s"),
@@ -156,7 +165,7 @@ pub fn config(database_url: &str, extra: &[&str]) -> Config {
     }
     argv.extend_from_slice(extra);
     match Cli::try_parse_from(argv).expect("valid flags").command {
-        Command::Serve(args) => args.validate().expect("valid test configuration"),
+        Command::Serve(args) => args.parse().expect("valid test configuration"),
         _ => unreachable!(),
     }
 }
@@ -181,15 +190,16 @@ pub async fn spawn_app_on(db_url: &str, extra: &[&str]) -> TestApp {
     spawn_with(config(db_url, extra), db_url).await
 }
 
-pub async fn spawn_with(config: Config, db_url: &str) -> TestApp {
-    let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let handle = tokio::spawn(run(Listeners { main, admin }, config, stop.clone()));
+pub async fn spawn_with(config: ServeConfig, db_url: &str) -> TestApp {
+    let application = Application::build(config)
+        .await
+        .expect("the service builds");
+    let (addr, admin) = (application.local_addr(), application.admin_addr());
+    let stop = application.stop_token();
+    let handle = tokio::spawn(application.run_until_stopped());
     TestApp {
         addr,
-        admin: admin_addr,
+        admin,
         db_url: db_url.to_owned(),
         stop,
         handle,
@@ -244,13 +254,13 @@ impl TestApp {
         scalar(&self.db().await, &format!("SELECT count(*) FROM {table}")).await
     }
 
-    /// Stops the server as SIGTERM would and waits for `run` to return.
+    /// Stops the server as SIGTERM would and waits for it to stop.
     pub async fn shutdown(self) {
         self.stop.cancel();
         self.wait_stopped().await;
     }
 
-    /// Waits for `run` to return cleanly (after `stop` was cancelled).
+    /// Waits for the server to stop cleanly (after `stop` was cancelled).
     pub async fn wait_stopped(self) {
         tokio::time::timeout(Duration::from_secs(10), self.handle)
             .await

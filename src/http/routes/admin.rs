@@ -5,11 +5,10 @@ use http::header::RETRY_AFTER;
 use serde::Serialize;
 
 use super::json_response;
-use crate::app::{App, CreatesState};
-use crate::http::Response;
 use crate::http::problem::RETRY_AFTER_SECONDS;
+use crate::http::{Response, State};
 use crate::limits::LimitMode;
-use crate::readiness::Tiers;
+use crate::status::{CreatesState, Tiers};
 
 /// 200 while the process is alive.
 pub fn healthz() -> Response {
@@ -34,8 +33,8 @@ struct ReadyBody {
 
 /// 200 when the service can serve redirects (started, not draining, and a database answers
 /// or memory holds links), from the prober's cached results: it never waits on a database.
-pub fn readyz(app: &App) -> Response {
-    let report = app.readiness_report();
+pub fn readyz(state: &State) -> Response {
+    let report = state.status.report();
     let body = match report.not_ready {
         None => ReadyBody {
             r#type: None,
@@ -44,7 +43,7 @@ pub fn readyz(app: &App) -> Response {
             detail: None,
             tiers: report.tiers,
             creates: report.creates,
-            create_limit: app.limits.create_mode(),
+            create_limit: report.create_limit,
         },
         Some(reason) => ReadyBody {
             r#type: Some("urn:shortener:problem:not-ready"),
@@ -53,7 +52,7 @@ pub fn readyz(app: &App) -> Response {
             detail: Some(format!("not ready: {reason}")),
             tiers: report.tiers,
             creates: report.creates,
-            create_limit: app.limits.create_mode(),
+            create_limit: report.create_limit,
         },
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
@@ -76,10 +75,10 @@ pub fn readyz(app: &App) -> Response {
 }
 
 /// The Prometheus text exposition of this server's metrics, the sampled ones read now.
-pub fn metrics(app: &App) -> Response {
-    app.sample_metrics();
+pub fn metrics(state: &State) -> Response {
+    state.status.sample_metrics();
     let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
-        app.metrics.render(),
+        state.metrics.render(),
     )));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -6,19 +6,18 @@ use http::{HeaderValue, Method};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::app::App;
 use crate::clicks::click_kind;
-use crate::http::{ApiError, Response};
+use crate::http::{ApiError, Response, State};
 use crate::links::Visit;
 
-pub async fn handle(app: &App, code: &str, visit: Visit) -> Response {
-    match app.resolver.redirect(code, visit).await {
+pub async fn handle(state: &State, code: &str, visit: Visit) -> Response {
+    match state.resolver.redirect(code, visit).await {
         Ok(link) => {
             let mut response = http::Response::new(Full::new(Bytes::new()));
-            *response.status_mut() = app.redirect_status;
+            *response.status_mut() = state.settings.redirect_status;
             let headers = response.headers_mut();
             headers.insert(LOCATION, link.location.clone());
-            headers.insert(CACHE_CONTROL, app.redirect_cache_control.clone());
+            headers.insert(CACHE_CONTROL, state.settings.redirect_cache_control.clone());
             response
         }
         Err(error) => ApiError::from(error).into_response(),

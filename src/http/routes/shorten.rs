@@ -7,28 +7,27 @@ use http::{HeaderMap, HeaderValue};
 use hyper::body::Incoming;
 
 use super::json_response;
-use crate::app::App;
 use crate::domain::{ClientIp, IdempotencyKey};
 use crate::http::body::read_limited;
-use crate::http::{ApiError, Response};
+use crate::http::{ApiError, Response, State};
 use crate::links::{CreateRequest, Created, Replay};
 
-pub async fn handle(app: &App, request: http::Request<Incoming>, client: ClientIp) -> Response {
-    match create(app, request, client).await {
+pub async fn handle(state: &State, request: http::Request<Incoming>, client: ClientIp) -> Response {
+    match create(state, request, client).await {
         Ok(created) => render(created),
         Err(error) => error.into_response(),
     }
 }
 
 async fn create(
-    app: &App,
+    state: &State,
     request: http::Request<Incoming>,
     client: ClientIp,
 ) -> Result<Created, ApiError> {
     require_json(request.headers())?;
     let key = idempotency_key(request.headers())?;
     let scope = client.get().to_string();
-    let body = read_limited(request, app.body_read_timeout).await?;
+    let body = read_limited(request, state.settings.body_read_timeout).await?;
     let json =
         serde_json::from_slice(&body).map_err(|error| ApiError::InvalidJson(error.to_string()))?;
     let request = CreateRequest {
@@ -36,7 +35,7 @@ async fn create(
         key,
         json,
     };
-    Ok(app.creator.create(request).await?)
+    Ok(state.creator.create(request).await?)
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -4,8 +4,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::{json_response, rfc3339};
-use crate::app::App;
-use crate::http::{ApiError, Response};
+use crate::http::{ApiError, Response, State};
 use crate::links::LinkStats;
 
 /// Days of the daily series returned: the most recent year. Totals cover every day.
@@ -30,8 +29,8 @@ struct Day {
     bot_clicks: i64,
 }
 
-pub async fn handle(app: &App, code: &str) -> Response {
-    match app.resolver.stats(code).await {
+pub async fn handle(state: &State, code: &str) -> Response {
+    match state.resolver.stats(code).await {
         Ok(stats) => render(code, &stats),
         Err(error) => ApiError::from(error).into_response(),
     }

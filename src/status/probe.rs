@@ -1,4 +1,5 @@
-//! Readiness: what `/readyz` reports, kept fresh by a background prober.
+//! The probes behind `/readyz`: each database asked about once a second by a background
+//! prober, the results cached here.
 //!
 //! The prober asks each database a trivial query about once a second, on connections of its
 //! own (never the request pools: a pool saturated by creates must not make a healthy
@@ -57,7 +58,7 @@ impl TierState {
 }
 
 /// The probe results, written by the prober and read by `/readyz`.
-pub struct Readiness {
+pub struct Probes {
     primary: AtomicU8,
     replicas: Box<[AtomicU8]>,
     cached_links: AtomicU64,
@@ -92,9 +93,9 @@ impl Tiers {
     }
 }
 
-impl Readiness {
+impl Probes {
     pub fn new(replica_count: usize) -> Self {
-        Readiness {
+        Probes {
             primary: AtomicU8::new(TierState::Unknown.to_u8()),
             replicas: (0..replica_count).map(|_| AtomicU8::new(0)).collect(),
             cached_links: AtomicU64::new(0),
@@ -137,7 +138,7 @@ impl Readiness {
 
 /// Probes every [`PROBE_EVERY`] until `stop` is cancelled.
 pub async fn run_prober(
-    readiness: Arc<Readiness>,
+    readiness: Arc<Probes>,
     db: Db,
     cache: Arc<LinkCache>,
     stop: CancellationToken,

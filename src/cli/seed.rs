@@ -1,18 +1,60 @@
-//! `shortener seed`: links for load tests, made as the service makes them (ids from a leased
-//! worker id, codes from the code key) and written with COPY, 100,000 to a transaction.
+//! `shortener seed --links N [--codes-out FILE]` (hidden: load tests only): links made as the
+//! service makes them (ids from a leased worker id, codes from the code key) and written with
+//! COPY, 100,000 to a transaction.
 //!
 //! The worker id is leased like an instance's, so seeding next to running instances never
 //! issues an id one of them issues; the lease is released (with its high-water mark) at the end.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::config::{KeySource, SeedArgs, command_logs};
 use crate::ids::{CodeCodec, CodeKey, IdGenerator};
-use crate::lease::{LeaseKeeper, LeaseSettings};
-use crate::storage::{Db, PoolSettings, PoolSizes, SeedLink};
+use crate::lease::{LeaseConfig, LeaseKeeper};
+use crate::storage::{Db, PgTarget, PoolSettings, PoolSizes, SeedLink};
+use crate::telemetry::{self, Chain};
+
+pub fn run(runtime: &Runtime, args: &SeedArgs) -> ExitCode {
+    let target = match args.primary.target() {
+        Ok(target) => target,
+        Err(reason) => return super::database_url_refused(&reason),
+    };
+    let (key, source) = match args.code_key.key() {
+        Ok(key) => key,
+        Err(reason) => {
+            eprintln!("invalid configuration: SHORTENER_CODE_KEY: {reason}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    let _logs = telemetry::init(&command_logs());
+    if source == KeySource::Development {
+        tracing::warn!("SHORTENER_CODE_KEY is not set: seeding with the public development key");
+    }
+    let codes = match runtime.block_on(seed(&target, &key, args.links, &args.lease())) {
+        Ok(codes) => codes,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "seeding failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &args.codes_out {
+        // The runtime is idle here: a plain write is fine.
+        let mut text = codes.join("\n");
+        text.push('\n');
+        if let Err(error) = std::fs::write(path, text) {
+            tracing::error!(path = %path.display(), error = %Chain(&error), "cannot write the codes");
+            return ExitCode::FAILURE;
+        }
+    }
+    tracing::info!(links = codes.len(), "seeded");
+    ExitCode::SUCCESS
+}
 
 /// Links written in one COPY.
 const CHUNK: usize = 100_000;
@@ -21,9 +63,14 @@ const URL_LEN: usize = 60;
 const URL_PREFIX: &str = "https://example.com/seeded/";
 
 /// Writes `count` links; answers their codes, in id order.
-pub async fn seed(database_url: &str, key: &CodeKey, count: u64) -> anyhow::Result<Vec<String>> {
+async fn seed(
+    target: &PgTarget,
+    key: &CodeKey,
+    count: u64,
+    lease: &LeaseConfig,
+) -> anyhow::Result<Vec<String>> {
     let db = Db::connect_lazy(
-        database_url,
+        target,
         &[],
         &PoolSettings {
             sizes: PoolSizes {
@@ -35,18 +82,19 @@ pub async fn seed(database_url: &str, key: &CodeKey, count: u64) -> anyhow::Resu
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(600),
         },
-    )?;
+    );
     let ids = Arc::new(IdGenerator::new());
-    let mut lease = LeaseKeeper::new(db.clone(), Arc::clone(&ids), None, LeaseSettings::default());
+    let mut lease = LeaseKeeper::new(db.clone(), Arc::clone(&ids), lease);
     lease.step().await;
     if ids.worker().is_none() {
         bail!("no worker id could be leased (is the database migrated and reachable?)");
     }
-    let stop = CancellationToken::new();
-    let keeper = tokio::spawn(lease.run(stop.clone()));
+    let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+    tasks.spawn(lease.run(stop.clone()));
+    tasks.close();
     let written = write_links(&db, &ids, key, count).await;
     stop.cancel();
-    let _ = keeper.await;
+    tasks.wait().await;
     written
 }
 

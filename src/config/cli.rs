@@ -1,0 +1,115 @@
+//! The command line: the subcommands and their options. Every option is a flag and an
+//! environment variable (clap reads the flag, else the variable, else the default, as text);
+//! each section's `parse` turns its text into typed values.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::cache::CacheArgs;
+use super::clicks::ClickArgs;
+use super::creates::{CodeKeyArgs, CreateArgs};
+use super::database::{DatabaseArgs, PrimaryArgs};
+use super::lease::LeaseArgs;
+use super::limits::LimitArgs;
+use super::redis::RedisArgs;
+use super::server::ServerArgs;
+use super::telemetry::TelemetryArgs;
+use crate::lease::{LeaseConfig, LeaseSettings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shortener",
+    version,
+    about = "A URL shortener built for high redirect volume"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: the main listener and the admin listener.
+    Serve(Box<ServeArgs>),
+    /// Apply the SQL migrations to DATABASE_URL, idempotently, then exit.
+    Migrate(MigrateArgs),
+    /// Take a link down (it answers 410) without SQL: sets its disabled_at. Instances that
+    /// cached it stop serving it within SHORTENER_CACHE_TTL.
+    Disable(LinkArgs),
+    /// Serve a disabled link again: clears its disabled_at.
+    Enable(LinkArgs),
+    /// Load tests only: write N links straight into Postgres with COPY, their ids from a leased
+    /// worker id and their codes from the code key, as the service would make them.
+    #[command(hide = true)]
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Print the name of every environment variable `serve` reads, one a line, and exit
+    /// (deployment checks use it: a misspelt name is otherwise silently ignored).
+    #[arg(long)]
+    pub list_config_names: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub creates: CreateArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub clicks: ClickArgs,
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub primary: PrimaryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    #[command(flatten)]
+    pub primary: PrimaryArgs,
+    /// When Redis is configured, the link's key is deleted there too.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// The link's code (generated code or alias), as in its short URL.
+    pub code: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    pub primary: PrimaryArgs,
+    /// The code key the service under test uses.
+    #[command(flatten)]
+    pub code_key: CodeKeyArgs,
+    /// How many links to write.
+    #[arg(long)]
+    pub links: u64,
+    /// Write the generated codes to this file, one a line, in id order.
+    #[arg(long)]
+    pub codes_out: Option<PathBuf>,
+}
+
+impl SeedArgs {
+    /// The lease seeding holds: the lowest free worker id, the default timings.
+    pub fn lease(&self) -> LeaseConfig {
+        LeaseConfig {
+            fixed: None,
+            settings: LeaseSettings::default(),
+            host: super::lease::host_name(),
+        }
+    }
+}
