@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use shortener::Application;
 use shortener::clicks::{ClickKind, ClickRecorder, is_bot};
 use shortener::config::{Cli, Command};
-use shortener::domain::{TargetUrl, UrlPolicy};
+use shortener::domain::{Code, TargetUrl, UrlPolicy};
 use shortener::ids::{CodeCodec, CodeKey, IdGenerator, WorkerId};
 use shortener::limits::{LimitKey, LocalLimiter, RateSpec};
 use shortener::links::{CacheSettings, LinkCache, ResolvedLink, Resolver, Visit};
@@ -51,7 +51,10 @@ fn request_pieces(c: &mut Criterion) {
         ..UrlPolicy::default()
     };
     c.bench_function("url_validation", |b| {
-        b.iter(|| TargetUrl::parse(black_box("https://example.com/some/long/path?q=1"), &policy))
+        b.iter(|| {
+            let target = TargetUrl::parse(black_box("https://example.com/some/long/path?q=1"));
+            target.and_then(|target| policy.admit(&target).map(|()| target))
+        })
     });
     let agent = b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
     c.bench_function("bot_detection", |b| b.iter(|| is_bot(black_box(agent))));
@@ -153,17 +156,25 @@ fn cache_hits(c: &mut Criterion) {
         );
         (resolver, clicks)
     });
+    // Parsed as the router parses them, before the resolver sees them.
+    let parsed: Vec<Code> = codes
+        .iter()
+        .map(|code| Code::parse(code).unwrap())
+        .collect();
     c.bench_function("resolve_moka_hit_one_key", |b| {
         b.iter_custom(|iters| {
             time_async(&runtime, iters, |_| async {
-                resolver.redirect(&codes[0], Visit::Uncounted).await.is_ok()
+                resolver
+                    .redirect(&parsed[0], Visit::Uncounted)
+                    .await
+                    .is_ok()
             })
         })
     });
     c.bench_function("resolve_moka_hit", |b| {
         b.iter_custom(|iters| {
             time_async(&runtime, iters, |i| {
-                let code = codes[(i % CACHED_LINKS as u64) as usize].as_str();
+                let code = &parsed[(i % CACHED_LINKS as u64) as usize];
                 async { resolver.redirect(code, Visit::Uncounted).await.is_ok() }
             })
         })
@@ -171,7 +182,7 @@ fn cache_hits(c: &mut Criterion) {
     c.bench_function("resolve_moka_hit_with_click", |b| {
         b.iter_custom(|iters| {
             time_async(&runtime, iters, |i| {
-                let code = codes[(i % CACHED_LINKS as u64) as usize].as_str();
+                let code = &parsed[(i % CACHED_LINKS as u64) as usize];
                 async {
                     resolver
                         .redirect(code, Visit::Counted(ClickKind::Person))

@@ -29,6 +29,7 @@
 
 pub mod cli;
 pub mod clicks;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;

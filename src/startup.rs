@@ -22,6 +22,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::clicks::{ClickRecorder, run_flusher};
+use crate::clock::Clock;
 use crate::config::{KeySource, ServeConfig, ShutdownSettings};
 use crate::http::{self, ConnectionLimits, State, handle_admin, handle_public};
 use crate::ids::{CodeCodec, IdGenerator};
@@ -115,6 +116,14 @@ impl Application {
     /// connects what answers at start-up, starts the admin listener and the background tasks,
     /// and waits (bounded) for Redis and the first worker-id lease.
     pub async fn build(config: ServeConfig) -> Result<Application, BuildError> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// As [`Application::build`], the use cases reading `clock` (tests move it).
+    pub async fn build_with_clock(
+        config: ServeConfig,
+        clock: Clock,
+    ) -> Result<Application, BuildError> {
         let server = &config.server;
         let bind = |address| {
             http::bind(address, server.backlog)
@@ -143,7 +152,7 @@ impl Application {
             },
             config.telemetry.metrics,
         ));
-        db.count_errors_in(metrics.db.clone());
+        db.count_in(metrics.db.clone());
         let redis = match &config.redis {
             None => None,
             Some(redis) => {
@@ -182,7 +191,8 @@ impl Application {
             config.database.replica_lag_bound,
         )
         .with_remote(remote.clone())
-        .with_metrics(metrics.resolve.clone());
+        .with_metrics(metrics.resolve.clone())
+        .with_clock(clock.clone());
         let mut policy = config.creates.policy.clone();
         // A target may not point back at where this instance really listens.
         policy.listen = main_address;
@@ -195,7 +205,8 @@ impl Application {
             policy,
             config.creates.public_base_url.clone(),
         )
-        .with_remote(remote.clone());
+        .with_remote(remote.clone())
+        .with_clock(clock.clone());
         let limits = Arc::new(
             RouteLimits::new(config.limits, redis.clone()).with_metrics(metrics.limits.clone()),
         );
@@ -244,7 +255,7 @@ impl Application {
                 tasks.spawn(Arc::clone(&metrics).keep_up(UPKEEP_EVERY, stop_background.clone())),
             );
         }
-        background.push(tasks.spawn(run_pruner(db.clone(), stop_background.clone())));
+        background.push(tasks.spawn(run_pruner(db.clone(), clock, stop_background.clone())));
         if let Some(path) = &config.creates.blocklist_file {
             background.push(tasks.spawn(signals::reload_blocklist_on_hangup(
                 signals::hangup().map_err(BuildError::Signal)?,

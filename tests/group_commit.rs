@@ -64,6 +64,7 @@ fn keyed(id: i64, code: &str, key: &str) -> BatchRow {
         key: Some(BatchKey {
             scope: "203.0.113.7".into(),
             key: key.into(),
+            fresh_since: OffsetDateTime::now_utc() - shortener::links::KEY_LIFETIME,
             fingerprint: vec![7; 32],
             status: 201,
             body: format!("{{\"code\":\"{code}\"}}"),

@@ -55,7 +55,10 @@ async fn a_scan_of_unknown_generated_codes_costs_the_primary_nothing() {
         statement_timeout: Duration::from_secs(5),
     };
     let replicas = [common::target(&replica_url(database_name(&db_url)))];
-    let db = Db::connect_lazy(&common::target(&db_url), &replicas, &settings);
+    let mut db = Db::connect_lazy(&common::target(&db_url), &replicas, &settings);
+    let metrics = common::metrics();
+    db.count_in(metrics.db.clone());
+    let lookups = |operation: &str| common::db_operations(&metrics, operation);
     let codec = CodeCodec::new(&CodeKey::derive(TEST_CODE_KEY));
     let cache = Arc::new(LinkCache::new(CacheSettings {
         capacity: 10_000,
@@ -74,27 +77,27 @@ async fn a_scan_of_unknown_generated_codes_costs_the_primary_nothing() {
         // What a scanner guessing generated codes sends: valid codes of random ids.
         let id = fastrand::i64(0..i64::MAX);
         let code = String::from_utf8(codec.encode(id).to_vec()).unwrap();
-        assert_eq!(
-            resolver.resolve(&code).await.unwrap_err(),
-            ResolveError::NotFound
-        );
+        assert!(matches!(
+            resolver.resolve(&common::code(&code)).await,
+            Err(ResolveError::NotFound)
+        ));
     }
     assert_eq!(
-        db.link_lookups(),
+        lookups("lookup_replica") + lookups("lookup_primary"),
         SCANNED,
         "each unknown code asked the replica once"
     );
     assert_eq!(
-        db.primary_link_lookups(),
+        lookups("lookup_primary"),
         0,
         "the primary answered none of the scan"
     );
     // An unknown alias may be younger than the replica: the primary is asked.
-    assert_eq!(
-        resolver.resolve("no-such-alias").await.unwrap_err(),
-        ResolveError::NotFound
-    );
-    assert_eq!(db.primary_link_lookups(), 1);
+    assert!(matches!(
+        resolver.resolve(&common::code("no-such-alias")).await,
+        Err(ResolveError::NotFound)
+    ));
+    assert_eq!(lookups("lookup_primary"), 1);
 }
 
 #[tokio::test]

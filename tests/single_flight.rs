@@ -57,7 +57,12 @@ async fn resolve_concurrently(
     let tasks: Vec<_> = (0..CONCURRENT)
         .map(|_| {
             let (resolver, code) = (Arc::clone(resolver), code.to_owned());
-            tokio::spawn(async move { resolver.resolve(&code).await.map(|link| link.id) })
+            tokio::spawn(async move {
+                resolver
+                    .resolve(&common::code(&code))
+                    .await
+                    .map(|link| link.id)
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -85,39 +90,46 @@ async fn concurrent_misses_of_one_code_make_one_query() {
         )
         .await
         .unwrap();
-    let db = Db::connect_lazy(&common::target(&db_url), &[], &pool_settings());
+    let mut db = Db::connect_lazy(&common::target(&db_url), &[], &pool_settings());
+    let metrics = common::metrics();
+    db.count_in(metrics.db.clone());
+    let lookups = || common::db_operations(&metrics, "lookup_primary");
     let resolver = resolver(&db);
 
     let results = resolve_concurrently(&resolver, &db_url, "popular").await;
-    assert!(results.iter().all(|result| *result == Ok(7)), "{results:?}");
-    assert_eq!(db.link_lookups(), 1, "{CONCURRENT} misses, one query");
+    assert!(
+        results.iter().all(|result| matches!(result, Ok(7))),
+        "{results:?}"
+    );
+    assert_eq!(lookups(), 1, "{CONCURRENT} misses, one query");
     // Hits from then on.
     for _ in 0..10 {
-        assert_eq!(resolver.resolve("popular").await.unwrap().id, 7);
+        let link = resolver.resolve(&common::code("popular")).await.unwrap();
+        assert_eq!(link.id, 7);
     }
-    assert_eq!(db.link_lookups(), 1);
+    assert_eq!(lookups(), 1);
 
     // Unknown codes: concurrent misses share one query too, and the answer is remembered.
     let results = resolve_concurrently(&resolver, &db_url, "nobody-has-it").await;
     assert!(
         results
             .iter()
-            .all(|result| *result == Err(ResolveError::NotFound)),
+            .all(|result| matches!(result, Err(ResolveError::NotFound))),
         "{results:?}"
     );
-    assert_eq!(db.link_lookups(), 2);
+    assert_eq!(lookups(), 2);
     for _ in 0..10 {
-        assert_eq!(
-            resolver.resolve("nobody-has-it").await.unwrap_err(),
-            ResolveError::NotFound
-        );
+        assert!(matches!(
+            resolver.resolve(&common::code("nobody-has-it")).await,
+            Err(ResolveError::NotFound)
+        ));
     }
-    assert_eq!(db.link_lookups(), 2, "the negative entry answers");
+    assert_eq!(lookups(), 2, "the negative entry answers");
 }
 
 #[tokio::test]
 async fn failed_lookups_are_not_cached() {
-    let db = Db::connect_lazy(
+    let mut db = Db::connect_lazy(
         &common::target("postgres://postgres@127.0.0.1:1/none"),
         &[],
         &{
@@ -126,12 +138,18 @@ async fn failed_lookups_are_not_cached() {
             settings
         },
     );
+    let metrics = common::metrics();
+    db.count_in(metrics.db.clone());
     let resolver = resolver(&db);
     for attempt in 1..=3 {
+        assert!(matches!(
+            resolver.resolve(&common::code("anything")).await,
+            Err(ResolveError::Unavailable(_))
+        ));
         assert_eq!(
-            resolver.resolve("anything").await.unwrap_err(),
-            ResolveError::Unavailable
+            common::db_operations(&metrics, "lookup_primary"),
+            attempt,
+            "each miss asks again"
         );
-        assert_eq!(db.link_lookups(), attempt, "each miss asks again");
     }
 }

@@ -4,53 +4,57 @@ use super::alias::is_code_byte;
 
 const MAX_LEN: usize = 64;
 
-/// A path segment that could name a link: 1–64 characters of `[A-Za-z0-9_-]`.
-/// Anything else can never name a link and is answered 404 without a lookup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Code<'a>(&'a str);
-
-impl<'a> Code<'a> {
-    pub fn parse(segment: &'a str) -> Option<Self> {
-        let valid =
-            !segment.is_empty() && segment.len() <= MAX_LEN && segment.bytes().all(is_code_byte);
-        valid.then_some(Code(segment))
-    }
-
-    pub fn as_str(&self) -> &'a str {
-        self.0
-    }
-
-    /// The code copied out of the request it came from, without allocating.
-    pub fn to_buf(self) -> CodeBuf {
-        let mut bytes = [0; MAX_LEN];
-        bytes[..self.0.len()].copy_from_slice(self.0.as_bytes());
-        CodeBuf {
-            bytes,
-            len: self.0.len() as u8,
-        }
-    }
-}
-
-/// An owned [`Code`], held inline. The HTTP layer copies the code out of the request so it
-/// can drop the request before the lookup: the request's path and headers point into the
-/// connection's read buffer, and while they live hyper must allocate a new buffer to read
-/// the next request.
+/// A path segment that could name a link: 1–64 characters of `[A-Za-z0-9_-]`. Anything else
+/// can never name a link and is answered 404 without a lookup.
+///
+/// Held inline, copied out of the request it came from: the request's path and headers point
+/// into the connection's read buffer, and while they live hyper must allocate a new buffer to
+/// read the next request, so the HTTP layer parses the code and drops the request before the
+/// lookup.
 #[derive(Clone, Copy)]
-pub struct CodeBuf {
+pub struct Code {
     bytes: [u8; MAX_LEN],
     len: u8,
 }
 
-impl CodeBuf {
+impl Code {
+    pub fn parse(segment: &str) -> Option<Self> {
+        let valid =
+            !segment.is_empty() && segment.len() <= MAX_LEN && segment.bytes().all(is_code_byte);
+        if !valid {
+            return None;
+        }
+        let mut bytes = [0; MAX_LEN];
+        bytes[..segment.len()].copy_from_slice(segment.as_bytes());
+        Some(Code {
+            bytes,
+            len: segment.len() as u8,
+        })
+    }
+
     pub fn as_str(&self) -> &str {
-        // Only ever built from a `Code`, which is ASCII.
+        // Only ever built from code characters, which are ASCII.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 }
 
-impl std::fmt::Debug for CodeBuf {
+impl PartialEq for Code {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Code {}
+
+impl std::fmt::Debug for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("CodeBuf").field(&self.as_str()).finish()
+        f.debug_tuple("Code").field(&self.as_str()).finish()
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -68,9 +72,9 @@ mod tests {
     }
 
     #[test]
-    fn a_buffered_code_reads_back_the_same() {
+    fn a_code_reads_back_as_it_was_given() {
         for code in ["a", "abc_-09", &"Z".repeat(64)] {
-            assert_eq!(Code::parse(code).unwrap().to_buf().as_str(), code);
+            assert_eq!(Code::parse(code).unwrap().as_str(), code);
         }
     }
 }

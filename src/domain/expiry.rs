@@ -4,7 +4,8 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// An RFC 3339 instant in the future, in UTC, at Postgres' microsecond precision.
+/// An RFC 3339 instant, in UTC, at Postgres' microsecond precision. Whether it is still in
+/// the future is the create's to check ([`ExpiresAt::check_after`]), against its clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiresAt(OffsetDateTime);
 
@@ -17,23 +18,24 @@ pub enum ExpiryError {
 }
 
 impl ExpiresAt {
-    pub fn parse(raw: &str, now: OffsetDateTime) -> Result<Self, ExpiryError> {
+    pub fn parse(raw: &str) -> Result<Self, ExpiryError> {
         let instant = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| ExpiryError::Format)?;
-        let instant = truncate_to_micros(instant.to_offset(time::UtcOffset::UTC));
-        if instant <= now {
+        Ok(ExpiresAt(truncate_to_micros(
+            instant.to_offset(time::UtcOffset::UTC),
+        )))
+    }
+
+    /// Refuses an instant that is not after `now`.
+    pub fn check_after(self, now: OffsetDateTime) -> Result<Self, ExpiryError> {
+        if self.0 <= now {
             return Err(ExpiryError::Past);
         }
-        Ok(ExpiresAt(instant))
+        Ok(self)
     }
 
     pub fn get(self) -> OffsetDateTime {
         self.0
     }
-}
-
-/// The current instant at the precision Postgres stores.
-pub fn now_micros() -> OffsetDateTime {
-    truncate_to_micros(OffsetDateTime::now_utc())
 }
 
 /// Postgres keeps microseconds; truncating first makes what we answer equal what we store.
@@ -49,24 +51,22 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-11-29 12:00 UTC);
 
+    fn parse(raw: &str, now: OffsetDateTime) -> Result<ExpiresAt, ExpiryError> {
+        ExpiresAt::parse(raw)?.check_after(now)
+    }
+
     #[test]
     fn accepts_future_instants_and_normalises_to_utc() {
-        let at = ExpiresAt::parse("2027-01-01T01:00:00+01:00", NOW).unwrap();
+        let at = parse("2027-01-01T01:00:00+01:00", NOW).unwrap();
         assert_eq!(at.get(), datetime!(2027-01-01 00:00 UTC));
-        let precise = ExpiresAt::parse("2027-01-01T00:00:00.123456789Z", NOW).unwrap();
+        let precise = parse("2027-01-01T00:00:00.123456789Z", NOW).unwrap();
         assert_eq!(precise.get(), datetime!(2027-01-01 00:00:00.123456 UTC));
     }
 
     #[test]
     fn refuses_past_and_malformed_instants() {
-        assert_eq!(
-            ExpiresAt::parse("2026-11-29T11:59:59Z", NOW),
-            Err(ExpiryError::Past)
-        );
-        assert_eq!(
-            ExpiresAt::parse("2026-11-29T12:00:00Z", NOW),
-            Err(ExpiryError::Past)
-        );
+        assert_eq!(parse("2026-11-29T11:59:59Z", NOW), Err(ExpiryError::Past));
+        assert_eq!(parse("2026-11-29T12:00:00Z", NOW), Err(ExpiryError::Past));
         for bad in [
             "tomorrow",
             "2027-01-01",
@@ -74,11 +74,7 @@ mod tests {
             "1700000000",
             "",
         ] {
-            assert_eq!(
-                ExpiresAt::parse(bad, NOW),
-                Err(ExpiryError::Format),
-                "{bad}"
-            );
+            assert_eq!(parse(bad, NOW), Err(ExpiryError::Format), "{bad}");
         }
     }
 }

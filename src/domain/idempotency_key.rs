@@ -1,6 +1,10 @@
-//! The `Idempotency-Key` request header.
+//! The `Idempotency-Key` request header, whose it is (its scope), and the fingerprint of the
+//! request it was sent with.
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+use super::ClientIp;
 
 const MAX_LEN: usize = 255;
 
@@ -23,6 +27,40 @@ impl IdempotencyKey {
     }
 
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whose Idempotency-Keys a key is looked up among: one client cannot read another's stored
+/// answers. Never the raw credential of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdempotencyScope {
+    /// An anonymous client, by address.
+    Client(ClientIp),
+}
+
+impl IdempotencyScope {
+    /// The scope as stored with the key (an anonymous client's: its address, as it always was).
+    pub fn stored(&self) -> String {
+        match self {
+            IdempotencyScope::Client(client) => client.get().to_string(),
+        }
+    }
+}
+
+/// SHA-256 of a request body's canonical JSON form: serde_json's maps are ordered by key and it
+/// writes no white space, so bodies that differ only in layout or key order match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn of_json(json: &serde_json::Value) -> Fingerprint {
+        // Writing a `Value` into a `Vec` cannot fail: its keys are strings, its numbers finite.
+        let canonical = serde_json::to_vec(json).unwrap_or_default();
+        Fingerprint(Sha256::digest(&canonical).into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 }
@@ -54,5 +92,15 @@ mod tests {
             );
         }
         assert!(IdempotencyKey::parse("k".repeat(256).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn fingerprints_ignore_layout_and_key_order_only() {
+        let json = |raw: &str| serde_json::from_str::<serde_json::Value>(raw).unwrap();
+        let a = Fingerprint::of_json(&json(r#"{"url": "https://a/", "alias": "x"}"#));
+        let b = Fingerprint::of_json(&json(r#"{ "alias":"x","url":"https://a/" }"#));
+        let c = Fingerprint::of_json(&json(r#"{"url": "https://a/", "alias": "y"}"#));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
     }
 }

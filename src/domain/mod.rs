@@ -11,7 +11,7 @@ mod target_url;
 
 pub use alias::{Alias, AliasError, RESERVED_WORDS};
 pub use client_ip::{ClientIp, IpNet, TrustedProxies, canonical};
-pub use code::{Code, CodeBuf};
-pub use expiry::{ExpiresAt, ExpiryError, now_micros};
-pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError};
+pub use code::Code;
+pub use expiry::{ExpiresAt, ExpiryError, truncate_to_micros};
+pub use idempotency_key::{Fingerprint, IdempotencyKey, IdempotencyKeyError, IdempotencyScope};
 pub use target_url::{Blocklist, MAX_URL_LEN, TargetUrl, UrlError, UrlPolicy};

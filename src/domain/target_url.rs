@@ -15,7 +15,7 @@ pub const MAX_URL_LEN: usize = 2048;
 
 /// A validated, canonical `http`/`https` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetUrl(String);
+pub struct TargetUrl(Url);
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum UrlError {
@@ -70,6 +70,28 @@ impl Default for UrlPolicy {
 }
 
 impl UrlPolicy {
+    /// Whether a link to `target` may be made here: not back to this service, not to a
+    /// private address when those are refused, not to a blocked host.
+    pub fn admit(&self, target: &TargetUrl) -> Result<(), UrlError> {
+        let url = &target.0;
+        let host = url.host().ok_or(UrlError::NoHost)?;
+        let port = url.port_or_known_default().unwrap_or(0);
+        if self.is_self(&host, port) {
+            return Err(UrlError::OwnHost);
+        }
+        if self.block_private
+            && (port == 0
+                || literal_address(&host).is_some_and(is_private)
+                || is_localhost_name(&host_name(&host)))
+        {
+            return Err(UrlError::PrivateTarget);
+        }
+        if self.blocklist.blocks(&host) {
+            return Err(UrlError::Blocked);
+        }
+        Ok(())
+    }
+
     /// A link back to this service: its public host on its public port, or a loopback (or the
     /// listen) address on the port it listens on. Hosts are compared as written in the URL
     /// (canonical after WHATWG parsing: lower case, IPv4 in dotted decimal, IPv6 compressed),
@@ -221,7 +243,10 @@ impl Blocklist {
 }
 
 impl TargetUrl {
-    pub fn parse(raw: &str, policy: &UrlPolicy) -> Result<Self, UrlError> {
+    /// Reads an absolute `http(s)` URL into its canonical form: the rules that hold whatever
+    /// the configuration (scheme, userinfo, control characters, length, IDN look-alikes).
+    /// Where it may point is [`UrlPolicy::admit`]'s to say.
+    pub fn parse(raw: &str) -> Result<Self, UrlError> {
         // Percent-encoding at most triples a character; anything longer cannot fit.
         if raw.len() > MAX_URL_LEN * 3 {
             return Err(UrlError::TooLong);
@@ -238,39 +263,25 @@ impl TargetUrl {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(UrlError::Userinfo);
         }
-        let host = url.host().ok_or(UrlError::NoHost)?;
-        let port = url.port_or_known_default().unwrap_or(0);
-        if policy.is_self(&host, port) {
-            return Err(UrlError::OwnHost);
+        match url.host() {
+            None => return Err(UrlError::NoHost),
+            Some(Host::Domain(domain)) if is_confusable(domain.trim_end_matches('.')) => {
+                return Err(UrlError::Confusable);
+            }
+            Some(_) => {}
         }
-        if policy.block_private
-            && (port == 0
-                || literal_address(&host).is_some_and(is_private)
-                || is_localhost_name(&host_name(&host)))
-        {
-            return Err(UrlError::PrivateTarget);
-        }
-        if policy.blocklist.blocks(&host) {
-            return Err(UrlError::Blocked);
-        }
-        if let Host::Domain(domain) = host
-            && is_confusable(domain.trim_end_matches('.'))
-        {
-            return Err(UrlError::Confusable);
-        }
-        let canonical = String::from(url);
-        if canonical.len() > MAX_URL_LEN {
+        if url.as_str().len() > MAX_URL_LEN {
             return Err(UrlError::TooLong);
         }
-        Ok(TargetUrl(canonical))
+        Ok(TargetUrl(url))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     pub fn into_string(self) -> String {
-        self.0
+        String::from(self.0)
     }
 
     /// The check repeated just before a redirect is sent.
@@ -337,6 +348,13 @@ fn is_confusable(ascii_domain: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Read, then admitted by `policy`: what a create checks.
+    fn checked(raw: &str, policy: &UrlPolicy) -> Result<TargetUrl, UrlError> {
+        let target = TargetUrl::parse(raw)?;
+        policy.admit(&target)?;
+        Ok(target)
+    }
+
     fn policy() -> UrlPolicy {
         UrlPolicy {
             own_host: "sho.rt".into(),
@@ -390,7 +408,7 @@ mod tests {
             listen: "127.0.0.1:8080".parse().unwrap(),
             ..UrlPolicy::default()
         };
-        let parse = |raw: &str| TargetUrl::parse(raw, &policy);
+        let parse = |raw: &str| checked(raw, &policy);
         assert_eq!(parse("http://localhost:8080/a"), Err(UrlError::OwnHost));
         assert_eq!(parse("http://localhost.:8080/a"), Err(UrlError::OwnHost));
         assert_eq!(parse("http://[::1]:8080/a"), Err(UrlError::OwnHost));
@@ -419,27 +437,20 @@ mod tests {
             ..UrlPolicy::default()
         };
         for raw in private {
-            assert!(
-                TargetUrl::parse(raw, &open).is_ok(),
-                "{raw} with the setting off"
-            );
-            assert_eq!(
-                TargetUrl::parse(raw, &closed),
-                Err(UrlError::PrivateTarget),
-                "{raw}"
-            );
+            assert!(checked(raw, &open).is_ok(), "{raw} with the setting off");
+            assert_eq!(checked(raw, &closed), Err(UrlError::PrivateTarget), "{raw}");
         }
         for public in [
             "http://8.8.8.8/",
             "http://[2001:db8::1]/",
             "https://example.com/",
         ] {
-            assert!(TargetUrl::parse(public, &closed).is_ok(), "{public}");
+            assert!(checked(public, &closed).is_ok(), "{public}");
         }
     }
 
     fn parse(raw: &str) -> Result<String, UrlError> {
-        TargetUrl::parse(raw, &policy()).map(TargetUrl::into_string)
+        checked(raw, &policy()).map(TargetUrl::into_string)
     }
 
     #[test]

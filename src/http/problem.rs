@@ -13,7 +13,6 @@ use thiserror::Error;
 use super::Response;
 use crate::domain::{AliasError, ExpiryError, IdempotencyKeyError, UrlError};
 use crate::links::{CreateError, ResolveError};
-use crate::storage::StorageError;
 use crate::telemetry::Chain;
 
 /// Seconds a client should wait before retrying a 503.
@@ -65,26 +64,14 @@ pub enum ApiError {
     Internal,
 }
 
-impl From<StorageError> for ApiError {
-    fn from(error: StorageError) -> Self {
-        if error.is_transient() {
-            crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), "request answered 503: database unavailable");
-            ApiError::Unavailable
-        } else {
-            tracing::error!(error = %Chain(&error), sqlstate = error.sqlstate(), "request answered 500: database error");
-            ApiError::Internal
-        }
-    }
-}
-
 impl From<ResolveError> for ApiError {
     /// Failures were logged where they happened, once per lookup.
     fn from(error: ResolveError) -> Self {
         match error {
             ResolveError::NotFound => ApiError::NotFound,
             ResolveError::Gone => ApiError::Gone,
-            ResolveError::Unavailable => ApiError::Unavailable,
-            ResolveError::Internal => ApiError::Internal,
+            ResolveError::Unavailable(_) => ApiError::Unavailable,
+            ResolveError::Internal(_) => ApiError::Internal,
         }
     }
 }
@@ -92,21 +79,20 @@ impl From<ResolveError> for ApiError {
 impl From<CreateError> for ApiError {
     fn from(error: CreateError) -> Self {
         match error {
-            CreateError::InvalidBody(detail) => {
-                ApiError::InvalidRequest(format!("invalid request body: {detail}"))
-            }
             CreateError::Url(error) => ApiError::InvalidUrl(error),
-            CreateError::Alias(error) => ApiError::InvalidAlias(error),
             CreateError::Expiry(error) => ApiError::InvalidExpiry(error),
-            CreateError::AliasTaken(alias) => ApiError::AliasTaken(alias),
+            CreateError::AliasTaken(alias) => ApiError::AliasTaken(alias.as_str().to_owned()),
             CreateError::KeyInUse => ApiError::IdempotencyKeyInUse,
             CreateError::KeyReused => ApiError::IdempotencyKeyReused,
             // Logged once by the lease keeper, and named in `/readyz`, not once per create.
             CreateError::NoWorkerId => ApiError::NoWorkerId,
             CreateError::Busy => ApiError::Overloaded,
-            CreateError::Storage(error) => ApiError::from(error),
-            CreateError::Internal(what) => {
-                tracing::error!(what, "create failed");
+            CreateError::Unavailable(_) => {
+                crate::throttled!(warn, error = %Chain(&error), "create answered 503: the database is unavailable");
+                ApiError::Unavailable
+            }
+            CreateError::Failed(_) => {
+                tracing::error!(error = %Chain(&error), "create answered 500");
                 ApiError::Internal
             }
         }

@@ -17,7 +17,7 @@ use super::client::client_ip;
 use super::cors;
 use super::routes::{admin, openapi, redirect, shorten, stats};
 use super::{ApiError, HttpSettings, Response};
-use crate::domain::{ClientIp, Code, CodeBuf};
+use crate::domain::{ClientIp, Code};
 use crate::limits::{Decision, LimitedRoute, RateSpec};
 use crate::links::Visit;
 use crate::telemetry::metrics::{HttpMethod, HttpRoute};
@@ -30,13 +30,13 @@ const GET_HEAD: &str = "GET, HEAD";
 /// What a public request asks for, taken out of the request before any `.await`.
 enum Route {
     /// The request is no longer needed: the code was copied out of it, so the connection's
-    /// read buffer is free for the next request while the lookup runs (see [`CodeBuf`]).
+    /// read buffer is free for the next request while the lookup runs (see [`Code`]).
     Redirect {
-        code: CodeBuf,
+        code: Code,
         visit: Visit,
     },
     Stats {
-        code: CodeBuf,
+        code: Code,
     },
     /// Boxed, so the common redirect's future does not carry a whole request's room.
     Shorten {
@@ -188,14 +188,11 @@ async fn answer(request: Request) -> Response {
             break 'answer response;
         }
         let mut response = match request.route {
-            Route::Redirect { code, visit } => {
-                redirect::handle(&request.state, code.as_str(), visit).await
-            }
+            Route::Redirect { code, visit } => redirect::handle(&request.state, &code, visit).await,
             // Boxed: these futures are large, and every request's future is as large as its
             // largest branch, moved in memory as a whole on every redirect.
             Route::Stats { code } => {
-                Box::pin(stats::handle(&request.state, code.as_str()).instrument(request_span()))
-                    .await
+                Box::pin(stats::handle(&request.state, &code).instrument(request_span())).await
             }
             Route::Shorten {
                 request: create,
@@ -329,7 +326,7 @@ fn route(request: http::Request<Incoming>, client: ClientIp, cors: bool) -> Rout
                 return Route::Refused(route, ApiError::MethodNotAllowed(GET_HEAD));
             }
             // A segment that can never name a link is 404 without a lookup.
-            let Some(code) = Code::parse(segment).map(Code::to_buf) else {
+            let Some(code) = Code::parse(segment) else {
                 return Route::Unknown;
             };
             if stats {

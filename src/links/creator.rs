@@ -1,21 +1,17 @@
-//! The create use case: validate, take an id, make the code, hand the row (with its
-//! idempotency record) to the group-commit writer, and fill the new link into the caches once
-//! it is committed.
+//! The create use case: admit the new link (where it points, when it expires), take an id,
+//! make the code, hand the row (with its idempotency record) to the group-commit writer, and
+//! fill the new link into the caches once it is committed.
 
 use std::sync::Arc;
 
-use http::StatusCode;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use super::idempotency::{fingerprint, replay_or_refuse};
+use super::idempotency::{Idempotency, replay_or_refuse};
 use super::writer::{CreateWriter, WriteError};
 use super::{LinkCache, RemoteCache, ResolvedLink};
-use crate::domain::{
-    Alias, AliasError, ExpiresAt, ExpiryError, IdempotencyKey, TargetUrl, UrlError, UrlPolicy,
-    now_micros,
-};
+use crate::clock::Clock;
+use crate::domain::{Alias, ExpiresAt, ExpiryError, TargetUrl, UrlError, UrlPolicy};
 use crate::ids::{CodeCodec, IdGenerator};
 use crate::storage::{BatchKey, BatchRow, Db, LinkRecord, RowOutcome, StorageError, StoredAnswer};
 
@@ -23,44 +19,52 @@ use crate::storage::{BatchKey, BatchRow, Db, LinkRecord, RowOutcome, StorageErro
 /// that an alias took first): each retry is astronomically less likely than the one before.
 const MAX_ID_ATTEMPTS: usize = 3;
 
-/// A create as the HTTP layer received it.
-pub struct CreateRequest<'a> {
-    /// Whose Idempotency-Key this is (the client IP): one client cannot replay another's answers.
-    pub scope: &'a str,
-    pub key: Option<IdempotencyKey>,
-    /// The body, already known to be JSON. It is checked against the request schema only
-    /// after a stored answer was looked up, so a retry gets its first answer even if the
-    /// request would no longer validate (an `expires_at` now in the past).
-    pub json: serde_json::Value,
+/// The status of an answer that made a link, stored with its key for replays.
+const CREATED: u16 = 201;
+
+/// A link to make, its parts already read into domain types at the edge. Where it may point
+/// and whether its expiry is still ahead is checked here, after a retry's stored answer was
+/// looked for: a retry gets its first answer even if the request would no longer be admitted.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    pub target: TargetUrl,
+    pub alias: Option<Alias>,
+    pub expires_at: Option<ExpiresAt>,
 }
 
-/// Whether an answer is fresh or a replay of a stored one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replay {
-    Fresh,
-    Replayed,
-}
-
-/// What a create answers: the status and JSON body to send, and the short URL for `Location`.
-pub struct Created {
-    pub status: StatusCode,
-    pub body: String,
+/// A link just made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedLink {
+    pub code: String,
+    /// The public base URL and the code.
     pub short_url: String,
-    pub replay: Replay,
+    /// The target, canonical.
+    pub url: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// How the answer of a create is written: the body of its 201, stored with its
+/// Idempotency-Key so that a retry is sent the same bytes. The caller's (the HTTP layer's).
+pub type RenderAnswer = fn(&CreatedLink) -> Result<String, serde_json::Error>;
+
+/// What a create answers.
+#[derive(Debug)]
+pub enum Created {
+    /// Made now: the link and its answer's body (a 201).
+    New { link: CreatedLink, body: String },
+    /// A retry: the answer stored the first time, to be sent again as it was.
+    Replayed { status: u16, body: String },
 }
 
 #[derive(Debug, Error)]
 pub enum CreateError {
-    #[error("invalid request body: {0}")]
-    InvalidBody(String),
     #[error(transparent)]
     Url(#[from] UrlError),
     #[error(transparent)]
-    Alias(#[from] AliasError),
-    #[error(transparent)]
     Expiry(#[from] ExpiryError),
-    #[error("the alias '{0}' is already taken")]
-    AliasTaken(String),
+    #[error("the alias '{}' is already taken", .0.as_str())]
+    AliasTaken(Alias),
     #[error("a request with this Idempotency-Key is still being processed")]
     KeyInUse,
     #[error("this Idempotency-Key was already used with a different request body")]
@@ -69,41 +73,40 @@ pub enum CreateError {
     NoWorkerId,
     #[error("too many creates are waiting to be written")]
     Busy,
+    /// The database could not take the create now: worth a retry later (503).
+    #[error("the create could not be written now")]
+    Unavailable(#[source] CreateFailure),
+    /// A failure a retry will not fix (500).
+    #[error("the create failed")]
+    Failed(#[source] CreateFailure),
+}
+
+/// Why a create was not written.
+#[derive(Debug, Error)]
+pub enum CreateFailure {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("create failed: {0}")]
-    Internal(&'static str),
+    #[error(transparent)]
+    Writer(#[from] WriteError),
+    #[error("no free id after {attempts} attempts")]
+    NoFreeId { attempts: usize },
+    #[error("the answer could not be written")]
+    Answer(#[source] serde_json::Error),
+    #[error("the stored answer has status {0}, which is not one")]
+    StoredStatus(u16),
 }
 
-/// The request body of `POST /shorten`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShortenRequest {
-    url: String,
-    #[serde(default)]
-    alias: Option<String>,
-    #[serde(default)]
-    expires_at: Option<String>,
+impl From<StorageError> for CreateError {
+    fn from(error: StorageError) -> Self {
+        if error.is_transient() {
+            CreateError::Unavailable(error.into())
+        } else {
+            CreateError::Failed(error.into())
+        }
+    }
 }
 
-/// The 201 body, also stored for replays.
-#[derive(Serialize, Deserialize)]
-struct ShortenResponse {
-    code: String,
-    short_url: String,
-    url: String,
-    created_at: String,
-    expires_at: Option<String>,
-}
-
-/// A request that passed validation.
-struct ValidRequest {
-    target: TargetUrl,
-    alias: Option<Alias>,
-    expires_at: Option<OffsetDateTime>,
-}
-
-/// Creates links. Cheap to share behind the application state.
+/// Creates links. Cheap to share behind the HTTP layer's state.
 pub struct Creator {
     db: Db,
     writer: Arc<CreateWriter>,
@@ -115,6 +118,7 @@ pub struct Creator {
     public_base_url: String,
     /// The Redis tier, written through on create.
     remote: Option<Arc<RemoteCache>>,
+    clock: Clock,
 }
 
 impl Creator {
@@ -136,6 +140,7 @@ impl Creator {
             url_policy,
             public_base_url,
             remote: None,
+            clock: Clock::system(),
         }
     }
 
@@ -145,126 +150,132 @@ impl Creator {
         self
     }
 
-    pub async fn create(&self, request: CreateRequest<'_>) -> Result<Created, CreateError> {
-        let fingerprint = fingerprint(&request.json)?;
-        let now = now_micros();
-        let valid = match self.validate(&request.json, now) {
-            Ok(valid) => valid,
-            // A retry gets its first answer even if the request would no longer validate (an
-            // `expires_at` now in the past).
-            Err(error) => {
-                let stored = self.stored_replay(&request, &fingerprint).await?;
-                return stored.ok_or(error);
-            }
-        };
+    /// Reads creation times and expiries off `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
 
+    /// Makes `link`, or answers again what its Idempotency-Key was first answered.
+    pub async fn create(
+        &self,
+        link: NewLink,
+        idempotency: Option<Idempotency>,
+        render: RenderAnswer,
+    ) -> Result<Created, CreateError> {
+        let now = self.clock.now();
+        if let Err(refused) = self.admit(&link, now) {
+            return self.replay_or(refused, idempotency.as_ref()).await;
+        }
         for _ in 0..MAX_ID_ATTEMPTS {
             let Some(id) = self.ids.next_id() else {
                 // Without a worker id no link can be made, but a retry can still be answered.
-                let stored = self.stored_replay(&request, &fingerprint).await?;
-                return stored.ok_or(CreateError::NoWorkerId);
+                return self
+                    .replay_or(CreateError::NoWorkerId, idempotency.as_ref())
+                    .await;
             };
-            let code = match &valid.alias {
+            let code = match &link.alias {
                 Some(alias) => alias.as_str().to_owned(),
                 None => String::from_utf8_lossy(&self.codec.encode(id)).into_owned(),
             };
-            let answer = ShortenResponse {
+            let created = CreatedLink {
                 short_url: format!("{}/{}", self.public_base_url, code),
-                url: valid.target.as_str().to_owned(),
-                created_at: rfc3339(now),
-                expires_at: valid.expires_at.map(rfc3339),
+                url: link.target.as_str().to_owned(),
+                created_at: now,
+                expires_at: link.expires_at.map(ExpiresAt::get),
                 code,
             };
-            let body =
-                serde_json::to_string(&answer).map_err(|_| CreateError::Internal("answer JSON"))?;
+            let body = render(&created)
+                .map_err(|error| CreateError::Failed(CreateFailure::Answer(error)))?;
             let row = BatchRow {
                 id,
-                code: answer.code.clone(),
-                target_url: valid.target.as_str().to_owned(),
+                code: created.code.clone(),
+                target_url: created.url.clone(),
                 created_at: now,
-                expires_at: valid.expires_at,
-                key: request.key.as_ref().map(|key| BatchKey {
-                    scope: request.scope.to_owned(),
-                    key: key.as_str().to_owned(),
-                    fingerprint: fingerprint.to_vec(),
-                    status: StatusCode::CREATED.as_u16(),
+                expires_at: created.expires_at,
+                key: idempotency.as_ref().map(|idempotency| BatchKey {
+                    scope: idempotency.scope.stored(),
+                    key: idempotency.key.as_str().to_owned(),
+                    fresh_since: idempotency.fresh_since(now),
+                    fingerprint: idempotency.fingerprint.as_bytes().to_vec(),
+                    status: CREATED,
                     body: body.clone(),
                 }),
             };
-            let outcome = self
-                .writer
-                .write(row.clone())
-                .await
-                .map_err(|error| match error {
-                    WriteError::QueueFull => CreateError::Busy,
-                    WriteError::Stopped => CreateError::Storage(StorageError::Unavailable(
-                        "the service is shutting down".into(),
-                    )),
-                    WriteError::Unavailable => CreateError::Storage(StorageError::Unavailable(
-                        "the create batch was not written".into(),
-                    )),
-                    WriteError::Failed => CreateError::Internal("the create batch failed"),
-                })?;
+            let outcome = self.writer.write(row.clone()).await.map_err(written)?;
             match outcome {
                 RowOutcome::Created => {
                     self.fill_cache(row).await;
-                    return Ok(Created {
-                        status: StatusCode::CREATED,
+                    return Ok(Created::New {
+                        link: created,
                         body,
-                        short_url: answer.short_url,
-                        replay: Replay::Fresh,
                     });
                 }
                 RowOutcome::Stored(stored) => {
-                    return replayed(replay_or_refuse(stored, &fingerprint)?);
+                    let idempotency = idempotency.as_ref().map(|i| &i.fingerprint);
+                    return replayed(replay_or_refuse(stored, idempotency)?);
                 }
                 RowOutcome::KeyInUse => return Err(CreateError::KeyInUse),
-                RowOutcome::CodeTaken if valid.alias.is_some() => {
-                    return Err(CreateError::AliasTaken(answer.code));
-                }
-                RowOutcome::CodeTaken | RowOutcome::IdTaken => {
+                RowOutcome::CodeTaken => {
+                    if let Some(alias) = link.alias {
+                        return Err(CreateError::AliasTaken(alias));
+                    }
                     tracing::warn!(
                         id,
-                        "generated id or code already in use; retrying with a fresh id"
+                        "generated code already in use; retrying with a fresh id"
                     );
+                }
+                RowOutcome::IdTaken => {
+                    tracing::warn!(id, "generated id already in use; retrying with a fresh id");
                 }
             }
         }
-        Err(CreateError::Internal("no free id after several attempts"))
+        Err(CreateError::Failed(CreateFailure::NoFreeId {
+            attempts: MAX_ID_ATTEMPTS,
+        }))
     }
 
-    /// The answer stored for the request's key, sent again, if a request with that key was
-    /// answered before (none without a key).
-    async fn stored_replay(
-        &self,
-        request: &CreateRequest<'_>,
-        fingerprint: &[u8; 32],
-    ) -> Result<Option<Created>, CreateError> {
-        let Some(key) = &request.key else {
-            return Ok(None);
-        };
-        match self.db.stored_answer(request.scope, key.as_str()).await? {
-            Some(stored) => replayed(replay_or_refuse(stored, fingerprint)?).map(Some),
+    /// The answer stored under `idempotency`'s key, to send again: `None` when the key was
+    /// not used (or its answer went stale), [`CreateError::KeyReused`] when it was used with
+    /// another body. For a retry of a request that would no longer be read or admitted: it is
+    /// answered as it was the first time.
+    pub async fn replay(&self, idempotency: &Idempotency) -> Result<Option<Created>, CreateError> {
+        let stored = self
+            .db
+            .stored_answer(
+                &idempotency.scope.stored(),
+                idempotency.key.as_str(),
+                idempotency.fresh_since(self.clock.now()),
+            )
+            .await?;
+        match stored {
+            Some(stored) => Ok(Some(replayed(replay_or_refuse(
+                stored,
+                Some(&idempotency.fingerprint),
+            )?)?)),
             None => Ok(None),
         }
     }
 
-    fn validate(
+    /// A create that will not be made (`refused`): its key's stored answer when it has one.
+    async fn replay_or(
         &self,
-        json: &serde_json::Value,
-        now: OffsetDateTime,
-    ) -> Result<ValidRequest, CreateError> {
-        let request = ShortenRequest::deserialize(json)
-            .map_err(|error| CreateError::InvalidBody(error.to_string()))?;
-        Ok(ValidRequest {
-            target: TargetUrl::parse(&request.url, &self.url_policy)?,
-            alias: request.alias.as_deref().map(Alias::parse).transpose()?,
-            expires_at: request
-                .expires_at
-                .as_deref()
-                .map(|raw| ExpiresAt::parse(raw, now).map(ExpiresAt::get))
-                .transpose()?,
-        })
+        refused: CreateError,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created, CreateError> {
+        match idempotency {
+            Some(idempotency) => self.replay(idempotency).await?.ok_or(refused),
+            None => Err(refused),
+        }
+    }
+
+    /// Whether `link` may be made now: where it points, and whether its expiry is ahead.
+    fn admit(&self, link: &NewLink, now: OffsetDateTime) -> Result<(), CreateError> {
+        self.url_policy.admit(&link.target)?;
+        if let Some(expires_at) = link.expires_at {
+            expires_at.check_after(now)?;
+        }
+        Ok(())
     }
 
     /// The new link is served from this instance's memory at once, and an earlier "no such
@@ -287,22 +298,24 @@ impl Creator {
     }
 }
 
-/// A stored answer, sent again with `Idempotent-Replayed: true`.
-fn replayed(stored: StoredAnswer) -> Result<Created, CreateError> {
-    let status =
-        StatusCode::from_u16(stored.status).map_err(|_| CreateError::Internal("stored status"))?;
-    let answer: ShortenResponse = serde_json::from_str(&stored.body)
-        .map_err(|_| CreateError::Internal("stored answer JSON"))?;
-    Ok(Created {
-        status,
-        body: stored.body,
-        short_url: answer.short_url,
-        replay: Replay::Replayed,
-    })
+/// What the writer's refusal means for the client.
+fn written(error: WriteError) -> CreateError {
+    match error {
+        WriteError::QueueFull => CreateError::Busy,
+        WriteError::Stopped | WriteError::Unavailable(_) => CreateError::Unavailable(error.into()),
+        WriteError::Failed(_) => CreateError::Failed(error.into()),
+    }
 }
 
-fn rfc3339(instant: OffsetDateTime) -> String {
-    instant
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+/// A stored answer, sent again with `Idempotent-Replayed: true`.
+fn replayed(stored: StoredAnswer) -> Result<Created, CreateError> {
+    if !(100..=599).contains(&stored.status) {
+        return Err(CreateError::Failed(CreateFailure::StoredStatus(
+            stored.status,
+        )));
+    }
+    Ok(Created::Replayed {
+        status: stored.status,
+        body: stored.body,
+    })
 }

@@ -24,12 +24,16 @@ use time::OffsetDateTime;
 
 pub use breaker::BreakerState;
 pub use cache::{CacheSettings, LinkCache};
-pub use creator::{CreateError, CreateRequest, Created, Creator, Replay};
+pub use creator::{
+    CreateError, CreateFailure, Created, CreatedLink, Creator, NewLink, RenderAnswer,
+};
+pub use idempotency::{Idempotency, KEY_LIFETIME};
 pub use remote::RemoteCache;
 pub use resolver::{LinkStats, ResolveError, Resolver, Visit};
 pub use retention::{PRUNE_EVERY, run_pruner};
 pub use writer::{CreateWriter, WriteError, WriterSettings};
 
+use crate::clock::Clock;
 use crate::domain::TargetUrl;
 use crate::storage::LinkRecord;
 
@@ -71,11 +75,8 @@ impl ResolvedLink {
     }
 
     /// Expired or disabled links answer 410. Reads the clock only for links that expire.
-    pub fn is_gone(&self) -> bool {
-        self.disabled_at.is_some()
-            || self
-                .expires_at
-                .is_some_and(|at| at <= OffsetDateTime::now_utc())
+    pub fn is_gone(&self, clock: &Clock) -> bool {
+        self.disabled_at.is_some() || self.expires_at.is_some_and(|at| at <= clock.now())
     }
 
     /// The target URL (ASCII: it was stored in canonical form).

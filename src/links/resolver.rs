@@ -8,12 +8,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use thiserror::Error;
 
 use super::{LinkCache, RemoteCache, ResolvedLink};
 use crate::clicks::{ClickKind, ClickRecorder};
+use crate::clock::Clock;
 use crate::domain::Code;
 use crate::ids::{CodeCodec, EPOCH_UNIX_MS, split_id};
 use crate::storage::{DailyClicks, Db, LinkRecord, StorageError};
@@ -30,7 +31,9 @@ pub enum Visit {
     Uncounted,
 }
 
-#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+/// Why a code resolves to no link to send the client to. A failed lookup keeps its cause
+/// (shared: every request waiting on one lookup gets its error); it was logged where it happened.
+#[derive(Debug, Error, Clone)]
 pub enum ResolveError {
     #[error("no link has this code")]
     NotFound,
@@ -38,10 +41,10 @@ pub enum ResolveError {
     Gone,
     /// The lookup could not be made (no connection, timeout, database down).
     #[error("the database is unavailable")]
-    Unavailable,
-    /// The lookup failed in a way retrying will not fix; logged where it happened.
+    Unavailable(#[source] Arc<StorageError>),
+    /// The lookup failed in a way retrying will not fix.
     #[error("the lookup failed")]
-    Internal,
+    Internal(#[source] Arc<StorageError>),
 }
 
 /// A link and its daily click series.
@@ -61,6 +64,7 @@ pub struct Resolver {
     /// The Redis tier, when Redis is configured.
     remote: Option<Arc<RemoteCache>>,
     metrics: ResolveMetrics,
+    clock: Clock,
 }
 
 impl Resolver {
@@ -79,7 +83,14 @@ impl Resolver {
             replica_lag_bound,
             remote: None,
             metrics: ResolveMetrics::default(),
+            clock: Clock::system(),
         }
+    }
+
+    /// Reads expiries and the age of codes off `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Counts every resolution's outcome in `metrics`.
@@ -102,11 +113,11 @@ impl Resolver {
     /// The redirect use case: the link to send the client to, its click counted.
     pub async fn redirect(
         &self,
-        code: &str,
+        code: &Code,
         visit: Visit,
     ) -> Result<Arc<ResolvedLink>, ResolveError> {
         let link = self.resolve(code).await?;
-        if link.is_gone() {
+        if link.is_gone(&self.clock) {
             return Err(ResolveError::Gone);
         }
         if let Visit::Counted(kind) = visit {
@@ -116,15 +127,15 @@ impl Resolver {
     }
 
     /// The stats use case: a link (gone ones too) and its clicks, read from the primary.
-    pub async fn stats(&self, code: &str) -> Result<LinkStats, ResolveError> {
+    pub async fn stats(&self, code: &Code) -> Result<LinkStats, ResolveError> {
         let link = self.resolve(code).await?;
         let days = self.db.daily_clicks(link.id).await.map_err(lookup_failed)?;
         Ok(LinkStats { link, days })
     }
 
     /// The link named by `code`, gone or not.
-    pub async fn resolve(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
-        let code = Code::parse(code).ok_or(ResolveError::NotFound)?.as_str();
+    pub async fn resolve(&self, code: &Code) -> Result<Arc<ResolvedLink>, ResolveError> {
+        let code = code.as_str();
         if let Some(link) = self.cache.found.get(code).await {
             self.metrics.count(ResolveOutcome::Moka);
             return Ok(link);
@@ -163,13 +174,13 @@ impl Resolver {
                 Ok(link)
             }
             Err(error) => {
-                let error = *error;
+                let error = ResolveError::clone(&error);
                 self.metrics.count(match error {
                     ResolveError::NotFound | ResolveError::Gone => ResolveOutcome::NotFound,
-                    ResolveError::Unavailable => ResolveOutcome::Unavailable,
-                    ResolveError::Internal => ResolveOutcome::Error,
+                    ResolveError::Unavailable(_) => ResolveOutcome::Unavailable,
+                    ResolveError::Internal(_) => ResolveOutcome::Error,
                 });
-                if error == ResolveError::NotFound {
+                if matches!(error, ResolveError::NotFound) {
                     self.cache.remember_absent(code, creates_before).await;
                 }
                 Err(error)
@@ -241,9 +252,7 @@ impl Resolver {
     fn is_younger_than_lag_bound(&self, id: i64) -> bool {
         let (issued_ms, _, _) = split_id(id);
         let issued_unix_ms = EPOCH_UNIX_MS.saturating_add(issued_ms);
-        let now_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |now| now.as_millis() as u64);
+        let now_unix_ms = self.clock.unix_ms();
         now_unix_ms.abs_diff(issued_unix_ms) < self.replica_lag_bound.as_millis() as u64
     }
 }
@@ -256,9 +265,9 @@ fn resolved(record: LinkRecord) -> Result<Arc<ResolvedLink>, ResolveError> {
 fn lookup_failed(error: StorageError) -> ResolveError {
     if error.is_transient() {
         crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), "link lookup: database unavailable");
-        ResolveError::Unavailable
+        ResolveError::Unavailable(Arc::new(error))
     } else {
         tracing::error!(error = %Chain(&error), sqlstate = error.sqlstate(), "link lookup failed");
-        ResolveError::Internal
+        ResolveError::Internal(Arc::new(error))
     }
 }

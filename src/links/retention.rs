@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::idempotency::KEY_LIFETIME;
+use crate::clock::Clock;
 use crate::storage::Db;
 use crate::telemetry::Chain;
 
@@ -12,13 +14,13 @@ use crate::telemetry::Chain;
 pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Prunes every [`PRUNE_EVERY`] until `stop` is cancelled; a failure is retried next time.
-pub async fn run_pruner(db: Db, stop: CancellationToken) {
+pub async fn run_pruner(db: Db, clock: Clock, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
             _ = stop.cancelled() => return,
         }
-        match db.prune_expired().await {
+        match db.prune_expired(clock.now() - KEY_LIFETIME).await {
             Ok(rows) => tracing::debug!(rows, "pruned expired idempotency keys and stats batches"),
             Err(error) => {
                 tracing::warn!(error = %Chain(&error), "pruning failed; will retry")

@@ -20,7 +20,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::storage::{BatchRow, Db, RowOutcome};
+use crate::storage::{BatchRow, Db, RowOutcome, StorageError};
 use crate::telemetry::Chain;
 use crate::telemetry::metrics::{BatchResult, CreateMetrics};
 
@@ -37,19 +37,33 @@ pub struct WriterSettings {
     pub concurrency: usize,
 }
 
-/// Why a row got no outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a row got no outcome. The batch's error is shared by every row of the batch.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     /// The queue is full: try again shortly.
+    #[error("the create queue is full")]
     QueueFull,
     /// The writer has stopped (shutdown).
+    #[error("the create writer has stopped: the service is shutting down")]
     Stopped,
     /// The database could not take the batch (down, overloaded, or the commit's fate is
     /// unknown after a timeout): nothing of it is acknowledged.
-    Unavailable,
+    #[error("the create batch was not written")]
+    Unavailable(#[source] Arc<StorageError>),
     /// The database refused the batch for another reason (a bug): logged where it happened.
-    Failed,
+    #[error("the create batch failed")]
+    Failed(#[source] Arc<StorageError>),
 }
+
+/// Outcomes compare by kind: to a row, two failed batches are the same outcome whatever the
+/// database said.
+impl PartialEq for WriteError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+impl Eq for WriteError {}
 
 struct Pending {
     row: BatchRow,
@@ -258,13 +272,13 @@ async fn write_batch(db: &Db, batch: Vec<Pending>, metrics: &CreateMetrics) {
         Err(error) => {
             let answer = if error.is_transient() {
                 crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), rows = rows.len(), "create batch not written: database unavailable");
-                WriteError::Unavailable
+                WriteError::Unavailable(Arc::new(error))
             } else {
                 tracing::error!(error = %Chain(&error), sqlstate = error.sqlstate(), rows = rows.len(), "create batch failed");
-                WriteError::Failed
+                WriteError::Failed(Arc::new(error))
             };
             for reply in replies {
-                let _ = reply.send(Err(answer));
+                let _ = reply.send(Err(answer.clone()));
             }
         }
     }

@@ -24,12 +24,15 @@ use crate::telemetry::metrics::DbOperation;
 use super::links::StoredAnswer;
 use super::{Db, StorageError, pool};
 
-/// The idempotency record of one row, written with its link.
+/// The idempotency record of one row, written with its link (and its `created_at`).
 #[derive(Debug, Clone)]
 pub struct BatchKey {
     /// Whose key this is (the client IP): one client cannot replay another's responses.
     pub scope: String,
     pub key: String,
+    /// Answers stored under this key at or before this instant are stale: deleted, and the key
+    /// used again.
+    pub fresh_since: OffsetDateTime,
     /// SHA-256 of the normalised request body.
     pub fingerprint: Vec<u8>,
     /// The response stored for replays.
@@ -68,6 +71,7 @@ impl Db {
     /// means nothing of the batch was committed (or, for a timeout after COMMIT was sent, that
     /// it is unknown whether it was).
     pub async fn create_batch(&self, rows: &[BatchRow]) -> Result<Vec<RowOutcome>, StorageError> {
+        self.metrics.called(DbOperation::Create);
         let result = match self.create_batch_once(rows).await {
             Err(StorageError::Database(error)) if is_retryable(&error) => {
                 tracing::info!(error = %crate::telemetry::Chain(&error), rows = rows.len(), "create batch retried once");
@@ -81,7 +85,7 @@ impl Db {
             other => other,
         };
         if let Err(error) = &result {
-            self.errors.failed(DbOperation::Create, error.cause());
+            self.metrics.failed(DbOperation::Create, error.cause());
         }
         result
     }
@@ -180,8 +184,12 @@ async fn claim_keys(
     }
     let scopes: Vec<&str> = held.iter().map(|(_, key)| key.scope.as_str()).collect();
     let keys: Vec<&str> = held.iter().map(|(_, key)| key.key.as_str()).collect();
+    let fresh_since: Vec<OffsetDateTime> = held.iter().map(|(_, key)| key.fresh_since).collect();
     let stored = tx
-        .query(&statements.batch_stored_answers, &[&scopes, &keys])
+        .query(
+            &statements.batch_stored_answers,
+            &[&scopes, &keys, &fresh_since],
+        )
         .await?;
     let mut answers: HashMap<(String, String), StoredAnswer> = HashMap::new();
     for row in stored {
@@ -270,11 +278,11 @@ async fn insert_keys(
     rows: &[BatchRow],
     outcomes: &[RowOutcome],
 ) -> Result<(), StorageError> {
-    let mut created: Vec<(&BatchKey, i64)> = rows
+    let mut created: Vec<(&BatchKey, &BatchRow)> = rows
         .iter()
         .zip(outcomes)
         .filter(|(_, outcome)| **outcome == RowOutcome::Created)
-        .filter_map(|(row, _)| row.key.as_ref().map(|key| (key, row.id)))
+        .filter_map(|(row, _)| row.key.as_ref().map(|key| (key, row)))
         .collect();
     if created.is_empty() {
         return Ok(());
@@ -288,10 +296,19 @@ async fn insert_keys(
         .collect();
     let statuses: Vec<i16> = created.iter().map(|(key, _)| key.status as i16).collect();
     let bodies: Vec<&str> = created.iter().map(|(key, _)| key.body.as_str()).collect();
-    let link_ids: Vec<i64> = created.iter().map(|(_, id)| *id).collect();
+    let link_ids: Vec<i64> = created.iter().map(|(_, row)| row.id).collect();
+    let created_at: Vec<OffsetDateTime> = created.iter().map(|(_, row)| row.created_at).collect();
     tx.execute(
         &statements.batch_insert_keys,
-        &[&scopes, &keys, &fingerprints, &statuses, &bodies, &link_ids],
+        &[
+            &scopes,
+            &keys,
+            &fingerprints,
+            &statuses,
+            &bodies,
+            &link_ids,
+            &created_at,
+        ],
     )
     .await?;
     Ok(())

@@ -2,7 +2,6 @@
 //! written in batches: `batch.rs`).
 
 use crate::telemetry::metrics::DbOperation;
-use std::sync::atomic::Ordering;
 
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -33,7 +32,7 @@ impl LinkRecord {
     }
 }
 
-/// A response stored under an Idempotency-Key less than 24 hours ago.
+/// A response stored under an Idempotency-Key, still fresh.
 #[derive(Debug, PartialEq, Eq)]
 pub struct StoredAnswer {
     pub fingerprint: Vec<u8>,
@@ -62,7 +61,6 @@ impl Db {
         decoded_id: Option<i64>,
     ) -> Option<Result<Option<LinkRecord>, StorageError>> {
         let replica = self.replica()?;
-        self.lookups.fetch_add(1, Ordering::Relaxed);
         let found = self
             .bounded(
                 DbOperation::LookupReplica,
@@ -81,8 +79,6 @@ impl Db {
         code: &str,
         decoded_id: Option<i64>,
     ) -> Result<Option<LinkRecord>, StorageError> {
-        self.lookups.fetch_add(1, Ordering::Relaxed);
-        self.primary_lookups.fetch_add(1, Ordering::Relaxed);
         self.bounded(
             DbOperation::LookupPrimary,
             find_on(&self.read, code, decoded_id),
@@ -90,19 +86,23 @@ impl Db {
         .await
     }
 
-    /// The answer stored under `(scope, key)` in the last 24 hours, if any. Read without the
+    /// The answer stored under `(scope, key)` after `fresh_since`, if any. Read without the
     /// lock: for a retry that can no longer be written (its body no longer validates, or no
     /// worker id is held); every other create reads it under the lock, in its batch.
     pub async fn stored_answer(
         &self,
         scope: &str,
         key: &str,
+        fresh_since: OffsetDateTime,
     ) -> Result<Option<StoredAnswer>, StorageError> {
         self.bounded(DbOperation::Create, async {
             let conn = pool::checkout(&self.write).await?;
             let row = conn
                 .client
-                .query_opt(&conn.write()?.idempotency_get, &[&scope, &key])
+                .query_opt(
+                    &conn.write()?.idempotency_get,
+                    &[&scope, &key, &fresh_since],
+                )
                 .await?;
             match row {
                 Some(row) if row.try_get::<_, bool>(3)? => Ok(Some(StoredAnswer::from_row(&row)?)),

@@ -177,11 +177,8 @@ pub struct Db {
     probe: PgPool,
     replicas: Arc<[Replica]>,
     next_replica: Arc<AtomicUsize>,
-    /// Link lookups sent to any database, and to the primary, for tests and (later) metrics.
-    lookups: Arc<AtomicU64>,
-    primary_lookups: Arc<AtomicU64>,
-    /// Failed calls, by operation and cause.
-    errors: DbMetrics,
+    /// Calls, and failed calls, by operation.
+    metrics: DbMetrics,
     sizes: PoolSizes,
 }
 
@@ -239,16 +236,14 @@ impl Db {
             probe: pool::build(primary, Role::Own, 1, settings),
             replicas,
             next_replica: Default::default(),
-            lookups: Default::default(),
-            primary_lookups: Default::default(),
-            errors: DbMetrics::default(),
+            metrics: DbMetrics::default(),
             sizes,
         }
     }
 
-    /// Counts failed calls in `errors` from now on (set before the handle is cloned).
-    pub fn count_errors_in(&mut self, errors: DbMetrics) {
-        self.errors = errors;
+    /// Counts calls and failures in `metrics` from now on (set before the handle is cloned).
+    pub fn count_in(&mut self, metrics: DbMetrics) {
+        self.metrics = metrics;
     }
 
     /// Every pool, in the order [`Db::pool_states`] reports them.
@@ -303,16 +298,6 @@ impl Db {
         primary.chain(replicas)
     }
 
-    /// Link lookups sent to Postgres so far (primary and replicas together).
-    pub fn link_lookups(&self) -> u64 {
-        self.lookups.load(Ordering::Relaxed)
-    }
-
-    /// Link lookups sent to the primary so far.
-    pub fn primary_link_lookups(&self) -> u64 {
-        self.primary_lookups.load(Ordering::Relaxed)
-    }
-
     /// The next healthy replica in round-robin order, if any.
     fn replica(&self) -> Option<&Replica> {
         if self.replicas.is_empty() {
@@ -323,19 +308,21 @@ impl Db {
         (!replica.is_skipped()).then_some(replica)
     }
 
-    /// Runs one storage call within `call_timeout`; a failure is counted under `operation`.
+    /// Runs one storage call within `call_timeout`, counted (and a failure counted) under
+    /// `operation`.
     async fn bounded<T>(
         &self,
         operation: DbOperation,
         call: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
+        self.metrics.called(operation);
         let result = tokio::time::timeout(self.call_timeout, call)
             .await
             .unwrap_or(Err(StorageError::TimedOut(
                 "the database did not answer in time",
             )));
         if let Err(error) = &result {
-            self.errors.failed(operation, error.cause());
+            self.metrics.failed(operation, error.cause());
         }
         result
     }

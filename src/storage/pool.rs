@@ -104,8 +104,8 @@ pub(super) struct WriteStatements {
     pub idempotency_get: Statement,
     /// `(names text[])`: `pg_try_advisory_xact_lock` on each name, in the array's order.
     pub batch_claim_keys: Statement,
-    /// `(scopes, keys)`: the answers stored under those keys in the last 24 hours; older
-    /// ones are deleted on the way.
+    /// `(scopes, keys, fresh_since)`: the answers stored under those keys after their
+    /// `fresh_since`; older ones are deleted on the way.
     pub batch_stored_answers: Statement,
     /// `(ids, codes, targets, created, expires)`: the links inserted, by id.
     pub batch_insert_links: Statement,
@@ -148,7 +148,7 @@ impl WriteStatements {
         Ok(WriteStatements {
             idempotency_get: client
                 .prepare(
-                    "SELECT fingerprint, status, body, created_at > now() - interval '24 hours' \
+                    "SELECT fingerprint, status, body, created_at > $3 \
                      FROM idempotency_keys WHERE scope = $1 AND key = $2",
                 )
                 .await?,
@@ -161,13 +161,15 @@ impl WriteStatements {
                 .await?,
             batch_stored_answers: client
                 .prepare(
-                    "WITH asked AS (SELECT * FROM UNNEST($1::text[], $2::text[]) AS a(scope, key)), \
+                    "WITH asked AS (SELECT * FROM UNNEST($1::text[], $2::text[], \
+                                                        $3::timestamptz[]) \
+                                    AS a(scope, key, fresh_since)), \
                      stale AS (DELETE FROM idempotency_keys k USING asked \
                                WHERE k.scope = asked.scope AND k.key = asked.key \
-                                 AND k.created_at <= now() - interval '24 hours') \
+                                 AND k.created_at <= asked.fresh_since) \
                      SELECT k.scope, k.key, k.fingerprint, k.status, k.body \
                      FROM idempotency_keys k JOIN asked USING (scope, key) \
-                     WHERE k.created_at > now() - interval '24 hours'",
+                     WHERE k.created_at > asked.fresh_since",
                 )
                 .await?,
             batch_insert_links: client
@@ -183,9 +185,10 @@ impl WriteStatements {
                 .await?,
             batch_insert_keys: client
                 .prepare(
-                    "INSERT INTO idempotency_keys (scope, key, fingerprint, status, body, link_id) \
+                    "INSERT INTO idempotency_keys \
+                       (scope, key, fingerprint, status, body, link_id, created_at) \
                      SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::smallint[], \
-                                          $5::text[], $6::bigint[])",
+                                          $5::text[], $6::bigint[], $7::timestamptz[])",
                 )
                 .await?,
         })

@@ -406,9 +406,11 @@ impl RedisMetrics {
     }
 }
 
-/// Failed storage calls.
+/// Storage calls, and those that failed.
 #[derive(Clone)]
 pub struct DbMetrics {
+    /// `[operation]`.
+    calls: Arc<[Counter]>,
     /// `[operation][cause]`.
     errors: Arc<[Counter]>,
 }
@@ -416,12 +418,18 @@ pub struct DbMetrics {
 impl Default for DbMetrics {
     fn default() -> Self {
         DbMetrics {
+            calls: noops(DbOperation::COUNT),
             errors: noops(DbOperation::COUNT * DbCause::COUNT),
         }
     }
 }
 
 impl DbMetrics {
+    /// One call of `operation` made (whatever its outcome).
+    pub fn called(&self, operation: DbOperation) {
+        self.calls[operation.index()].increment(1);
+    }
+
     pub fn failed(&self, operation: DbOperation, cause: DbCause) {
         self.errors[operation.index() * DbCause::COUNT + cause.index()].increment(1);
     }
@@ -670,6 +678,11 @@ impl Metrics {
                 ),
             },
             db: DbMetrics {
+                calls: registry.counters_by::<DbOperation>(
+                    "shortener_db_operations_total",
+                    "Storage calls made, by operation (the failed ones too).",
+                    "operation",
+                ),
                 errors: registry.counters_by_pair::<DbOperation, DbCause>(
                     "shortener_db_errors_total",
                     "Storage calls that failed, by operation and cause.",

@@ -118,6 +118,27 @@ extern "C" fn drop_databases_made_here() {
     let _ = dropping.join();
 }
 
+/// How many storage calls of `operation` (`lookup_primary`, …) `metrics` has counted.
+pub fn db_operations(metrics: &shortener::telemetry::metrics::Metrics, operation: &str) -> u64 {
+    Scrape::parse(metrics.render())
+        .value("shortener_db_operations_total", &[("operation", operation)]) as u64
+}
+
+/// Metrics of a server with one database and no pools, for tests that build parts by hand.
+pub fn metrics() -> std::sync::Arc<shortener::telemetry::metrics::Metrics> {
+    use shortener::telemetry::metrics::{Layout, Metrics};
+    std::sync::Arc::new(Metrics::new(&Layout {
+        databases: vec!["primary".into()],
+        pools: vec![],
+        cache_capacity: [1, 1],
+    }))
+}
+
+/// A code as the HTTP layer parses it.
+pub fn code(raw: &str) -> shortener::domain::Code {
+    shortener::domain::Code::parse(raw).expect("a valid code")
+}
+
 /// The typed target of a Postgres URL.
 pub fn target(url: &str) -> PgTarget {
     PgTarget::parse(url).expect("a usable Postgres URL")

@@ -7,10 +7,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::clicks::click_kind;
+use crate::domain::Code;
 use crate::http::{ApiError, Response, State};
 use crate::links::Visit;
 
-pub async fn handle(state: &State, code: &str, visit: Visit) -> Response {
+pub async fn handle(state: &State, code: &Code, visit: Visit) -> Response {
     match state.resolver.redirect(code, visit).await {
         Ok(link) => {
             let mut response = http::Response::new(Full::new(Bytes::new()));

@@ -4,6 +4,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::{json_response, rfc3339};
+use crate::domain::Code;
 use crate::http::{ApiError, Response, State};
 use crate::links::LinkStats;
 
@@ -29,9 +30,9 @@ struct Day {
     bot_clicks: i64,
 }
 
-pub async fn handle(state: &State, code: &str) -> Response {
+pub async fn handle(state: &State, code: &Code) -> Response {
     match state.resolver.stats(code).await {
-        Ok(stats) => render(code, &stats),
+        Ok(stats) => render(code.as_str(), &stats),
         Err(error) => ApiError::from(error).into_response(),
     }
 }
