@@ -989,7 +989,8 @@ mod tests {
     async fn upkeep_runs_every_interval_until_stopped() {
         let metrics = metrics();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(Arc::clone(&metrics).keep_up(UPKEEP_EVERY, stop.clone()));
+        let tasks = tokio_util::task::TaskTracker::new();
+        let task = tasks.spawn(Arc::clone(&metrics).keep_up(UPKEEP_EVERY, stop.clone()));
         // Paused time jumps straight to each tick: at 0, 1, 2 and 3 intervals.
         tokio::time::sleep(UPKEEP_EVERY * 3 + Duration::from_millis(1)).await;
         assert_eq!(metrics.upkeeps(), 4);
