@@ -161,7 +161,12 @@ impl Throttle {
     /// `Some(left out since the last line)` when this event is to be logged.
     pub fn admit(&self) -> Option<u64> {
         static EPOCH: OnceLock<Instant> = OnceLock::new();
-        let now = EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
+        self.admit_at(EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64)
+    }
+
+    /// [`Throttle::admit`] at `elapsed_ms` since an epoch of the caller's (monotonic).
+    fn admit_at(&self, elapsed_ms: u64) -> Option<u64> {
+        let now = elapsed_ms + 1;
         let last = self.last_ms.load(Ordering::Relaxed);
         let due = last == 0 || now.saturating_sub(last) >= self.every.as_millis() as u64;
         if due
@@ -198,15 +203,20 @@ mod tests {
     #[test]
     fn a_storm_of_events_is_one_line_then_one_per_interval_with_a_count() {
         let throttle = Throttle::new(Duration::from_millis(200));
-        assert_eq!(throttle.admit(), Some(0), "the first is logged");
-        let admitted = (0..1000).filter_map(|_| throttle.admit()).count();
-        assert_eq!(admitted, 0, "the storm right after it is not");
-        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(throttle.admit_at(0), Some(0), "the first is logged");
+        let admitted = (0..1000).filter_map(|n| throttle.admit_at(n % 200)).count();
+        assert_eq!(admitted, 0, "the storm within the interval is not");
         assert_eq!(
-            throttle.admit(),
+            throttle.admit_at(200),
             Some(1000),
             "then one line that counts the rest"
         );
+        assert_eq!(
+            throttle.admit_at(250),
+            None,
+            "and none until the next interval"
+        );
+        assert_eq!(throttle.admit_at(400), Some(1));
     }
 
     #[test]
