@@ -8,6 +8,12 @@
 #
 #   loadtest/creates.sh            full measurement (about ROUNDS x 4 x DURATION + 2 x DURATION)
 #   QUICK=1 loadtest/creates.sh    smoke mode: ROUNDS=1 DURATION=2s
+#   loadtest/creates.sh A B        two builds side by side ("what did this change cost"): both
+#                                  with the default group commit, interleaved rounds (the order
+#                                  alternating), the service pinned to SERVER_CPU [0] and the
+#                                  generators to LOAD_CPU [1] (Postgres unpinned); B/A per round
+#                                  and the median, without and with an Idempotency-Key. The
+#                                  database is migrated by B. ROUNDS defaults to 9 here.
 #
 # Settings (environment variables, defaults in brackets):
 #   ROUNDS       interleaved rounds [3; QUICK: 1]
@@ -26,10 +32,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+A=${1:-}
+B=${2:-}
+if [ -n "$A" ]; then
+  [[ -x $A && -x $B ]] || { echo "usage: loadtest/creates.sh [BINARY_A BINARY_B]" >&2; exit 1; }
+  ROUNDS=${ROUNDS:-9}
+fi
 if [ "${QUICK:-0}" = 1 ]; then
   ROUNDS=${ROUNDS:-1} DURATION=${DURATION:-2s}
 fi
 ROUNDS=${ROUNDS:-3}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 BATCH_MAX=${BATCH_MAX:-256}
@@ -70,14 +84,25 @@ done
 mkdir -p "$OUT"
 log "output in $OUT"
 
-log "building (release)"
-cargo build --release --bin shortener
+if [ -z "$A" ]; then
+  log "building (release)"
+  cargo build --release --bin shortener
+  B=target/release/shortener
+fi
 ./scripts/stack.sh up
 export PGHOST=127.0.0.1 PGUSER=postgres PGCONNECT_TIMEOUT=5
 log "recreating database $DB"
 psql -w -d postgres -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
 psql -w -d postgres -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $DB"
-DATABASE_URL=$DATABASE_URL RUST_LOG=warn timeout 60 target/release/shortener migrate
+DATABASE_URL=$DATABASE_URL RUST_LOG=warn timeout 60 "$B" migrate
+# The binary start_service runs, and how (A/B mode: pinned).
+BINARY=$B
+PIN_SERVER=()
+PIN_LOAD=()
+if [ -n "$A" ]; then
+  PIN_SERVER=(taskset -c "$SERVER_CPU")
+  PIN_LOAD=(taskset -c "$LOAD_CPU")
+fi
 
 service_pid=''
 stop_service() {
@@ -97,7 +122,7 @@ start_service() {
     SHORTENER_LISTEN=127.0.0.1:$PORT SHORTENER_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT \
     SHORTENER_CREATE_BATCH_MAX="$1" SHORTENER_CREATE_WRITERS="$2" \
     SHORTENER_CREATE_LINGER="$LINGER" SHORTENER_RATE_LIMIT_CREATE=off \
-    target/release/shortener serve >>"$OUT/service.log" 2>&1 &
+    "${PIN_SERVER[@]}" "$BINARY" serve >>"$OUT/service.log" 2>&1 &
   service_pid=$!
   for _ in $(seq 1 100); do
     if curl -s --max-time 1 "http://127.0.0.1:$ADMIN_PORT/readyz" | grep -q '"creates":"ready"'; then
@@ -136,7 +161,7 @@ problems=0
 run_oha() {
   local rate_args=()
   [ -n "${2:-}" ] && rate_args=(-q "$2" --latency-correction)
-  timeout $(( SECONDS_PER_RUN + 30 )) oha --no-tui -w -z "$DURATION" -c "$CONNECTIONS" \
+  timeout $(( SECONDS_PER_RUN + 30 )) "${PIN_LOAD[@]}" oha --no-tui -w -z "$DURATION" -c "$CONNECTIONS" \
     "${rate_args[@]}" -m POST -H 'Content-Type: application/json' -d "$BODY" \
     --output-format json "http://127.0.0.1:$PORT/shorten" >"$1"
   python3 - "$1" <<'PY'
@@ -151,7 +176,7 @@ PY
 
 # RUN_WRK FILE: keyed creates for DURATION; prints "rps p50_ms p99_ms non_201".
 run_wrk() {
-  timeout $(( SECONDS_PER_RUN + 30 )) wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency \
+  timeout $(( SECONDS_PER_RUN + 30 )) "${PIN_LOAD[@]}" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency \
     -s "$OUT/keyed.lua" "http://127.0.0.1:$PORT" -- "$(basename "$1" .txt)-$RANDOM" >"$1" 2>&1
   python3 - "$1" <<'PY'
 import re, sys
@@ -179,6 +204,36 @@ record() { # ROUND MODE KEYED "rps p50 p99 other"
     problems=$((problems + 1))
   fi
 }
+
+if [ -n "$A" ]; then
+  for round in $(seq 1 "$ROUNDS"); do
+    if (( round % 2 )); then order="A B"; else order="B A"; fi
+    for which in $order; do
+      if [ "$which" = A ]; then BINARY=$A; else BINARY=$B; fi
+      start_service "$BATCH_MAX" "$WRITERS"
+      record "$round" "$which" no "$(run_oha "$OUT/round$round-$which-unkeyed.json")"
+      record "$round" "$which" yes "$(run_wrk "$OUT/round$round-$which-keyed.txt")"
+      stop_service
+    done
+  done
+  python3 - "$OUT/runs.csv" "$A" "$B" "$ROUNDS" "$DURATION" "$CONNECTIONS" <<'PY' | tee "$OUT/summary.md"
+import csv, statistics, sys
+path, a, b, rounds, duration, conns = sys.argv[1:]
+rows = list(csv.DictReader(open(path)))
+print(f"# Creates per second, two builds ({rounds} interleaved rounds of {duration}, {conns} connections)\n")
+print(f"A = {a}\nB = {b}\n")
+print("| key | A median creates/s | B median creates/s | B/A per round | median B/A |")
+print("| --- | ---: | ---: | --- | ---: |")
+for keyed, label in (("no", "none (oha)"), ("yes", "fresh Idempotency-Key (wrk)")):
+    by = lambda which: {r["round"]: float(r["rps"]) for r in rows if r["mode"] == which and r["keyed"] == keyed}
+    ra, rb = by("A"), by("B")
+    ratios = [rb[r] / ra[r] for r in sorted(ra, key=int)]
+    print(f"| {label} | {statistics.median(ra.values()):,.0f} | {statistics.median(rb.values()):,.0f} | "
+          f"{' '.join(f'{x:.3f}' for x in ratios)} | **{statistics.median(ratios):.3f}** |")
+PY
+  [ "$problems" = 0 ] || { log "$problems runs had answers other than 201"; exit 3; }
+  exit 0
+fi
 
 for round in $(seq 1 "$ROUNDS"); do
   if (( round % 2 )); then order="batched single"; else order="single batched"; fi
