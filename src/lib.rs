@@ -25,7 +25,7 @@
 //! | [`lease`] | keeping the worker-id lease alive | issue ids itself |
 //! | [`storage`] | pools by role, prepared statements, every SQL statement, migrations, the Redis client and its commands | business rules, HTTP |
 //! | [`telemetry`] | logs, metrics, request ids | I/O beyond writing logs |
-//! | [`domain`], [`ids`] | validated newtypes (URLs, aliases, codes, keys, client IPs); Snowflake ids and the keyed code permutation | I/O |
+//! | [`domain`], [`ids`], [`clock`] | validated newtypes (URLs, aliases, codes, keys, client IPs); Snowflake ids and the keyed code permutation; the wall clock the use cases read, which tests move | I/O |
 
 pub mod cli;
 pub mod clicks;

@@ -5,7 +5,7 @@
 //! `SHORTENER_SHUTDOWN_GRACE`. The one entry point of `shortener serve`, the integration tests
 //! and the benchmarks.
 //!
-//! Shutdown is one tree: a root token with a child token per stage ([`Stages`]), and every
+//! Shutdown is one tree: a root token with a child token per stage (`Stages`), and every
 //! task the service starts (listeners, connections, background loops, Redis fill-backs,
 //! slot-map re-reads, signal handling) on one `TaskTracker`. When `run_until_stopped` returns,
 //! every one of them has ended (or the grace period ran out, which is logged).

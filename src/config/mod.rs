@@ -5,15 +5,15 @@
 //!
 //! | section | variables |
 //! | --- | --- |
-//! | [`server`] | listeners, connection limits, redirects, proxies, CORS, shutdown |
-//! | [`database`] | Postgres primary and replicas, pools, timeouts, replica lag |
-//! | [`redis`] | one node or a cluster, credentials, the tier's timeout and TTL |
-//! | [`cache`] | moka's capacity and lifetimes |
-//! | [`limits`] | per-client rate limits |
-//! | [`creates`] | public base URL, code key, refused targets, group commit |
-//! | [`clicks`] | the flush interval |
-//! | [`lease`] | worker id and its lease |
-//! | [`telemetry`] | metrics, logs, access log |
+//! | `server` | listeners, connection limits, redirects, proxies, CORS, access log, shutdown |
+//! | `database` | Postgres primary and replicas, pools, timeouts, replica lag |
+//! | `redis` | one node or a cluster, credentials, the tier's timeout and TTL |
+//! | `cache` | moka's capacity and lifetimes |
+//! | `limits` | per-client rate limits |
+//! | `creates` | public base URL, code key, refused targets, group commit |
+//! | `clicks` | the flush interval |
+//! | `lease` | worker id and its lease |
+//! | `telemetry` | metrics, log format and filter |
 
 mod cache;
 mod cli;

@@ -104,7 +104,7 @@ impl RemoteCache {
         }
     }
 
-    /// Pings Redis every [`PROBE_EVERY`] until `stop` is cancelled: an answer closes an open
+    /// Pings Redis every `PROBE_EVERY` until `stop` is cancelled: an answer closes an open
     /// breaker; a failure counts toward opening it, so an idle instance notices too. (An
     /// answer does not reset the count while closed: in a cluster the PING may reach a
     /// healthy node while requests to a hung one keep failing.)

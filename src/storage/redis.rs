@@ -352,7 +352,7 @@ impl RedisStore {
         })
     }
 
-    /// Closes every connection and waits (at most [`QUIT_WAIT`]) for fred's connection task to
+    /// Closes every connection and waits (at most `QUIT_WAIT`) for fred's connection task to
     /// end. The store answers nothing afterwards.
     pub async fn quit(&self) {
         if let Err(error) = self.pool.quit().await {

@@ -4,7 +4,7 @@
 //! bounded buffer that a thread of its own drains, and lines beyond it are dropped, so
 //! logging never blocks a runtime worker. Lines are JSON or text (`SHORTENER_LOG_FORMAT`),
 //! filtered by `RUST_LOG` (default `info`). A request's lines carry its `request_id`
-//! ([`request_id`]); warnings that repeat are throttled ([`throttled!`]).
+//! ([`request_id`]); warnings that repeat are throttled ([`throttled!`](crate::throttled)).
 
 pub mod metrics;
 mod process;

@@ -29,9 +29,9 @@ pub struct PoolGauges {
 pub struct Sampled {
     cache_entries: Vec<Gauge>,
     pub redis_circuit_open: Gauge,
-    /// In the order of the database names given to [`Metrics::new`].
+    /// In the order of the database names given to [`Metrics::new`](super::Metrics::new).
     pub db_up: Vec<Gauge>,
-    /// In the order of the pools given to [`Metrics::new`].
+    /// In the order of the pools given to [`Metrics::new`](super::Metrics::new).
     pub pools: Vec<PoolGauges>,
     pub create_queue_depth: Gauge,
     pub create_queue_capacity: Gauge,
