@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TestApp, eventually, spawn_app};
@@ -14,6 +15,45 @@ async fn status_of(app: &TestApp, url: &str) -> u16 {
         .status
 }
 
+/// The log lines of this process (the service runs in it), kept in memory: a reload says in
+/// the log that it ran, even when it changed nothing.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Installs the subscriber that keeps every line from now on.
+    fn capture() -> Logs {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("the only subscriber of this test binary");
+        logs
+    }
+
+    /// How many lines so far say `text`.
+    fn saying(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|line| line.contains(text))
+            .count()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn hang_up() {
     // SAFETY: kill(2) on this process; the service's handler is registered (it has answered).
     assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
@@ -21,6 +61,7 @@ fn hang_up() {
 
 #[tokio::test]
 async fn sighup_reloads_the_blocklist_and_a_broken_file_changes_nothing() {
+    let logs = Logs::capture();
     let path = std::env::temp_dir().join(format!("shortener-blocklist-{}", std::process::id()));
     std::fs::write(&path, "evil.example\n").unwrap();
     let app = spawn_app(&["--blocklist-file", path.to_str().unwrap()]).await;
@@ -35,10 +76,17 @@ async fn sighup_reloads_the_blocklist_and_a_broken_file_changes_nothing() {
     .await;
     assert!(blocked, "the reloaded list was not used");
 
-    // A broken file: the list in force stays.
+    // A broken file: the list in force stays. Checked once the service says it read the
+    // file and refused it, so the reload has run when the list is asked about.
+    const REFUSED: &str = "blocklist not reloaded";
+    assert_eq!(logs.saying(REFUSED), 0);
     std::fs::write(&path, "this is not a host\n").unwrap();
     hang_up();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = eventually(Duration::from_secs(5), || async {
+        logs.saying(REFUSED) == 1
+    })
+    .await;
+    assert!(refused, "the reload of the broken file was not logged");
     assert_eq!(status_of(&app, "https://later.example/").await, 400);
     assert_eq!(status_of(&app, "https://fine.example/").await, 201);
     app.shutdown().await;

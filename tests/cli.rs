@@ -184,8 +184,17 @@ async fn migrate_waits_for_a_migration_already_running() {
         .spawn()
         .unwrap();
     let tables = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'links'";
-    // Until the other run lets go, nothing is applied and the command has not finished.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // It waits on the lock: Postgres shows its request for it not granted. Until the other
+    // run lets go, nothing is applied and the command has not finished.
+    let waiting_for_the_lock = "SELECT count(*) FROM pg_locks \
+                                WHERE locktype = 'advisory' AND NOT granted \
+                                  AND database = (SELECT oid FROM pg_database \
+                                                  WHERE datname = current_database())";
+    let blocked = common::eventually(std::time::Duration::from_secs(10), || async {
+        common::scalar(&other, waiting_for_the_lock).await == 1
+    })
+    .await;
+    assert!(blocked, "migrate never asked for the lock");
     assert!(
         waiting.try_wait().unwrap().is_none(),
         "migrate did not wait"

@@ -18,7 +18,7 @@ mod processes;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{TestApp, connect, eventually, scalar, send, spawn_app_on};
+use common::{ListenerSockets, TestApp, connect, eventually, scalar, send, spawn_app_on};
 use processes::{OwnCluster, OwnPostgres, OwnRedis};
 use shortener::ids::{CodeCodec, CodeKey, EPOCH_UNIX_MS, compose_id};
 
@@ -39,6 +39,13 @@ async fn redis_state(app: &TestApp) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Resolutions the Redis tier has answered so far.
+async fn redis_answers(app: &TestApp) -> f64 {
+    app.scrape()
+        .await
+        .value("shortener_link_resolutions_total", &[("outcome", "redis")])
 }
 
 /// Redirects `codes` one by one (HEAD: no clicks), each within the command timeout plus the
@@ -218,25 +225,37 @@ async fn master_fails_over(fault: MasterFault) {
     .await;
     assert!(up, "the service did not return to the cluster");
 
-    // The rows gone and memory expired: the new master answers, through the same client.
+    // The rows gone: once memory has let a code go, only the new master can answer it,
+    // through the same client. Each code is redirected until one redirect of it is counted
+    // as Redis' answer.
     connect(&db_url)
         .await
         .batch_execute("DELETE FROM links")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let not_yet_from_redis = std::sync::Mutex::new(on_victim.clone());
     let served = eventually(Duration::from_secs(10), || async {
-        let mut all = true;
-        for code in &on_victim {
-            all &= send(app.addr, "HEAD", &format!("/{code}"), &[], b"")
+        let codes = not_yet_from_redis.lock().unwrap().clone();
+        let mut left = Vec::new();
+        for code in codes {
+            let before = redis_answers(&app).await;
+            let status = send(app.addr, "HEAD", &format!("/{code}"), &[], b"")
                 .await
-                .status
-                == 302;
+                .status;
+            if !(status == 302 && redis_answers(&app).await > before) {
+                left.push(code);
+            }
         }
-        all
+        let done = left.is_empty();
+        *not_yet_from_redis.lock().unwrap() = left;
+        done
     })
     .await;
-    assert!(served, "the promoted replica's links were not served");
+    assert!(
+        served,
+        "the promoted replica's links were not served: {:?}",
+        not_yet_from_redis.lock().unwrap()
+    );
     // Writes reach the new master too.
     let code = app.create("https://example.com/after-failover").await;
     let stored = cluster.cli(&["GET", &format!("{PREFIX}{code}")]);
@@ -650,7 +669,18 @@ async fn an_instance_paused_past_its_lease_issues_no_id_once_it_runs_again() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // All thirty wait in the paused instance's accept queue, each with its request there.
+    let queued = eventually(Duration::from_secs(10), || async {
+        let sockets = ListenerSockets::of(first.addr);
+        sockets
+            .established
+            .iter()
+            .filter(|side| !side.accepted && side.unread > 0)
+            .count()
+            == 30
+    })
+    .await;
+    assert!(queued, "{:?}", ListenerSockets::of(first.addr));
     first.signal(libc::SIGCONT);
     for handle in waiting {
         assert_eq!(
@@ -684,9 +714,11 @@ async fn the_primary_stopped_under_creates_loses_nothing_acknowledged() {
     assert!(ready);
     // Eight clients creating as fast as they can, every other request with a key of its own.
     let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let tally = std::sync::Arc::new(Tally::default());
     let clients: Vec<_> = (0..8)
         .map(|client| {
             let (app, running) = (std::sync::Arc::clone(&app), std::sync::Arc::clone(&running));
+            let tally = std::sync::Arc::clone(&tally);
             tokio::spawn(async move {
                 let mut answers = Vec::new();
                 let mut n = 0;
@@ -700,6 +732,7 @@ async fn the_primary_stopped_under_creates_loses_nothing_acknowledged() {
                         &[]
                     };
                     let response = app.shorten_with(&body, headers).await;
+                    tally.count(response.status);
                     let code = (response.status == 201)
                         .then(|| response.json()["code"].as_str().unwrap().to_owned());
                     answers.push((response.status, code, n % 2 == 0));
@@ -708,16 +741,30 @@ async fn the_primary_stopped_under_creates_loses_nothing_acknowledged() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Creates are being acknowledged when the primary stops.
+    assert!(
+        tally.wait_for_created(50).await,
+        "creates were not acknowledged before the stop"
+    );
     primary.stop();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // It stays stopped until the service has noticed: a create refused, readiness down.
+    let noticed = eventually(Duration::from_secs(15), || async {
+        tally.refused() > 0 && readiness(&app).await.1["tiers"]["primary"] == "down"
+    })
+    .await;
+    assert!(noticed, "the stop was never noticed: {tally:?}");
     primary.start_again();
     let back = eventually(Duration::from_secs(15), || async {
         readiness(&app).await.1["tiers"]["primary"] == "up"
     })
     .await;
     assert!(back, "the primary did not come back");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Creates are acknowledged again before the clients stop.
+    let created_before = tally.created();
+    assert!(
+        tally.wait_for_created(created_before + 50).await,
+        "creates did not resume: {tally:?}"
+    );
     running.store(false, std::sync::atomic::Ordering::Relaxed);
 
     let mut acknowledged = Vec::new();
@@ -759,6 +806,40 @@ async fn the_primary_stopped_under_creates_loses_nothing_acknowledged() {
         "{answers} stored answers for {keyed} keyed 201s"
     );
     std::sync::Arc::into_inner(app).unwrap().shutdown().await;
+}
+
+/// What the creating clients have been answered so far.
+#[derive(Debug, Default)]
+struct Tally {
+    created: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl Tally {
+    fn count(&self, status: u16) {
+        let counter = match status {
+            201 => &self.created,
+            503 => &self.refused,
+            _ => return,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn created(&self) -> u64 {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits (at most 15 s) until `count` creates have been answered 201 in all.
+    async fn wait_for_created(&self, count: u64) -> bool {
+        eventually(Duration::from_secs(15), || async {
+            self.created() >= count
+        })
+        .await
+    }
 }
 
 async fn create_limit_mode(app: &TestApp) -> String {

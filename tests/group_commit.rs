@@ -302,9 +302,11 @@ async fn a_full_queue_is_refused_at_once_and_shutdown_writes_what_was_queued() {
     );
 
     // Shutdown while four wait: nothing new is taken, all four are written and answered.
+    // No wait: a write reads the stop token itself, so the refusal holds from the cancel on
+    // (the writer's task, parked on its one busy slot, has not even seen it yet).
     stop.cancel();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(writer.write(row(6, "q-6")).await, Err(WriteError::Stopped));
+    assert_eq!(writer.queued(), 3, "the refused create was queued");
     locked.release().await;
     for handle in waiting {
         assert_eq!(handle.await.unwrap(), Ok(RowOutcome::Created));
@@ -354,7 +356,17 @@ async fn a_full_create_queue_answers_503_with_retry_after() {
             tokio::spawn(async move { app.shorten(body).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // All five handled before the lock goes: four answered, one waiting in the queue.
+    let handled = eventually(Duration::from_secs(10), || async {
+        more.iter().filter(|create| create.is_finished()).count() == 4
+            && app
+                .scrape()
+                .await
+                .value("shortener_create_queue_depth", &[])
+                == 1.0
+    })
+    .await;
+    assert!(handled, "the five creates were not all refused or queued");
     locked.release().await;
     assert_eq!(writing.await.unwrap(), 201);
     let mut statuses = Vec::new();

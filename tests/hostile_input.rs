@@ -5,7 +5,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{parse_response, send, send_raw, spawn_app};
+use common::{ListenerSockets, eventually, parse_response, send, send_raw, spawn_app};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -121,17 +121,37 @@ async fn slow_header_senders_are_cut_off_while_others_are_served() {
 async fn open_connections_are_capped_and_excess_clients_wait() {
     let app = spawn_app(&["--max-connections", "2"]).await;
     let code = app.create("https://example.com/").await;
-    // Two idle keep-alive connections take both places (after `create` released its own).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Two idle keep-alive connections take both places: both accepted, so `create` has
+    // released its own.
     let first = TcpStream::connect(app.addr).await.unwrap();
-    let second = TcpStream::connect(app.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second = TcpStream::connect(app.addr).await.unwrap();
+    let both_held = eventually(Duration::from_secs(5), || async {
+        let sockets = ListenerSockets::of(app.addr);
+        sockets.accept_queue == 0 && sockets.established.len() == 2 && sockets.accepted() == 2
+    })
+    .await;
+    assert!(both_held, "{:?}", ListenerSockets::of(app.addr));
     let path = format!("/{code}");
     let waiting = tokio::spawn({
         let addr = app.addr;
+        let path = path.clone();
         async move { send(addr, "GET", &path, &[], b"").await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The third waits in the accept queue with its whole request there to be read.
+    let queued = eventually(Duration::from_secs(5), || async {
+        let sockets = ListenerSockets::of(app.addr);
+        sockets.accept_queue == 1
+            && sockets
+                .established
+                .iter()
+                .any(|side| !side.accepted && side.unread > 0)
+    })
+    .await;
+    assert!(queued, "{:?}", ListenerSockets::of(app.addr));
+    // The server is running, not stalled: it answers on a connection it holds, after the
+    // third arrived. Still the third is not taken.
+    assert_eq!(request_on(&mut second, &path).await.status, 302);
+    assert_eq!(ListenerSockets::of(app.addr).accept_queue, 1);
     assert!(
         !waiting.is_finished(),
         "a third connection was served while two were open"
@@ -144,6 +164,36 @@ async fn open_connections_are_capped_and_excess_clients_wait() {
     assert_eq!(response.status, 302);
     drop(second);
     app.shutdown().await;
+}
+
+/// One keep-alive request on an open connection; answers the response, leaving the
+/// connection open.
+async fn request_on(stream: &mut TcpStream, path: &str) -> common::TestResponse {
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before a whole answer");
+            answer.extend_from_slice(&chunk[..n]);
+            let Some(head) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let length: usize = parse_response(&answer)
+                .header("content-length")
+                .map_or(0, |length| length.parse().unwrap());
+            if answer.len() >= head + 4 + length {
+                return;
+            }
+        }
+    })
+    .await;
+    read.expect("an answer within 10 s");
+    parse_response(&answer)
 }
 
 /// A create whose declared 100-byte body trickles in at a byte a second; answers the response
@@ -164,6 +214,7 @@ async fn trickle_a_body(addr: SocketAddr) -> (common::TestResponse, Duration) {
             if writer.write_all(b" ").await.is_err() {
                 return;
             }
+            // Not synchronisation: a client this slow is the behaviour under test.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
@@ -216,7 +267,16 @@ async fn slow_bodies_get_408_at_the_deadline_and_free_their_connections() {
     let tricklers: Vec<_> = (0..10)
         .map(|_| tokio::spawn(trickle_a_body(app.addr)))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // All ten accepted and read so far (headers and the first byte): requests in flight,
+    // whose bodies the handlers are waiting for.
+    let in_flight = eventually(Duration::from_secs(5), || async {
+        let sockets = ListenerSockets::of(app.addr);
+        sockets.accept_queue == 0
+            && sockets.accepted() == 10
+            && sockets.established.iter().all(|side| side.unread == 0)
+    })
+    .await;
+    assert!(in_flight, "{:?}", ListenerSockets::of(app.addr));
     let stopping = Instant::now();
     app.shutdown().await;
     assert!(
@@ -291,7 +351,12 @@ async fn an_http_1_1_request_needs_exactly_one_host() {
 async fn during_the_shutdown_delay_answers_close_their_connection() {
     let app = spawn_app(&["--shutdown-delay", "2s"]).await;
     app.stop.cancel();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The service is draining: its readiness says so.
+    let draining = eventually(Duration::from_secs(1), || async {
+        send(app.admin, "GET", "/readyz", &[], b"").await.status == 503
+    })
+    .await;
+    assert!(draining, "readiness did not turn 503 on the stop");
     // A keep-alive request: the answer closes the connection, so reading to the end returns.
     let response = send_raw(app.addr, b"GET /no-such-code HTTP/1.1\r\nHost: t\r\n\r\n").await;
     assert_eq!(response.status, 404);
@@ -373,7 +438,13 @@ async fn the_per_peer_cap_never_applies_to_trusted_proxies() {
     for _ in 0..5 {
         idle.push(TcpStream::connect(app.addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // All five accepted and kept (a peer over its cap would see some closed at once).
+    let kept = eventually(Duration::from_secs(5), || async {
+        let sockets = ListenerSockets::of(app.addr);
+        sockets.accept_queue == 0 && sockets.established.len() == 5 && sockets.accepted() == 5
+    })
+    .await;
+    assert!(kept, "{:?}", ListenerSockets::of(app.addr));
     let response = app.get("/no-such-code").await;
     assert_eq!(response.status, 404);
     drop(idle);

@@ -7,7 +7,8 @@ mod processes;
 
 use std::sync::Arc;
 
-use common::{TestApp, send, spawn_app, spawn_app_on};
+use common::{TestApp, send, spawn_app, spawn_app_on, spawn_app_with_clock};
+use shortener::clock::Clock;
 
 const BODY: &str = r#"{"url": "https://example.com/idempotent", "expires_at": null}"#;
 
@@ -262,8 +263,9 @@ async fn stale_keys_can_be_used_again() {
 
 #[tokio::test]
 async fn a_retry_is_replayed_even_after_the_link_expired() {
-    let app = spawn_app(&[]).await;
-    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+    let clock = Clock::adjustable();
+    let app = spawn_app_with_clock(&[], clock.clone()).await;
+    let soon = (clock.now() + time::Duration::seconds(2))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let body =
@@ -271,7 +273,13 @@ async fn a_retry_is_replayed_even_after_the_link_expired() {
     let key = [("Idempotency-Key", "brief")];
     let first = app.shorten_with(&body, &key).await;
     assert_eq!(first.status, 201, "{}", first.text());
-    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let code = first.json()["code"].as_str().unwrap().to_owned();
+    assert_eq!(app.get(&format!("/{code}")).await.status, 302);
+    // An hour later (the key is good for a day): the link has expired, and a new create with
+    // that expires_at would be refused.
+    clock.advance(std::time::Duration::from_secs(3_600));
+    assert_eq!(app.get(&format!("/{code}")).await.status, 410);
+    app.shorten(&body).await.assert_problem(400);
     // The same body now names a past expires_at; it is still the same request.
     let again = app.shorten_with(&body, &key).await;
     assert_eq!(again.status, 201, "{}", again.text());

@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, eventually, scalar, send, spawn_app, spawn_app_on};
+use common::{
+    ListenerSockets, connect, eventually, scalar, send, spawn_app, spawn_app_on, waiting_on_a_lock,
+};
 use shortener::ids::WorkerId;
 use shortener::storage::{Db, PoolSettings, PoolSizes};
 
@@ -234,10 +236,21 @@ async fn a_request_in_flight_at_shutdown_completes() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let watcher = app.db().await;
+    let blocked = eventually(Duration::from_secs(10), || async {
+        waiting_on_a_lock(&watcher, "INSERT INTO links%").await > 0
+    })
+    .await;
+    assert!(blocked, "no insert waited on the uncommitted row");
     assert!(!create.is_finished(), "the create did not wait on the lock");
+    // Shutdown has begun while the create waits: the main listener is closed.
     app.stop.cancel();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let closed = eventually(Duration::from_secs(5), || async {
+        !ListenerSockets::of(app.addr).listening
+    })
+    .await;
+    assert!(closed, "the listener was not closed on the stop");
+    assert!(!create.is_finished(), "the create ended with the listener");
     tx.rollback().await.unwrap();
     let response = create.await.unwrap();
     assert_eq!(response.status, 201, "{}", response.text());
@@ -249,7 +262,11 @@ async fn new_requests_are_served_during_the_shutdown_delay() {
     let app = spawn_app(&["--shutdown-delay", "1s"]).await;
     let code = app.create("https://example.com/").await;
     app.stop.cancel();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let draining = eventually(Duration::from_millis(500), || async {
+        send(app.admin, "GET", "/readyz", &[], b"").await.status == 503
+    })
+    .await;
+    assert!(draining, "readiness did not turn 503 on the stop");
     send(app.admin, "GET", "/readyz", &[], b"")
         .await
         .assert_problem(503);
@@ -274,8 +291,15 @@ async fn clicks_counted_while_postgres_is_away_reach_the_stats_when_it_returns()
     for _ in 0..20 {
         assert_eq!(app.get(&format!("/{code}")).await.status, 302);
     }
-    // Several flush intervals fail while the database is away.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Several flushes of those clicks fail while the database is away (a batch is written
+    // only once it holds clicks, so every failure counted is theirs).
+    let failed = eventually(Duration::from_secs(10), || async {
+        let scrape = app.scrape().await;
+        scrape.value("shortener_click_rows_pending", &[]) >= 1.0
+            && scrape.total("shortener_click_flush_failures_total") >= 3.0
+    })
+    .await;
+    assert!(failed, "{}", app.scrape().await.text);
     proxy.restore();
 
     let db = connect(&db_url).await;
@@ -285,8 +309,21 @@ async fn clicks_counted_while_postgres_is_away_reach_the_stats_when_it_returns()
     })
     .await;
     assert!(counted, "clicks: {}", scalar(&db, clicks).await);
-    // Exactly once: nothing more arrives with later flushes.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Exactly once: nothing more arrives with later flushes. Checked once the flusher holds
+    // no batch, so no retry of an already applied batch can come after.
+    let written = eventually(Duration::from_secs(10), || async {
+        app.scrape()
+            .await
+            .value("shortener_click_batches_pending", &[])
+            == 0.0
+    })
+    .await;
+    assert!(written, "click batches still pending");
     assert_eq!(scalar(&db, clicks).await, 20);
+    assert_eq!(
+        app.scrape().await.total("shortener_clicks_flushed_total"),
+        20.0,
+        "a batch was counted twice"
+    );
     app.shutdown().await;
 }

@@ -46,6 +46,7 @@ fn get(address: SocketAddr, path: &str) -> (u16, String) {
         match TcpStream::connect(address) {
             Ok(stream) => break stream,
             Err(error) if Instant::now() > deadline => panic!("{address}: {error}"),
+            // The pause of a bounded poll for the port (the condition is the connect).
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     };

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, send, spawn_app};
+use common::{TestApp, eventually, send, spawn_app, waiting_on_a_lock};
 
 /// Starts `count` creates of one alias that an uncommitted transaction holds: each waits
 /// on Postgres' unique index with a write connection, or waits for one.
@@ -30,6 +30,36 @@ fn contested_creates(app: &TestApp, count: usize) -> Vec<tokio::task::JoinHandle
         .collect()
 }
 
+/// Waits until the contested creates have settled on the held alias: Postgres shows one
+/// waiting on the lock, and none waits for a write connection any more (each holds one, or was
+/// shed at the acquire timeout).
+async fn wait_until_creates_are_held(app: &TestApp) {
+    let watcher = app.db().await;
+    let held = eventually(Duration::from_secs(10), || async {
+        waiting_on_a_lock(&watcher, "INSERT INTO links%").await > 0
+            && app.scrape().await.value(
+                "shortener_db_pool_waiters",
+                &[("database", "primary"), ("pool", "write")],
+            ) == 0.0
+    })
+    .await;
+    assert!(held, "no create waits on the held alias");
+}
+
+/// When the readiness prober last finished probing the primary: its probe is an empty query
+/// on a connection of its own, which `pg_stat_activity` shows with its start.
+async fn last_probe(db: &tokio_postgres::Client) -> Option<std::time::SystemTime> {
+    db.query_one(
+        "SELECT max(query_start) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'shortener' \
+           AND query = '' AND state = 'idle'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 async fn hold_alias(db: &mut tokio_postgres::Client) -> tokio_postgres::Transaction<'_> {
     let tx = db.transaction().await.unwrap();
     tx.execute(
@@ -49,21 +79,24 @@ async fn redirects_are_served_while_creates_hold_every_write_connection() {
     let mut blocker = app.db().await;
     let tx = hold_alias(&mut blocker).await;
     let creates = contested_creates(&app, 16);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(
+    wait_until_creates_are_held(&app).await;
+    let held = || {
         creates
             .iter()
             .filter(|create| !create.is_finished())
             .count()
-            >= 4,
-        "the write pool is not held by blocked creates"
-    );
+    };
+    assert!(held() >= 4, "the write pool is not held by blocked creates");
 
     for code in &codes {
         let response = app.get(&format!("/{code}")).await;
         assert_eq!(response.status, 302, "{code}: {}", response.text());
     }
     assert_eq!(app.get(&format!("/{}/stats", codes[0])).await.status, 200);
+    assert!(
+        held() >= 4,
+        "the creates were let go before the redirects were served"
+    );
 
     tx.rollback().await.unwrap();
     let mut statuses = Vec::new();
@@ -96,14 +129,27 @@ async fn readiness_stays_200_while_the_write_pool_is_saturated() {
     let mut blocker = app.db().await;
     let tx = hold_alias(&mut blocker).await;
     let creates = contested_creates(&app, 400);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for poll in 0..30 {
-        let response = send(app.admin, "GET", "/readyz", &[], b"").await;
-        assert_eq!(response.status, 200, "poll {poll}: {}", response.text());
-        let body = response.json();
-        assert_eq!(body["tiers"]["primary"], "up", "{body}");
-        assert_eq!(body["creates"], "ready", "{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_until_creates_are_held(&app).await;
+    // Readiness is polled until the prober has probed the primary twice since (its answers
+    // are cached), every answer meanwhile 200 with the primary up.
+    let watcher = app.db().await;
+    let mut polls = 0;
+    for probe in 1..=2 {
+        let before = last_probe(&watcher).await;
+        let probed = eventually(Duration::from_secs(5), || {
+            polls += 1;
+            let (app, watcher, poll) = (&app, &watcher, polls);
+            async move {
+                let response = send(app.admin, "GET", "/readyz", &[], b"").await;
+                assert_eq!(response.status, 200, "poll {poll}: {}", response.text());
+                let body = response.json();
+                assert_eq!(body["tiers"]["primary"], "up", "{body}");
+                assert_eq!(body["creates"], "ready", "{body}");
+                last_probe(watcher).await > before
+            }
+        })
+        .await;
+        assert!(probed, "probe {probe} of the primary never finished");
     }
     tx.rollback().await.unwrap();
     for create in creates {

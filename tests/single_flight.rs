@@ -50,6 +50,7 @@ async fn resolve_concurrently(
     code: &str,
 ) -> Vec<Result<i64, ResolveError>> {
     let mut locker = common::connect(db_url).await;
+    let watcher = common::connect(db_url).await;
     let lock = locker.transaction().await.unwrap();
     lock.batch_execute("LOCK TABLE links IN ACCESS EXCLUSIVE MODE")
         .await
@@ -65,7 +66,12 @@ async fn resolve_concurrently(
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first lookup has reached Postgres and waits there on the lock.
+    let blocked = common::eventually(Duration::from_secs(10), || async {
+        common::waiting_on_a_lock(&watcher, "%FROM links%").await > 0
+    })
+    .await;
+    assert!(blocked, "no lookup waited on the locked table");
     assert!(
         tasks.iter().all(|task| !task.is_finished()),
         "a resolve finished while the table was locked"

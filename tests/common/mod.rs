@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use shortener::Application;
+use shortener::clock::Clock;
 use shortener::config::{Cli, Command, ServeConfig};
 use shortener::storage::PgTarget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -212,7 +213,18 @@ pub async fn spawn_app_on(db_url: &str, extra: &[&str]) -> TestApp {
 }
 
 pub async fn spawn_with(config: ServeConfig, db_url: &str) -> TestApp {
-    let application = Application::build(config)
+    spawn_with_clock(config, db_url, Clock::system()).await
+}
+
+/// The server on a fresh database, its use cases reading `clock`: a test moves time with
+/// [`Clock::advance`] instead of sleeping until it has passed.
+pub async fn spawn_app_with_clock(extra: &[&str], clock: Clock) -> TestApp {
+    let db_url = fresh_database().await;
+    spawn_with_clock(config(&db_url, extra), &db_url, clock).await
+}
+
+pub async fn spawn_with_clock(config: ServeConfig, db_url: &str, clock: Clock) -> TestApp {
+    let application = Application::build_with_clock(config, clock)
         .await
         .expect("the service builds");
     let (addr, admin) = (application.local_addr(), application.admin_addr());
@@ -407,6 +419,94 @@ where
     }
 }
 
+/// How many statements on `db`'s database matching `pattern` (SQL `LIKE`) wait on a lock now:
+/// proof that a request has reached Postgres and is held there, not merely slow.
+pub async fn waiting_on_a_lock(db: &tokio_postgres::Client, pattern: &str) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1",
+        &[&pattern],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// The server side of a TCP listener as the kernel sees it (`/proc/net/tcp`): whether it
+/// listens, what waits in its accept queue, and the connections made to it. The server of a
+/// test may be this process or a child, paused or not: the kernel answers for both.
+#[derive(Debug)]
+pub struct ListenerSockets {
+    /// A socket listens on the address.
+    pub listening: bool,
+    /// Connections the kernel completed that the server has not accepted yet.
+    pub accept_queue: u64,
+    /// Established connections to the address, accepted or still in the accept queue.
+    pub established: Vec<ServerSide>,
+}
+
+/// The server's end of one established connection.
+#[derive(Debug)]
+pub struct ServerSide {
+    /// The server has accepted it (the socket has a file descriptor: an inode).
+    pub accepted: bool,
+    /// Bytes the client sent that the server has not read yet.
+    pub unread: u64,
+}
+
+impl ListenerSockets {
+    /// The sockets of the IPv4 listener at `addr` now.
+    pub fn of(addr: SocketAddr) -> ListenerSockets {
+        let std::net::IpAddr::V4(ip) = addr.ip() else {
+            panic!("{addr}: only IPv4 listeners are read");
+        };
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+        let mut sockets = ListenerSockets {
+            listening: false,
+            accept_queue: 0,
+            established: Vec::new(),
+        };
+        for line in table.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [_, local, _, state, queues, _, _, _, _, inode, ..] = fields[..] else {
+                continue;
+            };
+            if parse_proc_address(local) != (ip, addr.port()) {
+                continue;
+            }
+            let (_, rx) = queues.split_once(':').expect("tx_queue:rx_queue");
+            let rx = u64::from_str_radix(rx, 16).expect("a hex queue length");
+            match state {
+                // LISTEN: its rx_queue is the number of connections waiting to be accepted.
+                "0A" => {
+                    sockets.listening = true;
+                    sockets.accept_queue = rx;
+                }
+                // ESTABLISHED: its rx_queue is the bytes received and not read.
+                "01" => sockets.established.push(ServerSide {
+                    accepted: inode != "0",
+                    unread: rx,
+                }),
+                _ => {}
+            }
+        }
+        sockets
+    }
+
+    /// Connections the server has accepted and holds open.
+    pub fn accepted(&self) -> usize {
+        self.established.iter().filter(|side| side.accepted).count()
+    }
+}
+
+/// `0100007F:1F90` (the address in the kernel's byte order, the port in hex) as an address.
+fn parse_proc_address(field: &str) -> (std::net::Ipv4Addr, u16) {
+    let (ip, port) = field.split_once(':').expect("address:port");
+    let ip = u32::from_str_radix(ip, 16).expect("a hex IPv4 address");
+    let port = u16::from_str_radix(port, 16).expect("a hex port");
+    (std::net::Ipv4Addr::from(ip.to_ne_bytes()), port)
+}
+
 /// Waits until the replica at `replica_url` has replayed everything the primary at
 /// `primary_url` has written so far (at most 20 s).
 pub async fn wait_for_replay(primary_url: &str, replica_url: &str) {
@@ -525,6 +625,15 @@ impl Scrape {
             .samples
             .get(&key)
             .unwrap_or_else(|| panic!("{key} is not exported:\n{}", self.text))
+    }
+
+    /// The sum of every series of metric `name` (all its label sets).
+    pub fn total(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(key, _)| key.split('{').next() == Some(name))
+            .map(|(_, value)| value)
+            .sum()
     }
 
     /// The number of samples of metric `name` (any labels).
