@@ -204,10 +204,13 @@ async fn creates_across_three(
         "--rate-limit-create",
         limit,
     ];
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        apps.push(Arc::new(spawn_app_on(&db_url, &flags).await));
-    }
+    // Built side by side: each may wait a second for a Redis that does not answer.
+    let (first, second, third) = tokio::join!(
+        spawn_app_on(&db_url, &flags),
+        spawn_app_on(&db_url, &flags),
+        spawn_app_on(&db_url, &flags),
+    );
+    let apps = [first, second, third].map(Arc::new);
     let mut modes = Vec::new();
     for app in &apps {
         modes.push(create_limit_mode(app).await);
