@@ -23,10 +23,12 @@ const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const TCP_KEEPALIVE_RETRIES: u32 = 3;
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often a pool's reaper task closes connections idle or old past bb8's limits. The task
-/// ends at its first tick after the pool is dropped, so this also bounds how long it outlives a
-/// stopped service (bb8's default is 30 s).
-const REAPER_EVERY: Duration = Duration::from_millis(500);
+/// A connection is closed when it is returned to its pool this long after it was opened
+/// (server-side caches do not grow forever; a moved server is followed). Checked here rather
+/// than by bb8's `max_lifetime`, which needs a reaper task per pool that outlives the pool by up
+/// to its period (30 s): when the service stops, its tasks must be gone (`tests/shutdown.rs`).
+/// Idle connections are not closed: every pool is sized within the connection budget anyway.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 /// Connections of each role this instance opens to the primary. Every role has its own pool,
 /// so a flood of creates blocked on a lock cannot take the connections redirects need.
@@ -82,6 +84,7 @@ pub(super) type PgPool = Pool<PgManager>;
 pub struct PgConn {
     pub client: Client,
     statements: Statements,
+    opened: std::time::Instant,
 }
 
 enum Statements {
@@ -241,7 +244,11 @@ impl ManageConnection for PgManager {
             }
             Role::Own => Statements::None,
         };
-        Ok(PgConn { client, statements })
+        Ok(PgConn {
+            client,
+            statements,
+            opened: std::time::Instant::now(),
+        })
     }
 
     async fn is_valid(&self, conn: &mut PgConn) -> Result<(), Self::Error> {
@@ -249,7 +256,7 @@ impl ManageConnection for PgManager {
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed()
+        conn.client.is_closed() || conn.opened.elapsed() >= MAX_LIFETIME
     }
 }
 
@@ -313,7 +320,9 @@ pub(super) fn build(target: &PgTarget, role: Role, size: u32, settings: &PoolSet
     let min_idle = (role != Role::Own).then_some(size.min(2));
     Pool::builder()
         .max_size(size)
-        .reaper_rate(REAPER_EVERY)
+        // No reaper task (see MAX_LIFETIME).
+        .idle_timeout(None)
+        .max_lifetime(None)
         .min_idle(min_idle)
         .connection_timeout(settings.acquire_timeout)
         .test_on_check_out(false)
