@@ -70,14 +70,11 @@ fn request_pieces(c: &mut Criterion) {
 
 /// A link as the resolver caches it.
 fn resolved(id: i64) -> Arc<ResolvedLink> {
-    Arc::new(ResolvedLink {
+    Arc::new(ResolvedLink::new(
         id,
-        location: http::HeaderValue::from_str(&format!("https://example.com/some/long/path/{id}"))
-            .unwrap(),
-        created_at: time::OffsetDateTime::now_utc(),
-        expires_at: None,
-        disabled_at: None,
-    })
+        http::HeaderValue::from_str(&format!("https://example.com/some/long/path/{id}")).unwrap(),
+        time::OffsetDateTime::now_utc(),
+    ))
 }
 
 /// Times `iters` awaits of `step` inside one runtime, so `block_on` is not part of the figure.

@@ -223,13 +223,11 @@ impl Source {
     /// The link of the last entry, as the resolver builds it from a row.
     fn link(&self, id: i64, code: String, with_url: bool) -> Arc<ResolvedLink> {
         if !with_url {
-            return Arc::new(ResolvedLink {
+            return Arc::new(ResolvedLink::new(
                 id,
-                location: HeaderValue::from_static(""),
-                created_at: self.created_at,
-                expires_at: None,
-                disabled_at: None,
-            });
+                HeaderValue::from_static(""),
+                self.created_at,
+            ));
         }
         // As seeded (`shortener seed`), and as tokio-postgres hands a text column over: a
         // `String` exactly as long as its content.
@@ -246,15 +244,8 @@ impl Source {
             (target_url.len(), target_url.capacity()),
             (URL_LEN, URL_LEN)
         );
-        ResolvedLink::from_record(LinkRecord {
-            id,
-            code,
-            target_url,
-            created_at: self.created_at,
-            expires_at: None,
-            disabled_at: None,
-        })
-        .expect("a seeded target is redirectable")
+        ResolvedLink::from_record(LinkRecord::new(id, code, target_url, self.created_at))
+            .expect("a seeded target is redirectable")
     }
 }
 

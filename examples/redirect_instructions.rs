@@ -75,13 +75,11 @@ fn main() {
     let application = background
         .block_on(Application::build(args.parse().unwrap()))
         .unwrap();
-    let link = Arc::new(ResolvedLink {
-        id: 1,
-        location: http::HeaderValue::from_static("https://example.com/some/long/path/1"),
-        created_at: time::OffsetDateTime::now_utc(),
-        expires_at: None,
-        disabled_at: None,
-    });
+    let link = Arc::new(ResolvedLink::new(
+        1,
+        http::HeaderValue::from_static("https://example.com/some/long/path/1"),
+        time::OffsetDateTime::now_utc(),
+    ));
     runtime.block_on(application.link_cache().insert("bench123", link));
     let state = application.state();
     let (mut client, server) = tokio::io::duplex(64 * 1024);

@@ -24,14 +24,18 @@ use tokio_util::task::TaskTracker;
 use crate::clicks::{ClickRecorder, run_flusher};
 use crate::clock::Clock;
 use crate::config::{KeySource, ServeConfig, ShutdownSettings};
-use crate::http::{self, ConnectionLimits, State, handle_admin, handle_public};
+use crate::http::{self, ConnectionLimits, Services, State, handle_admin, handle_public};
 use crate::ids::{CodeCodec, IdGenerator};
 use crate::lease::LeaseKeeper;
 use crate::limits::RouteLimits;
-use crate::links::{CreateWriter, Creator, LinkCache, RemoteCache, Resolver, run_pruner};
+use crate::links::{
+    ChangeFeed, CreateWriter, Creator, KeyRing, LinkCache, Manager, RemoteCache, Resolver,
+    run_pruner,
+};
 use crate::signals::{self, TerminateSignals};
 use crate::status::{Probes, Status, Watched, run_prober};
-use crate::storage::{Db, RedisError, RedisStore};
+use crate::storage::{Db, RedisError, RedisStore, StorageError};
+use crate::telemetry::Chain;
 use crate::telemetry::metrics::{Layout, Metrics, UPKEEP_EVERY};
 
 /// How long start-up waits for Redis before serving without it (it connects later).
@@ -210,6 +214,44 @@ impl Application {
         let limits = Arc::new(
             RouteLimits::new(config.limits, redis.clone()).with_metrics(metrics.limits.clone()),
         );
+        let keys = Arc::new(KeyRing::new(db.clone(), clock.clone()));
+        if let Err(error) = timeout(FIRST_REDIS_WAIT, keys.refresh())
+            .await
+            .unwrap_or(Err(StorageError::TimedOut(
+                "the first read of the API keys took too long",
+            )))
+        {
+            tracing::warn!(error = %Chain(&error), "API keys not read yet: keyed requests answer 503 until they are");
+        }
+        let feed = Arc::new(ChangeFeed::new(
+            db.clone(),
+            Arc::clone(&cache),
+            remote.clone(),
+            redis.clone(),
+        ));
+        if let Err(error) = timeout(FIRST_REDIS_WAIT, feed.start_at_the_end())
+            .await
+            .unwrap_or(Err(StorageError::TimedOut(
+                "the change feed did not answer",
+            )))
+        {
+            tracing::warn!(error = %Chain(&error), "the change feed is not read yet; it is from the start when it can be");
+        }
+        let subscriber = match &redis {
+            Some(redis) => Some(redis.change_subscriber().map_err(BuildError::Redis)?),
+            None => None,
+        };
+        let manager = Manager::new(
+            db.clone(),
+            Arc::clone(&feed),
+            {
+                let mut policy = config.creates.policy.clone();
+                policy.listen = main_address;
+                policy
+            },
+            config.creates.public_base_url.clone(),
+            clock.clone(),
+        );
         let probes = Arc::new(Probes::new(db.replica_count()));
         let status = Arc::new(Status::new(
             Watched {
@@ -225,11 +267,15 @@ impl Application {
             stages.stop.clone(),
         ));
         let state = Arc::new(State::new(
-            resolver,
-            creator,
-            limits,
-            Arc::clone(&status),
-            Arc::clone(&metrics),
+            Services {
+                resolver,
+                creator,
+                manager,
+                keys: Arc::clone(&keys),
+                limits,
+                status: Arc::clone(&status),
+                metrics: Arc::clone(&metrics),
+            },
             server.http.clone(),
         ));
 
@@ -256,6 +302,8 @@ impl Application {
             );
         }
         background.push(tasks.spawn(run_pruner(db.clone(), clock, stop_background.clone())));
+        background.push(tasks.spawn(keys.keep_fresh(stop_background.clone())));
+        background.push(tasks.spawn(feed.run(subscriber, stop_background.clone())));
         if let Some(path) = &config.creates.blocklist_file {
             background.push(tasks.spawn(signals::reload_blocklist_on_hangup(
                 signals::hangup().map_err(BuildError::Signal)?,

@@ -42,11 +42,11 @@ async fn pages_of_an_allowed_origin_may_create_and_read_stats_but_redirects_carr
         assert_eq!(answer.header("access-control-allow-origin"), Some(PAGE));
         assert_eq!(
             answer.header("access-control-allow-methods"),
-            Some("POST, GET")
+            Some("POST, GET, PATCH, DELETE")
         );
         assert_eq!(
             answer.header("access-control-allow-headers"),
-            Some("Content-Type, Idempotency-Key")
+            Some("Content-Type, Idempotency-Key, Authorization, If-Match")
         );
         assert_eq!(answer.header("access-control-max-age"), Some("600"));
         assert_eq!(answer.header("vary"), Some("Origin"));

@@ -622,12 +622,15 @@ async fn an_instance_paused_past_its_lease_issues_no_id_once_it_runs_again() {
         refused.assert_problem(503)["type"],
         "urn:shortener:problem:no-worker-id"
     );
-    let ready = send(second.admin, "GET", "/readyz", &[], b"").await;
-    assert_eq!(
-        ready.status,
-        200,
+    // Ready once its first probe of the primary has answered (503 while starting).
+    let ready = eventually(Duration::from_secs(5), || async {
+        send(second.admin, "GET", "/readyz", &[], b"").await.status == 200
+    })
+    .await;
+    assert!(
+        ready,
         "redirects are still served: {}",
-        ready.text()
+        send(second.admin, "GET", "/readyz", &[], b"").await.text()
     );
     let redirect = send(second.addr, "HEAD", &format!("/{}", made[0]), &[], b"").await;
     assert_eq!(

@@ -49,14 +49,12 @@ fn writer_on(
 }
 
 fn row(id: i64, code: &str) -> BatchRow {
-    BatchRow {
+    BatchRow::new(
         id,
-        code: code.to_owned(),
-        target_url: format!("https://example.com/{id}"),
-        created_at: OffsetDateTime::now_utc(),
-        expires_at: None,
-        key: None,
-    }
+        code.to_owned(),
+        format!("https://example.com/{id}"),
+        OffsetDateTime::now_utc(),
+    )
 }
 
 fn keyed(id: i64, code: &str, key: &str) -> BatchRow {

@@ -132,7 +132,7 @@ async fn known_traffic_moves_exactly_the_series_it_should() {
     assert_eq!(app.get(&format!("/{code}/stats")).await.status, 200);
     assert_eq!(app.get("/a/b/c").await.status, 404);
     assert_eq!(
-        send(app.addr, "DELETE", "/shorten", &[], b"").await.status,
+        send(app.addr, "PUT", "/shorten", &[], b"").await.status,
         405
     );
 

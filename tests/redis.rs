@@ -11,85 +11,13 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, eventually, send, spawn_app, spawn_app_on};
-
-#[derive(Debug, Clone, Copy)]
-enum Topology {
-    Single,
-    Cluster,
-}
-
-fn single_url() -> String {
-    common::redis_single_url()
-}
-
-fn cluster_nodes() -> String {
-    common::redis_cluster_nodes()
-}
-
-fn unique_prefix() -> String {
-    common::unique_redis_prefix()
-}
-
-fn redis_flags(topology: Topology, prefix: &str) -> Vec<String> {
-    let (flag, value) = match topology {
-        Topology::Single => ("--redis-url", single_url()),
-        Topology::Cluster => ("--redis-cluster-nodes", cluster_nodes()),
-    };
-    vec![
-        flag.into(),
-        value,
-        "--redis-key-prefix".into(),
-        prefix.into(),
-        "--redis-ttl".into(),
-        "30s".into(),
-    ]
-}
-
-/// What redis-cli prints for `args` (`-c` follows cluster redirections), trimmed.
-fn redis_cli(topology: Topology, args: &[&str]) -> String {
-    let mut command = Command::new("redis-cli");
-    match topology {
-        Topology::Single => command.args(["-u", &single_url()]),
-        Topology::Cluster => {
-            let seed = cluster_nodes();
-            let (host, port) = seed.split(',').next().unwrap().rsplit_once(':').unwrap();
-            command.args(["-c", "-h", host, "-p", port])
-        }
-    };
-    let output = command
-        .arg("--raw")
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    assert!(output.status.success(), "redis-cli: {output:?}");
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .trim_end_matches('\n')
-        .to_owned()
-}
-
-/// What Redis holds under `key`.
-fn redis_get(topology: Topology, key: &str) -> Option<String> {
-    let value = redis_cli(topology, &["GET", key]);
-    (!value.is_empty()).then_some(value)
-}
-
-/// Seconds `key` has left to live in Redis (-1: no expiry, -2: no such key).
-fn redis_ttl(topology: Topology, key: &str) -> i64 {
-    redis_cli(topology, &["TTL", key]).parse().unwrap()
-}
-
-async fn spawn_with_redis(db_url: &str, topology: Topology, prefix: &str) -> TestApp {
-    let flags = redis_flags(topology, prefix);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    spawn_app_on(db_url, &flags).await
-}
+use common::redis::{Topology, redis_get, redis_ttl, spawn_with_redis};
+use common::{eventually, send, spawn_app};
 
 async fn tiers_fill_and_serve(topology: Topology) {
     let db_url = common::fresh_database().await;
-    let prefix = unique_prefix();
-    let first = spawn_with_redis(&db_url, topology, &prefix).await;
+    let prefix = common::unique_redis_prefix();
+    let first = spawn_with_redis(&db_url, topology, &prefix, &[]).await;
 
     // Written through before the 201.
     let code = first.create("https://example.com/through").await;
@@ -128,7 +56,7 @@ async fn tiers_fill_and_serve(topology: Topology) {
 
     // A fresh instance (nothing in its memory), the rows gone from Postgres: Redis serves.
     db.batch_execute("DELETE FROM links").await.unwrap();
-    let second = spawn_with_redis(&db_url, topology, &prefix).await;
+    let second = spawn_with_redis(&db_url, topology, &prefix, &[]).await;
     for (path, target) in [
         (format!("/{code}"), "https://example.com/through"),
         ("/made-in-sql".to_owned(), "https://example.com/sql"),
@@ -190,28 +118,105 @@ async fn a_redis_that_is_not_there_costs_redirects_little_and_opens_the_breaker(
 }
 
 #[tokio::test]
-async fn disable_deletes_the_redis_key_so_a_fresh_instance_answers_410_at_once() {
+async fn disable_writes_the_new_version_into_redis_so_a_fresh_instance_answers_410_at_once() {
     let db_url = common::fresh_database().await;
-    let prefix = unique_prefix();
-    let app = spawn_with_redis(&db_url, Topology::Single, &prefix).await;
+    let prefix = common::unique_redis_prefix();
+    let app = spawn_with_redis(&db_url, Topology::Single, &prefix, &[]).await;
     let code = app.create("https://example.com/phish").await;
     assert!(redis_get(Topology::Single, &format!("{prefix}{code}")).is_some());
 
     let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
         .env_clear()
         .env("DATABASE_URL", &db_url)
-        .env("REDIS_URL", single_url())
+        .env("REDIS_URL", common::redis_single_url())
         .env("SHORTENER_REDIS_KEY_PREFIX", &prefix)
         .args(["disable", &code])
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    assert_eq!(
-        redis_get(Topology::Single, &format!("{prefix}{code}")),
-        None
-    );
-    let fresh = spawn_with_redis(&db_url, Topology::Single, &prefix).await;
+    // Not deleted (a late fill of the old version could bring it back): replaced by version 2,
+    // disabled (`v2`, then the value: format, id, created, expires, disabled, …).
+    let stored = redis_get(Topology::Single, &format!("{prefix}{code}")).unwrap();
+    let fields: Vec<&str> = stored.lines().collect();
+    assert_eq!(fields[0], "v2", "{stored}");
+    assert!(!fields[5].is_empty(), "disabled_at is set: {stored}");
+    let fresh = spawn_with_redis(&db_url, Topology::Single, &prefix, &[]).await;
     fresh.get(&format!("/{code}")).await.assert_problem(410);
     app.shutdown().await;
     fresh.shutdown().await;
+}
+
+/// A late write of an older version (a fill that read before a change) never replaces a newer
+/// one: the compare-version script, on either topology.
+async fn an_older_version_never_replaces_a_newer_one(topology: Topology) {
+    use shortener::storage::{RedisSettings, RedisStore, RedisTopology};
+    let prefix = common::unique_redis_prefix();
+    let settings = RedisSettings {
+        topology: match topology {
+            Topology::Single => RedisTopology::Single(common::redis_single_url()),
+            Topology::Cluster => RedisTopology::Cluster(
+                common::redis_cluster_nodes()
+                    .split(',')
+                    .map(|seed| {
+                        let (host, port) = seed.rsplit_once(':').unwrap();
+                        (host.to_owned(), port.parse().unwrap())
+                    })
+                    .collect(),
+            ),
+        },
+        username: None,
+        password: None,
+        cluster_tls: false,
+        command_timeout: Duration::from_secs(2),
+        key_prefix: prefix.clone(),
+    };
+    let tasks = tokio_util::task::TaskTracker::new();
+    let store = RedisStore::connect(&settings, tasks).unwrap();
+    assert!(store.wait_connected(Duration::from_secs(5)).await);
+    let ttl = Duration::from_secs(30);
+    assert!(
+        store
+            .put_link_if_newer("abc", 2, b"two", ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_link_if_newer("abc", 1, b"one", ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_link_if_newer("abc", 2, b"two again", ttl)
+            .await
+            .unwrap()
+    );
+    let (version, value) = store.get_link("abc").await.unwrap().unwrap();
+    assert_eq!((version, &value[..]), (2, &b"two"[..]));
+    assert!(
+        store
+            .put_link_if_newer("abc", 3, b"three", ttl)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        redis_get(topology, &format!("{prefix}abc")).as_deref(),
+        Some("v3\nthree")
+    );
+    assert!(
+        redis_ttl(topology, &format!("{prefix}abc")) > 0,
+        "it expires"
+    );
+    store.quit().await;
+}
+
+#[tokio::test]
+async fn a_single_redis_never_takes_an_older_version_over_a_newer_one() {
+    an_older_version_never_replaces_a_newer_one(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_redis_cluster_never_takes_an_older_version_over_a_newer_one() {
+    an_older_version_never_replaces_a_newer_one(Topology::Cluster).await;
 }

@@ -1,6 +1,8 @@
-//! `shortener disable CODE` / `enable CODE`: one link's state changed in Postgres, and its
-//! Redis key deleted so instances that miss in memory read the new state. Exit 1 when no link
-//! has the code.
+//! `shortener disable CODE` / `enable CODE`: a takedown, made the way an edit through the API
+//! is: one transaction that moves the link's version, records the change in the feed and the
+//! audit log; then the new version written into Redis (where an older one never replaces it)
+//! and announced to every instance, which serve the change within a second (within
+//! `SHORTENER_CACHE_TTL` for one that hears neither). Exit 1 when no link has the code.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,11 +11,21 @@ use tokio::runtime::Runtime;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{LinkArgs, RedisConfig, command_logs};
-use crate::storage::{self, LinkState, RedisStore};
+use crate::links::{RemoteCache, announce};
+use crate::storage::{self, Audit, LinkEdit, LinkRecord, RedisStore};
 use crate::telemetry::{self, Chain};
 
 /// How long the command waits for Redis.
 const REDIS_WAIT: Duration = Duration::from_secs(2);
+
+/// What the command makes of the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Served (clears `disabled_at`).
+    Enabled,
+    /// Answered 410 (sets `disabled_at` to now, unless it is already set).
+    Disabled,
+}
 
 pub fn run(runtime: &Runtime, args: &LinkArgs, state: LinkState) -> ExitCode {
     let target = match args.primary.target() {
@@ -21,20 +33,35 @@ pub fn run(runtime: &Runtime, args: &LinkArgs, state: LinkState) -> ExitCode {
         Err(reason) => return super::database_url_refused(&reason),
     };
     let _logs = telemetry::init(&command_logs());
-    let changed = runtime.block_on(storage::set_link_state(&target, &args.code, state));
+    let (edit, action) = match state {
+        LinkState::Disabled => (true, "disable"),
+        LinkState::Enabled => (false, "enable"),
+    };
+    let audit = Audit {
+        actor: "cli".into(),
+        action,
+        detail: String::new(),
+    };
+    let edit = LinkEdit {
+        disabled: Some(edit),
+        ..LinkEdit::default()
+    };
+    let changed = runtime.block_on(storage::change_link_once(
+        &target, &args.code, &edit, &audit,
+    ));
     match changed {
-        Ok(true) => {
+        Ok(Some((link, seq))) => {
             match args.redis.parse() {
-                Ok(Some(redis)) => runtime.block_on(forget_in_redis(&redis, &args.code)),
+                Ok(Some(redis)) => runtime.block_on(announce_change(&redis, &link, seq)),
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "redis not configured correctly; its key is left to expire");
+                    tracing::warn!(%error, "redis not configured correctly; instances read the change from the feed");
                 }
             }
-            tracing::info!(code = %args.code, ?state, "link updated; instances that cached it follow within SHORTENER_CACHE_TTL");
+            tracing::info!(code = %args.code, ?state, version = link.version, "link updated; every instance serves the change within a second");
             ExitCode::SUCCESS
         }
-        Ok(false) => {
+        Ok(None) => {
             tracing::error!(code = %args.code, "no link has this code");
             ExitCode::FAILURE
         }
@@ -45,31 +72,24 @@ pub fn run(runtime: &Runtime, args: &LinkArgs, state: LinkState) -> ExitCode {
     }
 }
 
-/// Deletes the link's Redis key; a Redis that does not answer leaves it to expire.
-async fn forget_in_redis(redis: &RedisConfig, code: &str) {
+/// Writes the change into Redis and announces it; a Redis that does not answer leaves the
+/// instances to read it from the feed (and to write it into Redis once they hear it again).
+async fn announce_change(redis: &RedisConfig, link: &LinkRecord, seq: i64) {
     let tasks = TaskTracker::new();
-    let deleted = match RedisStore::connect(&redis.settings, tasks.clone()) {
-        Err(error) => Err(error.to_string()),
-        Ok(store) => {
-            let deleted = if store.wait_connected(REDIS_WAIT).await {
-                store
-                    .delete_link(code)
-                    .await
-                    .map_err(|error| Chain(&error).to_string())
-            } else {
-                Err("redis did not answer".to_owned())
-            };
-            store.quit().await;
-            deleted
+    match RedisStore::connect(&redis.settings, tasks.clone()) {
+        Err(error) => {
+            tracing::warn!(error = %Chain(&error), "cannot reach redis; instances read the change from the feed");
         }
-    };
+        Ok(store) => {
+            if store.wait_connected(REDIS_WAIT).await {
+                let remote = RemoteCache::new(store.clone(), redis.ttl, tasks.clone());
+                announce(Some(&remote), Some(&store), link, seq).await;
+            } else {
+                tracing::warn!("redis did not answer; instances read the change from the feed");
+            }
+            store.quit().await;
+        }
+    }
     tasks.close();
     tasks.wait().await;
-    if let Err(error) = deleted {
-        tracing::warn!(
-            code,
-            %error,
-            "could not delete the link's Redis key; it expires within SHORTENER_REDIS_TTL"
-        );
-    }
 }

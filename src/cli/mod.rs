@@ -2,6 +2,7 @@
 //! runtime and hands the parsed command to its module; each answers the process's exit status:
 //! 0, 1 (it failed), [`EXIT_CONFIG`] (bad configuration), [`EXIT_CANNOT_LISTEN`].
 
+mod apikey;
 mod link_state;
 mod migrate;
 mod seed;
@@ -10,7 +11,7 @@ mod serve;
 use std::process::ExitCode;
 
 use crate::config::Command;
-use crate::storage::LinkState;
+use link_state::LinkState;
 
 /// Exit status for bad configuration (sysexits' EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
@@ -35,6 +36,8 @@ pub fn run(command: Command) -> ExitCode {
         Command::Migrate(args) => migrate::run(&runtime, &args),
         Command::Disable(args) => link_state::run(&runtime, &args, LinkState::Disabled),
         Command::Enable(args) => link_state::run(&runtime, &args, LinkState::Enabled),
+        Command::Apikey(args) => apikey::run(&runtime, &args),
+        Command::Audit(args) => apikey::audit(&runtime, &args),
         Command::Seed(args) => seed::run(&runtime, &args),
     }
 }

@@ -39,10 +39,54 @@ pub enum Command {
     Disable(LinkArgs),
     /// Serve a disabled link again: clears its disabled_at.
     Enable(LinkArgs),
+    /// API keys: make one (printed once, on standard output), list them, revoke one. Run as
+    /// the owner of the tables (the service's role only reads the keys).
+    Apikey(ApikeyArgs),
+    /// The audit log: edits, deletes, takedowns and revocations, newest last.
+    Audit(AuditArgs),
     /// Load tests only: write N links straight into Postgres with COPY, their ids from a leased
     /// worker id and their codes from the code key, as the service would make them.
     #[command(hide = true)]
     Seed(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApikeyArgs {
+    #[command(flatten)]
+    pub primary: PrimaryArgs,
+    #[command(subcommand)]
+    pub action: ApikeyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyAction {
+    /// Make a key and print it, alone, on the first line of standard output (it is shown only
+    /// this once: only its digest is stored).
+    Create {
+        /// What the key is for (shown by `list`).
+        #[arg(long)]
+        name: String,
+        /// `links`: create, list, edit and delete its own links; `admin`: every link.
+        #[arg(long, value_parser = ["links", "admin"])]
+        scope: String,
+    },
+    /// One line per key: its id, then name, scope, created, last used and revoked (`-` for
+    /// never); never the key.
+    List,
+    /// Revoke the key with this id: every instance refuses it within 5 s.
+    Revoke {
+        /// The key's id, as `list` shows it.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub primary: PrimaryArgs,
+    /// How many of the newest entries to show.
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
 }
 
 #[derive(Debug, Args)]

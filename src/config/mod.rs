@@ -27,7 +27,9 @@ mod redis;
 mod server;
 mod telemetry;
 
-pub use cli::{Cli, Command, LinkArgs, MigrateArgs, SeedArgs, ServeArgs};
+pub use cli::{
+    ApikeyAction, ApikeyArgs, AuditArgs, Cli, Command, LinkArgs, MigrateArgs, SeedArgs, ServeArgs,
+};
 pub use creates::{CreateConfig, DEVELOPMENT_CODE_KEY, KeySource};
 pub use database::DatabaseConfig;
 pub use parse::{ConfigError, ConfigErrors};

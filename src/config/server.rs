@@ -68,6 +68,14 @@ pub struct ServerArgs {
     /// (0 < share ≤ 1); every 5xx gets one.
     #[arg(long, env = "SHORTENER_ACCESS_LOG_SAMPLE", default_value = "1")]
     pub access_log_sample: String,
+    /// `true`: creates without an API key are refused (401); `false`: anyone may create, and
+    /// a create with a key belongs to it.
+    #[arg(
+        long,
+        env = "SHORTENER_REQUIRE_API_KEY_FOR_CREATE",
+        default_value = "false"
+    )]
+    pub require_api_key_for_create: String,
 }
 
 /// Where to listen and how to answer.
@@ -156,6 +164,10 @@ impl ServerArgs {
             "SHORTENER_ACCESS_LOG_SAMPLE",
             share(&self.access_log_sample),
         );
+        let require_key_for_create = errors.take(
+            "SHORTENER_REQUIRE_API_KEY_FOR_CREATE",
+            parse::switch(&self.require_api_key_for_create),
+        );
         // Two listeners on one address cannot both bind, unless the port is left to the system.
         if let (Some(listen), Some(admin)) = (listen, admin_listen)
             && listen == admin
@@ -195,6 +207,7 @@ impl ServerArgs {
                 cors_origins,
                 access_log: access_log?,
                 access_log_sample: access_log_sample?,
+                require_key_for_create: require_key_for_create?,
             },
             shutdown: ShutdownSettings {
                 grace: grace?,

@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::ClientIp;
+use super::{ClientIp, KeyId};
 
 const MAX_LEN: usize = 255;
 
@@ -37,13 +37,17 @@ impl IdempotencyKey {
 pub enum IdempotencyScope {
     /// An anonymous client, by address.
     Client(ClientIp),
+    /// A client with an API key, by the key's id (never the key itself).
+    Key(KeyId),
 }
 
 impl IdempotencyScope {
-    /// The scope as stored with the key (an anonymous client's: its address, as it always was).
+    /// The scope as stored with the key: an anonymous client's address (as it always was), or
+    /// `key:<id>` (which no address can read as).
     pub fn stored(&self) -> String {
         match self {
             IdempotencyScope::Client(client) => client.get().to_string(),
+            IdempotencyScope::Key(id) => format!("key:{id}"),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! CORS for browser front ends (`SHORTENER_CORS_ORIGINS`): creates and stats may be called
-//! from the pages of the listed origins. A preflight (`OPTIONS` with
+//! CORS for browser front ends (`SHORTENER_CORS_ORIGINS`): the API (creates, stats, a key's
+//! listing, edits and deletes) may be called from the pages of the listed origins. A preflight (`OPTIONS` with
 //! `Access-Control-Request-Method`) is answered 204 here, before any limit; the answers of those
 //! routes name the allowed origin and the headers a page may read. Redirects never carry CORS
 //! headers: a browser follows them without asking.
@@ -35,11 +35,11 @@ pub fn preflight(origin: Option<&HeaderValue>) -> Response {
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         headers.insert(
             ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("POST, GET"),
+            HeaderValue::from_static("POST, GET, PATCH, DELETE"),
         );
         headers.insert(
             ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type, Idempotency-Key"),
+            HeaderValue::from_static("Content-Type, Idempotency-Key, Authorization, If-Match"),
         );
         headers.insert(
             ACCESS_CONTROL_MAX_AGE,
@@ -59,7 +59,7 @@ pub fn decorate(response: &mut Response, origin: Option<&HeaderValue>) {
         headers.insert(
             ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(
-                "Location, Idempotent-Replayed, Retry-After, RateLimit, RateLimit-Policy",
+                "Location, Idempotent-Replayed, Retry-After, RateLimit, RateLimit-Policy, ETag",
             ),
         );
     }

@@ -19,7 +19,7 @@ use http_body_util::Full;
 pub use problem::ApiError;
 pub use router::{handle_admin, handle_public};
 pub use server::{ConnectionLimits, PerPeerCap, bind, serve};
-pub use state::{HttpSettings, State};
+pub use state::{HttpSettings, Services, State};
 
 /// Every response body is complete before it is sent.
 pub type Body = Full<Bytes>;

@@ -4,7 +4,7 @@
 //! or stack traces. Server-side causes are logged where they happen, not sent.
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use super::Response;
 use crate::domain::{AliasError, ExpiryError, IdempotencyKeyError, UrlError};
-use crate::links::{CreateError, ResolveError};
+use crate::links::{CreateError, ManageError, ResolveError};
 use crate::telemetry::Chain;
 
 /// Seconds a client should wait before retrying a 503.
@@ -60,6 +60,16 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("an HTTP/1.1 request must carry exactly one Host header")]
     BadHost,
+    #[error("this request needs an API key: Authorization: Bearer <key>")]
+    KeyRequired,
+    #[error("the API key is malformed, unknown or revoked")]
+    KeyInvalid,
+    #[error("API keys cannot be checked on this instance right now; retry shortly")]
+    KeysUnavailable,
+    #[error("this API key may not do this to this link")]
+    Forbidden,
+    #[error("the link's ETag does not match If-Match: it changed since it was read")]
+    PreconditionFailed,
     #[error("the server failed to handle this request")]
     Internal,
 }
@@ -93,6 +103,27 @@ impl From<CreateError> for ApiError {
             }
             CreateError::Failed(_) => {
                 tracing::error!(error = %Chain(&error), "create answered 500");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(error: ManageError) -> Self {
+        match error {
+            ManageError::NotFound => ApiError::NotFound,
+            ManageError::Gone => ApiError::Gone,
+            ManageError::Forbidden => ApiError::Forbidden,
+            ManageError::PreconditionFailed => ApiError::PreconditionFailed,
+            ManageError::Url(error) => ApiError::InvalidUrl(error),
+            ManageError::Expiry(error) => ApiError::InvalidExpiry(error),
+            ManageError::Unavailable(_) => {
+                crate::throttled!(warn, error = %Chain(&error), "link change answered 503: the database is unavailable");
+                ApiError::Unavailable
+            }
+            ManageError::Failed(_) => {
+                tracing::error!(error = %Chain(&error), "link change answered 500");
                 ApiError::Internal
             }
         }
@@ -191,6 +222,19 @@ impl ApiError {
                 "bad-host",
                 "Missing or repeated Host",
             ),
+            KeyRequired => (StatusCode::UNAUTHORIZED, "key-required", "API key required"),
+            KeyInvalid => (StatusCode::UNAUTHORIZED, "key-invalid", "API key not valid"),
+            KeysUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "keys-unavailable",
+                "API keys cannot be checked",
+            ),
+            Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
+            PreconditionFailed => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "ETag does not match",
+            ),
             Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -221,6 +265,7 @@ impl ApiError {
             ApiError::Unavailable
             | ApiError::NoWorkerId
             | ApiError::Overloaded
+            | ApiError::KeysUnavailable
             | ApiError::IdempotencyKeyInUse => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
@@ -229,6 +274,9 @@ impl ApiError {
             }
             ApiError::RateLimited(seconds) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            ApiError::KeyRequired | ApiError::KeyInvalid => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             // The rest of the body may still be on its way: the connection cannot be reused.
             ApiError::RequestTimeout(_) | ApiError::BadHost => {

@@ -1,31 +1,36 @@
 //! Method and path to handler. Every route of both listeners is listed here.
 //!
-//! Main listener: `POST /shorten`, `GET|HEAD /openapi.json`, `GET|HEAD /{code}` (a trailing
-//! slash and any query are ignored), `GET|HEAD /{code}/stats`.
+//! Main listener: `POST /shorten`, `GET /links` (API key), `GET|HEAD /openapi.json`,
+//! `GET|HEAD /{code}` (a trailing slash and any query are ignored), `PATCH|DELETE /{code}` (API
+//! key), `GET|HEAD /{code}/stats`.
 //! Admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text format).
+//!
+//! A request is routed without any `.await`; then, for the routes that take an API key, the key
+//! is checked (from memory); then its rate limit is decided (per key when it sent one, else per
+//! client address); then its handler runs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::Method;
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Method};
 use hyper::body::Incoming;
 
-use http::HeaderValue;
-
-use super::State;
 use super::client::client_ip;
 use super::cors;
-use super::routes::{admin, openapi, redirect, shorten, stats};
-use super::{ApiError, HttpSettings, Response};
-use crate::domain::{ClientIp, Code};
-use crate::limits::{Decision, LimitedRoute, RateSpec};
-use crate::links::Visit;
+use super::routes::{admin, manage, openapi, redirect, shorten, stats};
+use super::{ApiError, HttpSettings, Response, State};
+use crate::domain::{ApiKey, ClientIp, Code};
+use crate::limits::{Decision, LimitKey, LimitedRoute, RateSpec};
+use crate::links::{AuthError, Caller, Visit};
 use crate::telemetry::metrics::{HttpMethod, HttpRoute};
-use crate::telemetry::{AccessLog, RequestId, request_span, with_request_id};
+use crate::telemetry::{AccessLog, Chain, RequestId, request_span, with_request_id};
+use std::num::NonZeroU32;
 use std::time::Instant;
 use tracing::Instrument;
 
 const GET_HEAD: &str = "GET, HEAD";
+const CODE_METHODS: &str = "GET, HEAD, PATCH, DELETE";
 
 /// What a public request asks for, taken out of the request before any `.await`.
 enum Route {
@@ -35,20 +40,36 @@ enum Route {
         code: Code,
         visit: Visit,
     },
+    /// The key sent, if any: the target of a link with a visit limit is its owner's to see.
     Stats {
         code: Code,
+        authorization: Option<Box<HeaderValue>>,
     },
     /// Boxed, so the common redirect's future does not carry a whole request's room.
-    Shorten {
+    Shorten(Box<http::Request<Incoming>>),
+    Links(Box<http::Request<Incoming>>),
+    /// `PATCH` or `DELETE` of a link.
+    Change {
+        code: Code,
         request: Box<http::Request<Incoming>>,
-        client: ClientIp,
     },
     OpenApi,
-    /// A CORS preflight of creates or stats: answered before any limit.
+    /// A CORS preflight of an API route: answered before any limit.
     Preflight(HttpRoute),
     /// A read of a path that can name no link: 404, counted as a redirect (scanners pay).
     Unknown,
     Refused(HttpRoute, ApiError),
+}
+
+/// Whether a route takes an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// Never looked at.
+    None,
+    /// Optional: used when sent.
+    Optional,
+    /// Required: a request without one is 401.
+    Required,
 }
 
 impl Route {
@@ -56,8 +77,8 @@ impl Route {
     fn limit(&self) -> Option<LimitedRoute> {
         match self {
             Route::Redirect { .. } | Route::Unknown => Some(LimitedRoute::Redirect),
-            Route::Stats { .. } => Some(LimitedRoute::Stats),
-            Route::Shorten { .. } => Some(LimitedRoute::Create),
+            Route::Stats { .. } | Route::Links(_) => Some(LimitedRoute::Stats),
+            Route::Shorten(_) | Route::Change { .. } => Some(LimitedRoute::Create),
             Route::OpenApi | Route::Preflight(_) | Route::Refused(..) => None,
         }
     }
@@ -65,13 +86,41 @@ impl Route {
     /// The `http_route` label: the route's template, never the path.
     fn label(&self) -> HttpRoute {
         match self {
-            Route::Redirect { .. } => HttpRoute::Redirect,
+            Route::Redirect { .. } | Route::Change { .. } => HttpRoute::Redirect,
             Route::Stats { .. } => HttpRoute::Stats,
-            Route::Shorten { .. } => HttpRoute::Shorten,
+            Route::Shorten(_) => HttpRoute::Shorten,
+            Route::Links(_) => HttpRoute::Links,
             Route::OpenApi => HttpRoute::OpenApi,
             Route::Preflight(route) | Route::Refused(route, _) => *route,
             Route::Unknown => HttpRoute::Other,
         }
+    }
+
+    /// Whether it takes a key, and which `Authorization` it sent.
+    fn authorization(&self) -> (Keys, Option<&HeaderValue>) {
+        fn header(request: &http::Request<Incoming>) -> Option<&HeaderValue> {
+            request.headers().get(AUTHORIZATION)
+        }
+        match self {
+            Route::Stats { authorization, .. } => (Keys::Optional, authorization.as_deref()),
+            Route::Shorten(request) => (Keys::Optional, header(request)),
+            Route::Links(request) | Route::Change { request, .. } => {
+                (Keys::Required, header(request))
+            }
+            _ => (Keys::None, None),
+        }
+    }
+
+    /// A CORS route: an API route a browser page may call (redirects never are).
+    fn is_cors(&self) -> bool {
+        matches!(
+            self,
+            Route::Shorten(_)
+                | Route::Stats { .. }
+                | Route::Links(_)
+                | Route::Change { .. }
+                | Route::Preflight(_)
+        )
     }
 }
 
@@ -81,6 +130,8 @@ fn method_label(method: &Method) -> HttpMethod {
         Method::GET => HttpMethod::Get,
         Method::HEAD => HttpMethod::Head,
         Method::POST => HttpMethod::Post,
+        Method::PATCH => HttpMethod::Patch,
+        Method::DELETE => HttpMethod::Delete,
         Method::OPTIONS => HttpMethod::Options,
         _ => HttpMethod::Other,
     }
@@ -104,20 +155,20 @@ pub fn handle_public(
     let origin = cors
         .then(|| cors::allowed_origin(&settings.cors_origins, request.headers()))
         .flatten();
-    let route = route(request, client, cors);
+    let route = route(request, cors);
     let label = route.label();
-    let cors_route = cors
-        && matches!(
-            route,
-            Route::Shorten { .. } | Route::Stats { .. } | Route::Preflight(_)
-        );
-    // Redirects and stats are decided here, in memory; a create's decision may ask Redis.
-    let decided = route.limit().and_then(|limit| {
-        state
-            .limits
-            .check(limit, client.get())
-            .map(|(spec, decision)| (limit, spec, decision))
-    });
+    let cors_route = cors && route.is_cors();
+    // Decided here, in memory, for requests that send no key: redirects (which never take
+    // one) and anonymous stats. The others are decided once their key is checked.
+    let decided = match route.authorization() {
+        (Keys::None, _) | (Keys::Optional, None) => route.limit().and_then(|limit| {
+            state
+                .limits
+                .check(limit, LimitKey::of(client.get()))
+                .map(|(spec, decision)| (limit, spec, decision))
+        }),
+        _ => None,
+    };
     let request = Request {
         state,
         route,
@@ -152,7 +203,7 @@ fn request_id(settings: &HttpSettings, peer: SocketAddr, headers: &http::HeaderM
 struct Request {
     state: Arc<State>,
     route: Route,
-    /// The limit decided in memory (redirects, stats).
+    /// The limit decided in memory (redirects, anonymous stats).
     decided: Option<(LimitedRoute, RateSpec, Decision)>,
     client: ClientIp,
     cors_route: bool,
@@ -163,48 +214,97 @@ struct Request {
     method: HttpMethod,
 }
 
-/// The answer to a routed request: its limit, its handler, the headers every answer of its
-/// route carries; then its metrics, its access-log line and its `X-Request-Id`.
+/// The answer to a routed request: its key, its limit, its handler, the headers every answer
+/// of its route carries; then its metrics, its access-log line and its `X-Request-Id`.
 async fn answer(request: Request) -> Response {
+    let Request {
+        state,
+        route,
+        decided,
+        client,
+        cors_route,
+        origin,
+        id,
+        started,
+        label,
+        method,
+    } = request;
+    // What every answer of the route carries: CORS for the API routes (a page must be able
+    // to read why it was refused, too), and `Connection: close` while draining.
+    let finish = |mut response: Response| {
+        if cors_route {
+            cors::decorate(&mut response, origin.as_ref());
+        }
+        if state.draining() {
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    };
     let mut response = 'answer: {
-        let limited = match &request.route {
-            // Boxed: the Redis call's future would otherwise enlarge every redirect's.
-            Route::Shorten { .. } => {
-                Box::pin(request.state.limits.check_create(request.client.get()))
-                    .await
-                    .map(|(spec, decision)| (LimitedRoute::Create, spec, decision))
+        let caller = match route.authorization() {
+            (Keys::None, _) | (Keys::Optional, None) => Caller::Anonymous(client),
+            (Keys::Required, None) => break 'answer finish(ApiError::KeyRequired.into_response()),
+            // Boxed: checking a key may look it up, and that future would enlarge every
+            // redirect's.
+            (_, Some(authorization)) => {
+                match Box::pin(authenticate(&state, authorization, client)).await {
+                    Ok(caller) => caller,
+                    Err(error) => break 'answer finish(error.into_response()),
+                }
             }
-            _ => request.decided,
+        };
+        if let Route::Shorten(_) = route
+            && state.settings.require_key_for_create
+            && caller.holder().is_none()
+        {
+            break 'answer finish(ApiError::KeyRequired.into_response());
+        }
+        let limited = match &route {
+            // Boxed: the Redis call's future would otherwise enlarge every redirect's.
+            Route::Shorten(_) | Route::Change { .. } => Box::pin(
+                state
+                    .limits
+                    .check_create(caller.limit_key(), NonZeroU32::MIN),
+            )
+            .await
+            .map(|(spec, decision)| (LimitedRoute::Create, spec, decision)),
+            Route::Links(_) | Route::Stats { .. } if caller.holder().is_some() => state
+                .limits
+                .check(LimitedRoute::Stats, caller.limit_key())
+                .map(|(spec, decision)| (LimitedRoute::Stats, spec, decision)),
+            _ => decided,
         };
         if let Some((limit, spec, decision)) = limited
             && !decision.allowed
         {
             let mut response = ApiError::RateLimited(decision.retry_after_seconds).into_response();
             add_rate_limit_fields(&mut response, limit, spec, decision);
-            if request.cors_route {
-                // A page must be able to read why it was refused.
-                cors::decorate(&mut response, request.origin.as_ref());
-            }
-            break 'answer response;
+            break 'answer finish(response);
         }
-        let mut response = match request.route {
-            Route::Redirect { code, visit } => redirect::handle(&request.state, &code, visit).await,
+        let mut response = match route {
+            Route::Redirect { code, visit } => redirect::handle(&state, &code, visit).await,
             // Boxed: these futures are large, and every request's future is as large as its
             // largest branch, moved in memory as a whole on every redirect.
-            Route::Stats { code } => {
-                Box::pin(stats::handle(&request.state, &code).instrument(request_span())).await
+            Route::Stats { code, .. } => {
+                Box::pin(stats::handle(&state, &code, caller).instrument(request_span())).await
             }
-            Route::Shorten {
-                request: create,
-                client,
+            Route::Shorten(create) => {
+                Box::pin(shorten::handle(&state, *create, caller).instrument(request_span())).await
+            }
+            Route::Links(list) => {
+                Box::pin(manage::list(&state, *list, caller).instrument(request_span())).await
+            }
+            Route::Change {
+                code,
+                request: change,
             } => {
-                Box::pin(
-                    shorten::handle(&request.state, *create, client).instrument(request_span()),
-                )
-                .await
+                Box::pin(manage::change(&state, code, *change, caller).instrument(request_span()))
+                    .await
             }
             Route::OpenApi => openapi::handle(),
-            Route::Preflight(_) => break 'answer cors::preflight(request.origin.as_ref()),
+            Route::Preflight(_) => break 'answer cors::preflight(origin.as_ref()),
             Route::Unknown => ApiError::NotFound.into_response(),
             Route::Refused(_, error) => error.into_response(),
         };
@@ -214,52 +314,71 @@ async fn answer(request: Request) -> Response {
         {
             add_rate_limit_fields(&mut response, limit, spec, decision);
         }
-        if request.cors_route {
-            cors::decorate(&mut response, request.origin.as_ref());
-        }
-        if request.state.draining() {
-            response
-                .headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
+        finish(response)
     };
     let status = response.status().as_u16();
-    let elapsed = request
-        .started
-        .map(|started| started.elapsed())
-        .unwrap_or_default();
-    request
-        .state
-        .metrics
-        .http
-        .observe(request.label, request.method, status, elapsed);
-    let settings = &request.state.settings;
+    let elapsed = started.map(|started| started.elapsed()).unwrap_or_default();
+    state.metrics.http.observe(label, method, status, elapsed);
+    let settings = &state.settings;
     if settings.access_log.logs(status, settings.access_log_sample) {
         tracing::info!(
             target: "access",
-            request_id = %request.id,
-            method = request.method.label(),
-            route = request.label.label(),
+            request_id = %id,
+            method = method.label(),
+            route = label.label(),
             status,
             duration_us = elapsed.as_micros() as u64,
-            client = %request.client.get(),
+            client = %client.get(),
             "request"
         );
     }
-    if let Ok(value) = request.id.with_text(HeaderValue::from_str) {
+    if let Ok(value) = id.with_text(HeaderValue::from_str) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
     response
 }
 
-/// Creates and stats: the routes a browser page may call.
+/// The caller an `Authorization: Bearer <key>` names.
+async fn authenticate(
+    state: &State,
+    authorization: &HeaderValue,
+    client: ClientIp,
+) -> Result<Caller, ApiError> {
+    let key = authorization
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .or_else(|| authorization.as_bytes().strip_prefix(b"bearer "))
+        .and_then(|key| ApiKey::parse(key.trim_ascii()).ok())
+        .ok_or(ApiError::KeyInvalid)?;
+    match state.keys.authenticate(&key, client.get()).await {
+        Ok(holder) => Ok(Caller::Key { holder, client }),
+        Err(AuthError::Invalid) => Err(ApiError::KeyInvalid),
+        Err(error @ (AuthError::Stale { .. } | AuthError::Unavailable(_))) => {
+            crate::throttled!(warn, error = %Chain(&error), "keyed request answered 503: its key could not be checked");
+            Err(ApiError::KeysUnavailable)
+        }
+    }
+}
+
+/// The API routes a browser page may call: creates, listing, a link's changes and stats.
 fn is_cors_path(path: &str) -> bool {
-    path == "/shorten"
-        || path
-            .trim_end_matches('/')
-            .strip_suffix("/stats")
-            .is_some_and(|code| code.len() > 1 && !code[1..].contains('/'))
+    let path = path.trim_end_matches('/');
+    if matches!(path, "/shorten" | "/links") {
+        return true;
+    }
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let code = rest.strip_suffix("/stats").unwrap_or(rest);
+    !code.is_empty() && !code.contains('/')
+}
+
+/// The route label of a preflight's path.
+fn preflight_label(path: &str) -> HttpRoute {
+    match path.trim_end_matches('/') {
+        "/shorten" => HttpRoute::Shorten,
+        "/links" => HttpRoute::Links,
+        path if path.ends_with("/stats") => HttpRoute::Stats,
+        _ => HttpRoute::Redirect,
+    }
 }
 
 /// `RateLimit-Policy: "create";q=40;w=2` and `RateLimit: "create";r=12;t=1` (the IETF draft's
@@ -284,7 +403,7 @@ fn add_rate_limit_fields(
 }
 
 /// What a request of the main listener asks for, taken out of it without any `.await`.
-fn route(request: http::Request<Incoming>, client: ClientIp, cors: bool) -> Route {
+fn route(request: http::Request<Incoming>, cors: bool) -> Route {
     // RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host (HTTP/1.0 may have none).
     if request.version() == http::Version::HTTP_11
         && request.headers().get_all(http::header::HOST).iter().count() != 1
@@ -294,18 +413,13 @@ fn route(request: http::Request<Incoming>, client: ClientIp, cors: bool) -> Rout
     let method = request.method();
     let is_read = method == Method::GET || method == Method::HEAD;
     if cors && method == Method::OPTIONS && is_cors_path(request.uri().path()) {
-        return Route::Preflight(if request.uri().path() == "/shorten" {
-            HttpRoute::Shorten
-        } else {
-            HttpRoute::Stats
-        });
+        return Route::Preflight(preflight_label(request.uri().path()));
     }
     match request.uri().path() {
-        "/shorten" if method == Method::POST => Route::Shorten {
-            request: Box::new(request),
-            client,
-        },
+        "/shorten" if method == Method::POST => Route::Shorten(Box::new(request)),
         "/shorten" => Route::Refused(HttpRoute::Shorten, ApiError::MethodNotAllowed("POST")),
+        "/links" | "/links/" if method == Method::GET => Route::Links(Box::new(request)),
+        "/links" | "/links/" => Route::Refused(HttpRoute::Links, ApiError::MethodNotAllowed("GET")),
         "/openapi.json" if is_read => Route::OpenApi,
         "/openapi.json" => Route::Refused(HttpRoute::OpenApi, ApiError::MethodNotAllowed(GET_HEAD)),
         path => {
@@ -317,20 +431,38 @@ fn route(request: http::Request<Incoming>, client: ClientIp, cors: bool) -> Rout
                 Some(_) if is_read => return Route::Unknown,
                 Some(_) => return Route::Refused(HttpRoute::Other, ApiError::NotFound),
             };
-            if !is_read {
-                let route = if stats {
-                    HttpRoute::Stats
+            let changes = !stats && (method == Method::PATCH || method == Method::DELETE);
+            if !is_read && !changes {
+                return if stats {
+                    Route::Refused(HttpRoute::Stats, ApiError::MethodNotAllowed(GET_HEAD))
                 } else {
-                    HttpRoute::Redirect
+                    Route::Refused(
+                        HttpRoute::Redirect,
+                        ApiError::MethodNotAllowed(CODE_METHODS),
+                    )
                 };
-                return Route::Refused(route, ApiError::MethodNotAllowed(GET_HEAD));
             }
             // A segment that can never name a link is 404 without a lookup.
             let Some(code) = Code::parse(segment) else {
-                return Route::Unknown;
+                return if changes {
+                    Route::Refused(HttpRoute::Redirect, ApiError::NotFound)
+                } else {
+                    Route::Unknown
+                };
             };
-            if stats {
-                Route::Stats { code }
+            if changes {
+                Route::Change {
+                    code,
+                    request: Box::new(request),
+                }
+            } else if stats {
+                Route::Stats {
+                    code,
+                    authorization: request
+                        .headers()
+                        .get(AUTHORIZATION)
+                        .map(|value| Box::new(value.clone())),
+                }
             } else {
                 Route::Redirect {
                     code,
@@ -376,5 +508,15 @@ mod tests {
             size <= MAX_REQUEST_FUTURE_BYTES,
             "handle_public's future is {size} bytes; box the large branch that grew it"
         );
+    }
+
+    #[test]
+    fn api_paths_take_preflights_and_redirects_do_not_carry_cors() {
+        for path in ["/shorten", "/links", "/abc", "/abc/", "/abc/stats"] {
+            assert!(super::is_cors_path(path), "{path}");
+        }
+        for path in ["/", "/abc/def", "/abc/def/stats"] {
+            assert!(!super::is_cors_path(path), "{path}");
+        }
     }
 }

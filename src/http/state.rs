@@ -9,7 +9,7 @@ use http::{HeaderValue, StatusCode};
 
 use crate::domain::TrustedProxies;
 use crate::limits::RouteLimits;
-use crate::links::{Creator, Resolver};
+use crate::links::{Creator, KeyRing, Manager, Resolver};
 use crate::status::Status;
 use crate::telemetry::AccessLog;
 use crate::telemetry::metrics::Metrics;
@@ -30,12 +30,27 @@ pub struct HttpSettings {
     pub access_log: AccessLog,
     /// Share of answers below 500 logged when `access_log` is `All`.
     pub access_log_sample: f64,
+    /// Creates without an API key are refused (401).
+    pub require_key_for_create: bool,
+}
+
+/// The parts of the service the handlers call.
+pub struct Services {
+    pub resolver: Resolver,
+    pub creator: Creator,
+    pub manager: Manager,
+    pub keys: Arc<KeyRing>,
+    pub limits: Arc<RouteLimits>,
+    pub status: Arc<Status>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Everything a handler of either listener needs.
 pub struct State {
     pub(super) resolver: Resolver,
     pub(super) creator: Creator,
+    pub(super) manager: Manager,
+    pub(super) keys: Arc<KeyRing>,
     pub(super) limits: Arc<RouteLimits>,
     pub(super) status: Arc<Status>,
     pub(super) metrics: Arc<Metrics>,
@@ -43,17 +58,21 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(
-        resolver: Resolver,
-        creator: Creator,
-        limits: Arc<RouteLimits>,
-        status: Arc<Status>,
-        metrics: Arc<Metrics>,
-        settings: HttpSettings,
-    ) -> Self {
+    pub fn new(services: Services, settings: HttpSettings) -> Self {
+        let Services {
+            resolver,
+            creator,
+            manager,
+            keys,
+            limits,
+            status,
+            metrics,
+        } = services;
         State {
             resolver,
             creator,
+            manager,
+            keys,
             limits,
             status,
             metrics,

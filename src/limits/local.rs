@@ -11,6 +11,7 @@ use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
+use std::num::NonZeroU32;
 
 use super::{Decision, LimitKey, RateSpec};
 
@@ -124,8 +125,34 @@ impl<C: Clock + Clone> LocalLimiter<C> {
 
     /// Counts one request of `key`.
     pub fn check(&self, key: LimitKey) -> Decision {
+        self.decide(self.limiter.check_key(&key))
+    }
+
+    /// Counts `cost` requests of `key` at once: all pass, or none (and none is counted). A cost
+    /// above the burst never passes.
+    pub fn check_n(&self, key: LimitKey, cost: NonZeroU32) -> Decision {
+        match self.limiter.check_key_n(&key, cost) {
+            Ok(result) => self.decide(result),
+            Err(_) => Decision {
+                allowed: false,
+                remaining: 0,
+                reset_seconds: (self.spec.emission_interval() * self.spec.burst.get())
+                    .as_secs_f64()
+                    .ceil() as u64,
+                retry_after_seconds: (self.spec.emission_interval() * self.spec.burst.get())
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0) as u64,
+            },
+        }
+    }
+
+    fn decide(
+        &self,
+        result: Result<governor::middleware::StateSnapshot, governor::NotUntil<C::Instant>>,
+    ) -> Decision {
         let interval = self.spec.emission_interval();
-        match self.limiter.check_key(&key) {
+        match result {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let missing = self.spec.burst.get().saturating_sub(remaining);

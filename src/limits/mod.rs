@@ -18,7 +18,7 @@ mod local;
 mod rate;
 mod shared;
 
-use std::net::IpAddr;
+use std::num::NonZeroU32;
 
 pub use key::LimitKey;
 pub use local::LocalLimiter;
@@ -108,23 +108,27 @@ impl RouteLimits {
         self
     }
 
-    /// Counts one redirect or stats request of `client`; `None` when that route is not
-    /// limited. (Creates: [`RouteLimits::check_create`].)
-    pub fn check(&self, route: LimitedRoute, client: IpAddr) -> Option<(RateSpec, Decision)> {
+    /// Counts one redirect or stats request of `key`; `None` when that route is not limited. (Creates: [`RouteLimits::check_create`].)
+    pub fn check(&self, route: LimitedRoute, key: LimitKey) -> Option<(RateSpec, Decision)> {
         let (limiter, label) = match route {
             LimitedRoute::Create => return None,
             LimitedRoute::Redirect => (self.redirect.as_ref()?, LimitRoute::Redirect),
             LimitedRoute::Stats => (self.stats.as_ref()?, LimitRoute::Stats),
         };
-        let decision = limiter.check(LimitKey::of(client));
+        let decision = limiter.check(key);
         self.metrics.decided(label, decision.allowed);
         Some((limiter.spec(), decision))
     }
 
-    /// Counts one create of `client`; `None` when creates are not limited.
-    pub async fn check_create(&self, client: IpAddr) -> Option<(RateSpec, Decision)> {
+    /// Counts `cost` creates of `key` (all or none: a batch takes one per item); `None` when
+    /// creates are not limited.
+    pub async fn check_create(
+        &self,
+        key: LimitKey,
+        cost: NonZeroU32,
+    ) -> Option<(RateSpec, Decision)> {
         let limit = self.create.as_ref()?;
-        let decision = limit.check(client).await;
+        let decision = limit.check(key, cost).await;
         self.metrics.decided(LimitRoute::Create, decision.allowed);
         Some((limit.spec(), decision))
     }

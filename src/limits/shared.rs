@@ -3,7 +3,7 @@
 //! (ARCHITECTURE.md's layer table says so): while Redis does not answer, the limit is this
 //! instance's own (never no limit), and a create waits for Redis at most one command timeout.
 
-use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Decision, LimitKey, LimitMode, LocalLimiter, RateSpec};
@@ -42,17 +42,17 @@ impl CreateLimit {
         }
     }
 
-    /// Counts one create of `client`.
-    pub async fn check(&self, client: IpAddr) -> Decision {
-        let key = LimitKey::of(client);
+    /// Counts `cost` creates of `key` (all or none).
+    pub async fn check(&self, key: LimitKey, cost: NonZeroU32) -> Decision {
         let Some(redis) = &self.redis else {
-            return self.local.check(key);
+            return self.local.check_n(key, cost);
         };
         let answer = redis
             .gcra(
                 &format!("rl:create:{key}"),
                 self.spec.emission_interval(),
                 self.spec.burst.get(),
+                cost.get(),
             )
             .await;
         match answer {
@@ -78,7 +78,7 @@ impl CreateLimit {
                         "redis does not answer: the create limit is per instance until it does"
                     );
                 }
-                self.local.check(key)
+                self.local.check_n(key, cost)
             }
         }
     }

@@ -2,12 +2,15 @@
 //! make the code, hand the row (with its idempotency record) to the group-commit writer, and
 //! fill the new link into the caches once it is committed.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 use time::OffsetDateTime;
 
 use super::idempotency::{Idempotency, replay_or_refuse};
+use super::keys::Caller;
 use super::writer::{CreateWriter, WriteError};
 use super::{LinkCache, RemoteCache, ResolvedLink};
 use crate::clock::Clock;
@@ -30,6 +33,38 @@ pub struct NewLink {
     pub target: TargetUrl,
     pub alias: Option<Alias>,
     pub expires_at: Option<ExpiresAt>,
+    /// After this many redirects (all instances together) the link answers 410.
+    pub max_visits: Option<NonZeroU64>,
+    /// Answer the caller's live link to the same URL (without alias, expiry or visit limit),
+    /// if it has one, instead of making another.
+    pub reuse: Reuse,
+}
+
+/// Whether a create may answer an existing link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Always make a new link.
+    Never,
+    /// Answer the caller's live link to the same URL when there is one.
+    Existing,
+}
+
+impl NewLink {
+    /// A link to `target` and nothing more.
+    pub fn to(target: TargetUrl) -> Self {
+        NewLink {
+            target,
+            alias: None,
+            expires_at: None,
+            max_visits: None,
+            reuse: Reuse::Never,
+        }
+    }
+
+    /// Whether a later `reuse` create may answer it: no alias, expiry or visit limit.
+    fn reusable(&self) -> bool {
+        self.alias.is_none() && self.expires_at.is_none() && self.max_visits.is_none()
+    }
 }
 
 /// A link just made.
@@ -53,6 +88,8 @@ pub type RenderAnswer = fn(&CreatedLink) -> Result<String, serde_json::Error>;
 pub enum Created {
     /// Made now: the link and its answer's body (a 201).
     New { link: CreatedLink, body: String },
+    /// An existing link of the caller to the same URL (`reuse`): the link and its body (200).
+    Reused { link: CreatedLink, body: String },
     /// A retry: the answer stored the first time, to be sent again as it was.
     Replayed { status: u16, body: String },
 }
@@ -156,9 +193,11 @@ impl Creator {
         self
     }
 
-    /// Makes `link`, or answers again what its Idempotency-Key was first answered.
+    /// Makes `link` for `caller` (it owns it when it sent a key), or answers again what its
+    /// Idempotency-Key was first answered, or (with `reuse`) an existing link of the caller's.
     pub async fn create(
         &self,
+        caller: &Caller,
         link: NewLink,
         idempotency: Option<Idempotency>,
         render: RenderAnswer,
@@ -166,6 +205,23 @@ impl Creator {
         let now = self.clock.now();
         if let Err(refused) = self.admit(&link, now) {
             return self.replay_or(refused, idempotency.as_ref()).await;
+        }
+        let reuse_digest = link.reusable().then(|| reuse_digest(caller, &link.target));
+        if let (Reuse::Existing, Some(digest)) = (link.reuse, &reuse_digest)
+            && let Some(existing) = self.db.reusable_link(digest).await?
+        {
+            let created = self.created_link(
+                &existing.code,
+                existing.target_url,
+                existing.created_at,
+                existing.expires_at,
+            );
+            let body = render(&created)
+                .map_err(|error| CreateError::Failed(CreateFailure::Answer(error)))?;
+            return Ok(Created::Reused {
+                link: created,
+                body,
+            });
         }
         for _ in 0..MAX_ID_ATTEMPTS {
             let Some(id) = self.ids.next_id() else {
@@ -178,21 +234,21 @@ impl Creator {
                 Some(alias) => alias.as_str().to_owned(),
                 None => String::from_utf8_lossy(&self.codec.encode(id)).into_owned(),
             };
-            let created = CreatedLink {
-                short_url: format!("{}/{}", self.public_base_url, code),
-                url: link.target.as_str().to_owned(),
-                created_at: now,
-                expires_at: link.expires_at.map(ExpiresAt::get),
-                code,
-            };
+            let created = self.created_link(
+                &code,
+                link.target.as_str().to_owned(),
+                now,
+                link.expires_at.map(ExpiresAt::get),
+            );
             let body = render(&created)
                 .map_err(|error| CreateError::Failed(CreateFailure::Answer(error)))?;
             let row = BatchRow {
-                id,
-                code: created.code.clone(),
-                target_url: created.url.clone(),
-                created_at: now,
                 expires_at: created.expires_at,
+                owner: caller.holder().map(|holder| holder.id),
+                max_visits: link
+                    .max_visits
+                    .map(|max| i64::try_from(max.get()).unwrap_or(i64::MAX)),
+                reuse_digest,
                 key: idempotency.as_ref().map(|idempotency| BatchKey {
                     scope: idempotency.scope.stored(),
                     key: idempotency.key.as_str().to_owned(),
@@ -201,6 +257,7 @@ impl Creator {
                     status: CREATED,
                     body: body.clone(),
                 }),
+                ..BatchRow::new(id, created.code.clone(), created.url.clone(), now)
             };
             let outcome = self.writer.write(row.clone()).await.map_err(written)?;
             match outcome {
@@ -269,6 +326,23 @@ impl Creator {
         }
     }
 
+    /// The link a create answers.
+    fn created_link(
+        &self,
+        code: &str,
+        url: String,
+        created_at: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> CreatedLink {
+        CreatedLink {
+            code: code.to_owned(),
+            short_url: format!("{}/{}", self.public_base_url, code),
+            url,
+            created_at,
+            expires_at,
+        }
+    }
+
     /// Whether `link` may be made now: where it points, and whether its expiry is ahead.
     fn admit(&self, link: &NewLink, now: OffsetDateTime) -> Result<(), CreateError> {
         self.url_policy.admit(&link.target)?;
@@ -282,12 +356,11 @@ impl Creator {
     /// code" here is forgotten.
     async fn fill_cache(&self, row: BatchRow) {
         let record = LinkRecord {
-            id: row.id,
-            code: row.code,
-            target_url: row.target_url,
-            created_at: row.created_at,
             expires_at: row.expires_at,
-            disabled_at: None,
+            owner: row.owner,
+            max_visits: row.max_visits,
+            visits_left: row.max_visits,
+            ..LinkRecord::new(row.id, row.code, row.target_url, row.created_at)
         };
         if let Some(remote) = &self.remote {
             remote.write_through(&record.code, &record).await;
@@ -296,6 +369,16 @@ impl Creator {
         let resolved = ResolvedLink::from_record(record);
         self.cache.created(&code, resolved).await;
     }
+}
+
+/// What a `reuse` create looks a link up by: its owner (the caller's key, or its address when
+/// anonymous) and its canonical URL.
+fn reuse_digest(caller: &Caller, target: &TargetUrl) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    digest.update(caller.idempotency_scope().stored().as_bytes());
+    digest.update(b"\n");
+    digest.update(target.as_str().as_bytes());
+    digest.finalize().into()
 }
 
 /// What the writer's refusal means for the client.

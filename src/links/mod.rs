@@ -10,8 +10,11 @@
 
 mod breaker;
 mod cache;
+mod changes;
 mod creator;
 mod idempotency;
+mod keys;
+mod manager;
 mod remote;
 mod resolver;
 mod retention;
@@ -23,18 +26,23 @@ use http::HeaderValue;
 use time::OffsetDateTime;
 
 pub use breaker::BreakerState;
-pub use cache::{CacheSettings, LinkCache};
+pub use cache::{CacheSettings, LinkCache, UNTRUSTED_TTL};
+pub use changes::{CATCH_UP_EVERY, ChangeFeed, announce};
 pub use creator::{
-    CreateError, CreateFailure, Created, CreatedLink, Creator, NewLink, RenderAnswer,
+    CreateError, CreateFailure, Created, CreatedLink, Creator, NewLink, RenderAnswer, Reuse,
 };
 pub use idempotency::{Idempotency, KEY_LIFETIME};
+pub use keys::{AuthError, Caller, KeyHolder, KeyRing, MAX_STALENESS};
+pub use manager::{
+    Cursor, DEFAULT_PAGE, Edit, IfMatch, MAX_PAGE, ManageError, ManagedLink, Manager, Page, etag_of,
+};
 pub use remote::RemoteCache;
 pub use resolver::{LinkStats, ResolveError, Resolver, Visit};
 pub use retention::{PRUNE_EVERY, run_pruner};
 pub use writer::{CreateWriter, WriteError, WriterSettings};
 
 use crate::clock::Clock;
-use crate::domain::TargetUrl;
+use crate::domain::{KeyId, TargetUrl};
 use crate::storage::LinkRecord;
 
 /// A link as the redirect path needs it, built once when it enters the cache: a hit clones
@@ -42,11 +50,19 @@ use crate::storage::LinkRecord;
 #[derive(Debug)]
 pub struct ResolvedLink {
     pub id: i64,
+    /// Moves on every change: no tier takes an older version over a newer one.
+    pub version: i64,
     /// The target, checked to be `http(s)` and ready to send as `Location`.
     pub location: HeaderValue,
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub disabled_at: Option<OffsetDateTime>,
+    /// The API key that made it.
+    pub owner: Option<KeyId>,
+    /// Deleted: answers 410 for good.
+    pub deleted: bool,
+    /// Has a visit limit: each redirect takes a visit on the primary.
+    pub visit_limited: bool,
 }
 
 impl ResolvedLink {
@@ -67,16 +83,38 @@ impl ResolvedLink {
             .ok()?;
         Some(Arc::new(ResolvedLink {
             id: record.id,
+            version: record.version,
             location,
             created_at: record.created_at,
             expires_at: record.expires_at,
             disabled_at: record.disabled_at,
+            owner: record.owner,
+            deleted: record.deleted_at.is_some(),
+            visit_limited: record.max_visits.is_some(),
         }))
     }
 
-    /// Expired or disabled links answer 410. Reads the clock only for links that expire.
+    /// A link as a create makes it (its first version, not disabled or deleted).
+    pub fn new(id: i64, location: HeaderValue, created_at: OffsetDateTime) -> Self {
+        ResolvedLink {
+            id,
+            version: 1,
+            location,
+            created_at,
+            expires_at: None,
+            disabled_at: None,
+            owner: None,
+            deleted: false,
+            visit_limited: false,
+        }
+    }
+
+    /// Deleted, expired or disabled links answer 410. Reads the clock only for links that
+    /// expire.
     pub fn is_gone(&self, clock: &Clock) -> bool {
-        self.disabled_at.is_some() || self.expires_at.is_some_and(|at| at <= clock.now())
+        self.deleted
+            || self.disabled_at.is_some()
+            || self.expires_at.is_some_and(|at| at <= clock.now())
     }
 
     /// The target URL (ASCII: it was stored in canonical form).

@@ -1,12 +1,14 @@
 //! The Redis tier between moka and Postgres: a link found in Postgres is filled into Redis
-//! without waiting for the reply, a created link is written through, and a breaker stops
-//! asking Redis while it fails (a background probe closes it again). Negative answers are
-//! never stored in Redis.
+//! without waiting for the reply, a created or changed link is written through, and a breaker
+//! stops asking Redis while it fails (a background probe closes it again). Every write carries
+//! the link's version and is refused by Redis when it holds that version or a newer one, so a
+//! fill that began before a change and lands after it never undoes it; a deleted link is a
+//! value too (a tombstone), never a `DEL` a late fill could undo. Negative answers are never
+//! stored in Redis.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::ResolvedLink;
 use super::breaker::{Breaker, BreakerState};
+use crate::domain::KeyId;
 use crate::storage::{LinkRecord, RedisStore};
 
 /// Fills in flight at once; more are dropped (the next miss fills again).
@@ -22,8 +25,8 @@ const MAX_FILLS_IN_FLIGHT: usize = 256;
 const BREAKER_THRESHOLD: u32 = 5;
 /// How often an open breaker's probe asks Redis.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
-/// Format of the stored value; a value of another version is ignored (a miss).
-const VALUE_VERSION: &str = "1";
+/// Format of the stored value; a value of another format is ignored (a miss).
+const VALUE_FORMAT: &str = "2";
 
 /// The Redis tier of the resolver and the creator.
 pub struct RemoteCache {
@@ -60,7 +63,8 @@ impl RemoteCache {
         match self.store.get_link(code).await {
             Ok(value) => {
                 self.breaker.succeeded();
-                decode(code, &value?)
+                let (version, value) = value?;
+                decode(code, version, &value)
             }
             Err(error) => {
                 tracing::debug!(%error, "redis get failed");
@@ -79,27 +83,41 @@ impl RemoteCache {
         let Ok(permit) = Arc::clone(&self.fills).try_acquire_owned() else {
             return;
         };
-        let (this, code, value) = (Arc::clone(self), code.to_owned(), encode(record));
+        let (this, code, version, value) = (
+            Arc::clone(self),
+            code.to_owned(),
+            record.version,
+            encode(record),
+        );
         self.tasks.spawn(async move {
-            this.put(&code, value).await;
+            this.put(&code, version, &value).await;
             drop(permit);
         });
     }
 
-    /// Stores a link just created (awaited, but within one command timeout, and a failure
-    /// only costs a later miss).
-    pub async fn write_through(&self, code: &str, record: &LinkRecord) {
-        if self.breaker.state() == BreakerState::Closed {
-            self.put(code, encode(record)).await;
-        }
+    /// Stores a link just created or changed (awaited, but within one command timeout).
+    /// Answers whether Redis holds this version (or a newer one) now: `false` when it could
+    /// not be asked, which a change has to repair later.
+    pub async fn write_through(&self, code: &str, record: &LinkRecord) -> bool {
+        self.breaker.state() == BreakerState::Closed
+            && self.put(code, record.version, &encode(record)).await
     }
 
-    async fn put(&self, code: &str, value: Bytes) {
-        match self.store.put_link(code, value, self.ttl).await {
-            Ok(()) => self.breaker.succeeded(),
+    /// Whether Redis answered: it stored the version, or holds a newer one.
+    async fn put(&self, code: &str, version: i64, value: &[u8]) -> bool {
+        match self
+            .store
+            .put_link_if_newer(code, version, value, self.ttl)
+            .await
+        {
+            Ok(_stored_or_newer) => {
+                self.breaker.succeeded();
+                true
+            }
             Err(error) => {
                 tracing::debug!(%error, "redis set failed");
                 self.breaker.failed(&error);
+                false
             }
         }
     }
@@ -123,27 +141,36 @@ impl RemoteCache {
     }
 }
 
-/// `version \n id \n created_at \n expires_at \n disabled_at \n url`, instants as Unix
-/// microseconds (empty when absent): compact, and readable with `redis-cli`.
-fn encode(record: &LinkRecord) -> Bytes {
+/// `2 \n id \n created_at \n expires_at \n disabled_at \n deleted \n owner \n visit_limited
+/// \n url` (its version is kept by `storage` beside it), instants as Unix microseconds and
+/// options empty when absent, flags `0` or `1`: compact, and readable with `redis-cli`.
+fn encode(record: &LinkRecord) -> Vec<u8> {
     let micros = |at: Option<OffsetDateTime>| {
         at.map(|at| (at.unix_timestamp_nanos() / 1_000).to_string())
             .unwrap_or_default()
     };
-    Bytes::from(format!(
-        "{VALUE_VERSION}\n{}\n{}\n{}\n{}\n{}",
+    let flag = |on: bool| if on { "1" } else { "0" };
+    format!(
+        "{VALUE_FORMAT}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         record.id,
         micros(Some(record.created_at)),
         micros(record.expires_at),
         micros(record.disabled_at),
+        flag(record.deleted_at.is_some()),
+        record
+            .owner
+            .map(|owner| owner.0.to_string())
+            .unwrap_or_default(),
+        flag(record.max_visits.is_some()),
         record.target_url
-    ))
+    )
+    .into_bytes()
 }
 
-fn decode(code: &str, value: &[u8]) -> Option<Arc<ResolvedLink>> {
+fn decode(code: &str, version: i64, value: &[u8]) -> Option<Arc<ResolvedLink>> {
     let text = std::str::from_utf8(value).ok()?;
-    let mut fields = text.splitn(6, '\n');
-    if fields.next()? != VALUE_VERSION {
+    let mut fields = text.splitn(9, '\n');
+    if fields.next()? != VALUE_FORMAT {
         return None;
     }
     let id = fields.next()?.parse().ok()?;
@@ -156,17 +183,32 @@ fn decode(code: &str, value: &[u8]) -> Option<Arc<ResolvedLink>> {
             .ok()
             .map(Some)
     };
+    let flag = |field: &str| match field {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    };
     let created_at = instant(fields.next()?)??;
     let expires_at = instant(fields.next()?)?;
     let disabled_at = instant(fields.next()?)?;
+    let deleted = flag(fields.next()?)?;
+    let owner = match fields.next()? {
+        "" => None,
+        owner => Some(KeyId(owner.parse().ok()?)),
+    };
+    let visit_limited = flag(fields.next()?)?;
     let target_url = fields.next()?.to_owned();
     ResolvedLink::from_record(LinkRecord {
-        id,
-        code: code.to_owned(),
-        target_url,
-        created_at,
         expires_at,
         disabled_at,
+        version,
+        // Only whether it is deleted matters once cached.
+        deleted_at: deleted.then_some(created_at),
+        owner,
+        // Only whether it has a limit matters once cached: the count is the primary's.
+        max_visits: visit_limited.then_some(1),
+        visits_left: None,
+        ..LinkRecord::new(id, code.to_owned(), target_url, created_at)
     })
 }
 
@@ -179,21 +221,38 @@ mod tests {
     #[test]
     fn values_read_back_as_they_were_written() {
         let record = LinkRecord {
-            id: 42,
-            code: "abc".into(),
-            target_url: "https://example.com/a?b=c".into(),
-            created_at: datetime!(2026-11-30 12:00:00.123456 UTC),
             expires_at: Some(datetime!(2027-01-01 00:00:00 UTC)),
-            disabled_at: None,
+            version: 7,
+            owner: Some(KeyId(3)),
+            max_visits: Some(10),
+            ..LinkRecord::new(
+                42,
+                "abc".into(),
+                "https://example.com/a?b=c\nd".into(),
+                datetime!(2026-11-30 12:00:00.123456 UTC),
+            )
         };
-        let link = decode("abc", &encode(&record)).unwrap();
-        assert_eq!(link.id, 42);
+        // A URL holding a line break is refused when read back, whatever the format says.
+        assert!(decode("abc", 7, &encode(&record)).is_none());
+        let record = LinkRecord {
+            target_url: "https://example.com/a?b=c".into(),
+            ..record
+        };
+        let link = decode("abc", 7, &encode(&record)).unwrap();
+        assert_eq!((link.id, link.version), (42, 7));
         assert_eq!(link.created_at, record.created_at);
         assert_eq!(link.expires_at, record.expires_at);
         assert_eq!(link.disabled_at, None);
+        assert_eq!(link.owner, Some(KeyId(3)));
+        assert!(link.visit_limited && !link.deleted);
         assert_eq!(link.target_url(), "https://example.com/a?b=c");
-        assert!(decode("abc", b"2\n42\n0\n\n\nhttps://x/").is_none());
-        assert!(decode("abc", b"1\nx\n0\n\n\nhttps://x/").is_none());
-        assert!(decode("abc", b"garbage").is_none());
+        let deleted = LinkRecord {
+            deleted_at: Some(datetime!(2026-12-01 00:00:00 UTC)),
+            ..record
+        };
+        assert!(decode("abc", 8, &encode(&deleted)).unwrap().deleted);
+        assert!(decode("abc", 1, b"1\n42\n0\n\n\nhttps://x/").is_none());
+        assert!(decode("abc", 1, b"2\nx\n0\n\n\n0\n\n0\nhttps://x/").is_none());
+        assert!(decode("abc", 1, b"garbage").is_none());
     }
 }

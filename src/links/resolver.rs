@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::{LinkCache, RemoteCache, ResolvedLink};
+use super::{KeyHolder, LinkCache, RemoteCache, ResolvedLink};
 use crate::clicks::{ClickKind, ClickRecorder};
 use crate::clock::Clock;
-use crate::domain::Code;
+use crate::domain::{Code, KeyScope};
 use crate::ids::{CodeCodec, EPOCH_UNIX_MS, split_id};
 use crate::storage::{DailyClicks, Db, LinkRecord, StorageError};
 use crate::telemetry::metrics::{ResolveMetrics, ResolveOutcome};
@@ -51,6 +51,8 @@ pub enum ResolveError {
 pub struct LinkStats {
     pub link: Arc<ResolvedLink>,
     pub days: Vec<DailyClicks>,
+    /// Whether the target may be shown to who asked.
+    pub url_shown: bool,
 }
 
 /// Resolves codes to links. Cheap to share behind the application state.
@@ -110,7 +112,10 @@ impl Resolver {
         Arc::clone(&self.cache)
     }
 
-    /// The redirect use case: the link to send the client to, its click counted.
+    /// The redirect use case: the link to send the client to, its click counted. A link with
+    /// a visit limit takes one of its visits on the primary first (every redirect of it, GET
+    /// or HEAD, a person's or a bot's): none left is 410, a primary that does not answer 503,
+    /// never a redirect that was not counted.
     pub async fn redirect(
         &self,
         code: &Code,
@@ -120,17 +125,45 @@ impl Resolver {
         if link.is_gone(&self.clock) {
             return Err(ResolveError::Gone);
         }
+        if link.visit_limited {
+            Box::pin(self.take_visit(&link)).await?;
+        }
         if let Visit::Counted(kind) = visit {
             self.clicks.record(link.id, kind);
         }
         Ok(link)
     }
 
-    /// The stats use case: a link (gone ones too) and its clicks, read from the primary.
-    pub async fn stats(&self, code: &Code) -> Result<LinkStats, ResolveError> {
+    async fn take_visit(&self, link: &ResolvedLink) -> Result<(), ResolveError> {
+        match self.db.take_visit(link.id).await {
+            Ok(Some(_left)) => Ok(()),
+            Ok(None) => Err(ResolveError::Gone),
+            Err(error) => Err(lookup_failed(error)),
+        }
+    }
+
+    /// The stats use case: a link (expired and disabled ones too, not deleted ones) and its
+    /// clicks, read from the primary. The target of a link with a visit limit is shown only to
+    /// its owner or an admin (`viewer`).
+    pub async fn stats(
+        &self,
+        code: &Code,
+        viewer: Option<KeyHolder>,
+    ) -> Result<LinkStats, ResolveError> {
         let link = self.resolve(code).await?;
+        if link.deleted {
+            return Err(ResolveError::Gone);
+        }
         let days = self.db.daily_clicks(link.id).await.map_err(lookup_failed)?;
-        Ok(LinkStats { link, days })
+        let url_shown = !link.visit_limited
+            || viewer.is_some_and(|viewer| {
+                viewer.scope == KeyScope::Admin || link.owner == Some(viewer.id)
+            });
+        Ok(LinkStats {
+            link,
+            days,
+            url_shown,
+        })
     }
 
     /// The link named by `code`, gone or not.
@@ -151,7 +184,11 @@ impl Resolver {
             self.metrics.count(ResolveOutcome::Negative);
             return Err(ResolveError::NotFound);
         }
+        if !self.cache.is_trusted() {
+            return self.resolve_untrusted(code).await;
+        }
         let creates_before = self.cache.creates_so_far();
+        let changes_before = self.cache.changes_so_far();
         // Which tier answered, set by the lookup if this request is the one that runs it.
         let answered_by = AtomicU8::new(ResolveOutcome::Coalesced as u8);
         let loaded = self
@@ -166,26 +203,54 @@ impl Resolver {
             .await;
         match loaded {
             Ok(link) => {
-                let tier = ResolveOutcome::ALL
-                    .get(usize::from(answered_by.load(Ordering::Relaxed)))
-                    .copied()
-                    .unwrap_or(ResolveOutcome::Coalesced);
-                self.metrics.count(tier);
+                self.metrics.count(tier_of(&answered_by));
+                if !self
+                    .cache
+                    .check_after_lookup(code, &link, changes_before)
+                    .await
+                {
+                    // Read before a change heard meanwhile: read again, past it.
+                    return self.load(code, &answered_by).await;
+                }
                 Ok(link)
             }
             Err(error) => {
                 let error = ResolveError::clone(&error);
-                self.metrics.count(match error {
-                    ResolveError::NotFound | ResolveError::Gone => ResolveOutcome::NotFound,
-                    ResolveError::Unavailable(_) => ResolveOutcome::Unavailable,
-                    ResolveError::Internal(_) => ResolveOutcome::Error,
-                });
+                self.count_failure(&error);
                 if matches!(error, ResolveError::NotFound) {
                     self.cache.remember_absent(code, creates_before).await;
                 }
                 Err(error)
             }
         }
+    }
+
+    /// A miss while changes cannot be heard: looked up and kept only briefly.
+    async fn resolve_untrusted(&self, code: &str) -> Result<Arc<ResolvedLink>, ResolveError> {
+        if let Some(link) = self.cache.untrusted_get(code).await {
+            self.metrics.count(ResolveOutcome::Moka);
+            return Ok(link);
+        }
+        let answered_by = AtomicU8::new(ResolveOutcome::Coalesced as u8);
+        match self.load(code, &answered_by).await {
+            Ok(link) => {
+                self.metrics.count(tier_of(&answered_by));
+                self.cache.keep_untrusted(code, Arc::clone(&link)).await;
+                Ok(link)
+            }
+            Err(error) => {
+                self.count_failure(&error);
+                Err(error)
+            }
+        }
+    }
+
+    fn count_failure(&self, error: &ResolveError) {
+        self.metrics.count(match error {
+            ResolveError::NotFound | ResolveError::Gone => ResolveOutcome::NotFound,
+            ResolveError::Unavailable(_) => ResolveOutcome::Unavailable,
+            ResolveError::Internal(_) => ResolveOutcome::Error,
+        });
     }
 
     /// One lookup in Postgres; run once per code however many requests wait for it.
@@ -202,8 +267,11 @@ impl Resolver {
         answered_by: &AtomicU8,
     ) -> Result<Arc<ResolvedLink>, ResolveError> {
         let answered = |tier: ResolveOutcome| answered_by.store(tier as u8, Ordering::Relaxed);
+        // A version older than one heard of is not taken from Redis or a replica.
+        let newest_heard = self.cache.known_version(code).await;
         if let Some(remote) = &self.remote
             && let Some(link) = remote.get(code).await
+            && link.version >= newest_heard
         {
             answered(ResolveOutcome::Redis);
             return Ok(link);
@@ -214,10 +282,12 @@ impl Resolver {
         let young = decoded.is_some_and(|id| self.is_younger_than_lag_bound(id));
         if !young && let Some(found) = self.db.find_link_on_replica(code, decoded).await {
             match found {
-                Ok(Some(record)) => {
+                Ok(Some(record)) if record.version >= newest_heard => {
                     answered(ResolveOutcome::Replica);
                     return self.found_in_postgres(code, record);
                 }
+                // Behind a change heard of: the primary has it.
+                Ok(Some(_)) => {}
                 Ok(None) if decoded.is_some() => return Err(ResolveError::NotFound),
                 // An alias the replica may not have yet.
                 Ok(None) => {}
@@ -255,6 +325,14 @@ impl Resolver {
         let now_unix_ms = self.clock.unix_ms();
         now_unix_ms.abs_diff(issued_unix_ms) < self.replica_lag_bound.as_millis() as u64
     }
+}
+
+/// The tier a lookup recorded as its answer's.
+fn tier_of(answered_by: &AtomicU8) -> ResolveOutcome {
+    ResolveOutcome::ALL
+        .get(usize::from(answered_by.load(Ordering::Relaxed)))
+        .copied()
+        .unwrap_or(ResolveOutcome::Coalesced)
 }
 
 fn resolved(record: LinkRecord) -> Result<Arc<ResolvedLink>, ResolveError> {

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
+use crate::domain::KeyId;
 use crate::telemetry::metrics::DbOperation;
 
 use super::links::StoredAnswer;
@@ -48,7 +49,30 @@ pub struct BatchRow {
     pub target_url: String,
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
+    /// The API key that makes it.
+    pub owner: Option<KeyId>,
+    /// Its visit limit (its visits left start there).
+    pub max_visits: Option<i64>,
+    /// What a `reuse` create finds it by (links without alias, expiry or visit limit).
+    pub reuse_digest: Option<[u8; 32]>,
     pub key: Option<BatchKey>,
+}
+
+impl BatchRow {
+    /// A create of `code` with no owner, limit or idempotency record.
+    pub fn new(id: i64, code: String, target_url: String, created_at: OffsetDateTime) -> Self {
+        BatchRow {
+            id,
+            code,
+            target_url,
+            created_at,
+            expires_at: None,
+            owner: None,
+            max_visits: None,
+            reuse_digest: None,
+            key: None,
+        }
+    }
 }
 
 /// What became of one row.
@@ -231,10 +255,33 @@ async fn write_links(
         let created: Vec<OffsetDateTime> = order.iter().map(|&i| rows[i].created_at).collect();
         let expires: Vec<Option<OffsetDateTime>> =
             order.iter().map(|&i| rows[i].expires_at).collect();
+        let owners: Vec<Option<i64>> = order
+            .iter()
+            .map(|&i| rows[i].owner.map(|owner| owner.0))
+            .collect();
+        let max_visits: Vec<Option<i64>> = order.iter().map(|&i| rows[i].max_visits).collect();
+        let reuse: Vec<Option<&[u8]>> = order
+            .iter()
+            .map(|&i| {
+                rows[i]
+                    .reuse_digest
+                    .as_ref()
+                    .map(|digest| digest.as_slice())
+            })
+            .collect();
         for row in client
             .query(
                 &statements.batch_insert_links,
-                &[&ids, &codes, &targets, &created, &expires],
+                &[
+                    &ids,
+                    &codes,
+                    &targets,
+                    &created,
+                    &expires,
+                    &owners,
+                    &max_visits,
+                    &reuse,
+                ],
             )
             .await?
         {

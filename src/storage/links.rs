@@ -7,9 +7,10 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 use super::{Db, StorageError, pool};
+use crate::domain::KeyId;
 
 /// A link as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkRecord {
     pub id: i64,
     pub code: String,
@@ -17,10 +18,39 @@ pub struct LinkRecord {
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub disabled_at: Option<OffsetDateTime>,
+    /// Moves on every change: a cache never takes an older one over a newer.
+    pub version: i64,
+    /// Deleted: the row is kept (its code answers 410 and is never issued again).
+    pub deleted_at: Option<OffsetDateTime>,
+    /// The API key that made it; `None` for an anonymous link.
+    pub owner: Option<KeyId>,
+    pub max_visits: Option<i64>,
+    pub visits_left: Option<i64>,
 }
 
+/// The columns [`LinkRecord::from_row`] reads, in its order.
+pub(super) const LINK_COLUMNS: &str = "id, code, target_url, created_at, expires_at, \
+    disabled_at, version, deleted_at, owner_key_id, max_visits, visits_left";
+
 impl LinkRecord {
-    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+    /// A link as a create makes it: version 1, no owner, no visit limit.
+    pub fn new(id: i64, code: String, target_url: String, created_at: OffsetDateTime) -> Self {
+        LinkRecord {
+            id,
+            code,
+            target_url,
+            created_at,
+            expires_at: None,
+            disabled_at: None,
+            version: 1,
+            deleted_at: None,
+            owner: None,
+            max_visits: None,
+            visits_left: None,
+        }
+    }
+
+    pub(super) fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
         Ok(LinkRecord {
             id: row.try_get(0)?,
             code: row.try_get(1)?,
@@ -28,6 +58,11 @@ impl LinkRecord {
             created_at: row.try_get(3)?,
             expires_at: row.try_get(4)?,
             disabled_at: row.try_get(5)?,
+            version: row.try_get(6)?,
+            deleted_at: row.try_get(7)?,
+            owner: row.try_get::<_, Option<i64>>(8)?.map(KeyId),
+            max_visits: row.try_get(9)?,
+            visits_left: row.try_get(10)?,
         })
     }
 }

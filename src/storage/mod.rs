@@ -5,10 +5,12 @@
 //! write, background), each replica a read pool, and the lease keeper and readiness probes a
 //! connection of their own, so no role can starve another. Nothing here knows about HTTP.
 
-mod admin;
 mod batch;
+mod changes;
 mod janitor;
+mod keys;
 mod links;
+mod listing;
 mod migrate;
 mod pool;
 mod probe;
@@ -16,6 +18,7 @@ mod redis;
 mod seed;
 mod stats;
 mod tls;
+mod visits;
 pub mod worker_lease;
 
 use std::sync::Arc;
@@ -27,12 +30,18 @@ use thiserror::Error;
 use crate::telemetry::Chain;
 use crate::telemetry::metrics::{DbCause, DbMetrics, DbOperation, PoolName};
 
-pub use admin::{LinkState, set_link_state};
 pub use batch::{BatchKey, BatchRow, RowOutcome};
+pub use changes::{Audit, ChangeRow, Changed, LinkEdit, change_link_once};
+pub use keys::{
+    AuditEntry, KeyListing, KeyRow, audit_log, create_api_key, list_api_keys, revoke_api_key,
+};
 pub use links::{LinkRecord, StoredAnswer};
+pub use listing::ListedLink;
 pub use migrate::{MIGRATION_LOCK_KEY, migrate};
 pub use pool::{OWN_CONNECTIONS_PRIMARY, PgConn, PoolSettings, PoolSizes};
-pub use redis::{GcraAnswer, RedisError, RedisSettings, RedisStore, RedisTopology};
+pub use redis::{
+    ChangeEvent, ChangeSubscriber, GcraAnswer, RedisError, RedisSettings, RedisStore, RedisTopology,
+};
 pub use seed::SeedLink;
 pub use stats::{ClickRows, DailyClicks};
 pub use tls::PgTarget;
@@ -100,12 +109,18 @@ pub enum StorageError {
     /// A bug: a call took a connection from the pool of another role.
     #[error("{0} on a connection of another role")]
     WrongRole(&'static str),
+    /// A stored value this code cannot read (a schema out of step with the code).
+    #[error("{0} could not be read")]
+    Unreadable(&'static str),
 }
 
 impl StorageError {
     /// Whether a retry later may succeed (the answer is then 503, not 500).
     pub fn is_transient(&self) -> bool {
-        !matches!(self, StorageError::Database(_) | StorageError::WrongRole(_))
+        !matches!(
+            self,
+            StorageError::Database(_) | StorageError::WrongRole(_) | StorageError::Unreadable(_)
+        )
     }
 
     /// The `cause` label of the error counters.
@@ -120,7 +135,9 @@ impl StorageError {
             },
             StorageError::Contention(_) => DbCause::Overloaded,
             StorageError::Unavailable(_) => DbCause::Connection,
-            StorageError::Database(_) | StorageError::WrongRole(_) => DbCause::Query,
+            StorageError::Database(_)
+            | StorageError::WrongRole(_)
+            | StorageError::Unreadable(_) => DbCause::Query,
         }
     }
 

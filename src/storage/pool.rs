@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StorageError;
+use super::links::LINK_COLUMNS;
 use super::tls::PgTarget;
 use crate::telemetry::Throttle;
 
@@ -100,6 +101,8 @@ pub(super) struct ReadStatements {
     pub find_by_id_then_code: Statement,
     pub find_by_code: Statement,
     pub daily_clicks: Statement,
+    /// `(id)`: one visit of a link with a visit limit taken, if one is left (primary only).
+    pub take_visit: Statement,
 }
 
 #[derive(Clone)]
@@ -110,7 +113,8 @@ pub(super) struct WriteStatements {
     /// `(scopes, keys, fresh_since)`: the answers stored under those keys after their
     /// `fresh_since`; older ones are deleted on the way.
     pub batch_stored_answers: Statement,
-    /// `(ids, codes, targets, created, expires)`: the links inserted, by id.
+    /// `(ids, codes, targets, created, expires, owners, max visits, reuse digests)`: the links
+    /// inserted, by id.
     pub batch_insert_links: Statement,
     /// `(codes)`: the id owning each code that exists.
     pub batch_code_owners: Statement,
@@ -121,8 +125,6 @@ pub(super) struct BackgroundStatements {
     pub claim_batch: Statement,
     pub upsert_clicks: Statement,
 }
-
-const LINK_COLUMNS: &str = "id, code, target_url, created_at, expires_at, disabled_at";
 
 impl ReadStatements {
     async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
@@ -140,6 +142,14 @@ impl ReadStatements {
                 .prepare(
                     "SELECT day, clicks, bot_clicks, last_click_at FROM link_clicks_daily \
                      WHERE link_id = $1 ORDER BY day",
+                )
+                .await?,
+            // Prepared on replicas too (preparing is allowed there), executed on the primary.
+            take_visit: client
+                .prepare(
+                    "UPDATE links SET visits_left = visits_left - 1 \
+                     WHERE id = $1 AND visits_left > 0 AND deleted_at IS NULL \
+                     RETURNING visits_left",
                 )
                 .await?,
         })
@@ -177,9 +187,14 @@ impl WriteStatements {
                 .await?,
             batch_insert_links: client
                 .prepare(
-                    "INSERT INTO links (id, code, target_url, created_at, expires_at) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
-                                          $4::timestamptz[], $5::timestamptz[]) \
+                    "INSERT INTO links (id, code, target_url, created_at, expires_at, \
+                                        owner_key_id, max_visits, visits_left, reuse_digest) \
+                     SELECT id, code, target_url, created_at, expires_at, owner_key_id, \
+                            max_visits, max_visits, reuse_digest \
+                     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], \
+                                 $5::timestamptz[], $6::bigint[], $7::bigint[], $8::bytea[]) \
+                       AS u (id, code, target_url, created_at, expires_at, owner_key_id, \
+                             max_visits, reuse_digest) \
                      ON CONFLICT DO NOTHING RETURNING id",
                 )
                 .await?,

@@ -2,6 +2,8 @@
 //! a minimal HTTP/1.1 client over a raw socket (so tests can also send what no client would).
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -140,6 +142,25 @@ pub fn code(raw: &str) -> shortener::domain::Code {
     shortener::domain::Code::parse(raw).expect("a valid code")
 }
 
+/// Makes an API key of `scope` with `shortener apikey create`, as an operator would; answers
+/// the key (the first line of its standard output).
+pub fn make_key(db_url: &str, name: &str, scope: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shortener"))
+        .env_clear()
+        .env("DATABASE_URL", db_url)
+        .args(["apikey", "create", "--name", name, "--scope", scope])
+        .output()
+        .expect("run shortener apikey create");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    stdout.lines().next().expect("the key").to_owned()
+}
+
+/// `Authorization: Bearer <key>`.
+pub fn bearer(key: &str) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {key}"))
+}
+
 /// The typed target of a Postgres URL.
 pub fn target(url: &str) -> PgTarget {
     PgTarget::parse(url).expect("a usable Postgres URL")
@@ -242,6 +263,28 @@ pub async fn spawn_with_clock(config: ServeConfig, db_url: &str, clock: Clock) -
 impl TestApp {
     pub async fn get(&self, path: &str) -> TestResponse {
         send(self.addr, "GET", path, &[], b"").await
+    }
+
+    /// Sends `method path` with `key` (and a JSON `body` when there is one).
+    pub async fn keyed(&self, method: &str, path: &str, key: &str, body: &str) -> TestResponse {
+        self.keyed_with(method, path, key, body, &[]).await
+    }
+
+    pub async fn keyed_with(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        let (name, value) = bearer(key);
+        let mut all = vec![(name, value.as_str())];
+        if !body.is_empty() {
+            all.push(("Content-Type", "application/json"));
+        }
+        all.extend_from_slice(headers);
+        send(self.addr, method, path, &all, body.as_bytes()).await
     }
 
     pub async fn shorten(&self, body: &str) -> TestResponse {

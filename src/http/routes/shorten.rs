@@ -3,18 +3,18 @@
 //!
 //! [`Creator::create`]: crate::links::Creator::create
 
+use std::num::NonZeroU64;
+
 use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::{json_response, rfc3339};
-use crate::domain::{
-    Alias, ClientIp, ExpiresAt, Fingerprint, IdempotencyKey, IdempotencyScope, TargetUrl,
-};
+use crate::domain::{Alias, ExpiresAt, Fingerprint, IdempotencyKey, TargetUrl};
 use crate::http::body::read_limited;
 use crate::http::{ApiError, Response, State};
-use crate::links::{Created, CreatedLink, Idempotency, NewLink};
+use crate::links::{Caller, Created, CreatedLink, Idempotency, NewLink, Reuse};
 use crate::telemetry::Chain;
 
 /// The request body.
@@ -26,6 +26,10 @@ struct ShortenRequest {
     alias: Option<String>,
     #[serde(default)]
     expires_at: Option<String>,
+    #[serde(default)]
+    max_visits: Option<NonZeroU64>,
+    #[serde(default)]
+    reuse: bool,
 }
 
 /// The 201 body, also stored with an Idempotency-Key and sent again to its retries.
@@ -38,8 +42,8 @@ struct ShortenResponse {
     expires_at: Option<String>,
 }
 
-pub async fn handle(state: &State, request: http::Request<Incoming>, client: ClientIp) -> Response {
-    match create(state, request, client).await {
+pub async fn handle(state: &State, request: http::Request<Incoming>, caller: Caller) -> Response {
+    match create(state, request, caller).await {
         Ok(created) => render(created),
         Err(error) => error.into_response(),
     }
@@ -48,7 +52,7 @@ pub async fn handle(state: &State, request: http::Request<Incoming>, client: Cli
 async fn create(
     state: &State,
     request: http::Request<Incoming>,
-    client: ClientIp,
+    caller: Caller,
 ) -> Result<Created, ApiError> {
     require_json(request.headers())?;
     let key = idempotency_key(request.headers())?;
@@ -56,12 +60,15 @@ async fn create(
     let json: serde_json::Value =
         serde_json::from_slice(&body).map_err(|error| ApiError::InvalidJson(error.to_string()))?;
     let idempotency = key.map(|key| Idempotency {
-        scope: IdempotencyScope::Client(client),
+        scope: caller.idempotency_scope(),
         key,
         fingerprint: Fingerprint::of_json(&json),
     });
     match new_link(json) {
-        Ok(link) => Ok(state.creator.create(link, idempotency, answer_body).await?),
+        Ok(link) => Ok(state
+            .creator
+            .create(&caller, link, idempotency, answer_body)
+            .await?),
         // A retry of a request that would no longer be read gets its first answer; another
         // body under a used key is refused as such.
         Err(invalid) => match &idempotency {
@@ -83,6 +90,12 @@ fn new_link(json: serde_json::Value) -> Result<NewLink, ApiError> {
             .as_deref()
             .map(ExpiresAt::parse)
             .transpose()?,
+        max_visits: request.max_visits,
+        reuse: if request.reuse {
+            Reuse::Existing
+        } else {
+            Reuse::Never
+        },
     })
 }
 
@@ -126,6 +139,7 @@ fn answer_body(link: &CreatedLink) -> Result<String, serde_json::Error> {
 fn render(created: Created) -> Response {
     let (status, body, short_url, replayed) = match created {
         Created::New { link, body } => (StatusCode::CREATED, body, link.short_url, false),
+        Created::Reused { link, body } => (StatusCode::OK, body, link.short_url, false),
         Created::Replayed { status, body } => {
             let stored = StatusCode::from_u16(status)
                 .map_err(|error| Chain(&error).to_string())

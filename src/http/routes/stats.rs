@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{json_response, rfc3339};
 use crate::domain::Code;
 use crate::http::{ApiError, Response, State};
-use crate::links::LinkStats;
+use crate::links::{Caller, LinkStats};
 
 /// Days of the daily series returned: the most recent year. Totals cover every day.
 const SERIES_DAYS: usize = 366;
@@ -14,7 +14,9 @@ const SERIES_DAYS: usize = 366;
 #[derive(Serialize)]
 struct StatsBody<'a> {
     code: &'a str,
-    url: &'a str,
+    /// Left out for a link with a visit limit, but for its owner or an admin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
     created_at: String,
     expires_at: Option<String>,
     clicks: i64,
@@ -30,8 +32,8 @@ struct Day {
     bot_clicks: i64,
 }
 
-pub async fn handle(state: &State, code: &Code) -> Response {
-    match state.resolver.stats(code).await {
+pub async fn handle(state: &State, code: &Code, caller: Caller) -> Response {
+    match state.resolver.stats(code, caller.holder()).await {
         Ok(stats) => render(code.as_str(), &stats),
         Err(error) => ApiError::from(error).into_response(),
     }
@@ -42,7 +44,7 @@ fn render(code: &str, stats: &LinkStats) -> Response {
     let (link, days) = (&stats.link, &stats.days);
     let body = StatsBody {
         code,
-        url: link.target_url(),
+        url: stats.url_shown.then(|| link.target_url()),
         created_at: rfc3339(link.created_at),
         expires_at: link.expires_at.map(rfc3339),
         clicks: days.iter().map(|day| day.clicks).sum(),

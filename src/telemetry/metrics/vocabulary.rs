@@ -35,6 +35,7 @@ vocabulary!(
         Redirect => "/{code}",
         Stats => "/{code}/stats",
         Shorten => "/shorten",
+        Links => "/links",
         OpenApi => "/openapi.json",
         Other => "other",
     }
@@ -45,6 +46,8 @@ vocabulary!(
         Get => "GET",
         Head => "HEAD",
         Post => "POST",
+        Patch => "PATCH",
+        Delete => "DELETE",
         Options => "OPTIONS",
         Other => "_OTHER",
     }
@@ -77,9 +80,9 @@ vocabulary!(
     RedisCommand {
         Get => "get",
         Set => "set",
-        Del => "del",
         Ping => "ping",
         Gcra => "gcra",
+        Publish => "publish",
     }
 );
 vocabulary!(
@@ -100,6 +103,11 @@ vocabulary!(
         Clicks => "clicks",
         Lease => "lease",
         Prune => "prune",
+        Keys => "keys",
+        KeyLookup => "key_lookup",
+        Change => "change",
+        Visit => "visit",
+        List => "list",
     }
 );
 vocabulary!(

@@ -13,6 +13,10 @@
 //! [`RESYNC_AT_MOST_EVERY`]: once the replica has taken over, the hung node is dropped and its
 //! slots are routed to the new master.
 
+mod pubsub;
+
+pub use pubsub::{ChangeEvent, ChangeSubscriber};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,8 +24,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fred::error::ErrorKind;
 use fred::prelude::{
-    Builder, ClientLike, ClusterInterface, Config, Expiration, KeysInterface, LuaInterface,
-    Options, Pool, ReconnectPolicy, Server, ServerConfig, TlsConnector,
+    Builder, ClientLike, ClusterInterface, Config, KeysInterface, LuaInterface, Options, Pool,
+    PubsubInterface, ReconnectPolicy, Server, ServerConfig, TlsConnector,
 };
 use fred::types::ConnectHandle;
 use fred::types::config::{ClusterDiscoveryPolicy, TlsConfig, TlsHostMapping, UnresponsiveConfig};
@@ -46,22 +50,27 @@ const QUIT_WAIT: Duration = Duration::from_secs(1);
 const RESYNC_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// GCRA in one atomic step, on Redis' clock (so every instance shares one). KEYS[1]: the
-/// client's key; ARGV: the emission interval and the burst, in microseconds and requests.
+/// client's key; ARGV: the emission interval and the burst, in microseconds and requests, and
+/// the cost (requests counted at once: all pass or none; a cost above the burst never passes).
 /// Answers `{allowed, remaining, reset_us, retry_after_us}`. The key lives as long as it
 /// matters (until its theoretical arrival time) and is the only key touched, so the script
 /// runs on any Redis Cluster node.
 const GCRA_LUA: &str = r#"
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3] or '1')
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local tolerance = interval * (burst - 1)
+local tolerance = interval * (burst - cost)
+if cost > burst then
+  return {0, 0, tat - now, interval * burst}
+end
 if tat - now > tolerance then
   return {0, 0, tat - now, tat - now - tolerance}
 end
-local new_tat = tat + interval
+local new_tat = tat + interval * cost
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000))
 return {1, math.floor((interval * burst - (new_tat - now)) / interval), new_tat - now, 0}
 "#;
@@ -75,6 +84,64 @@ pub struct GcraAnswer {
     pub reset: Duration,
     /// When refused: until one more request would pass.
     pub retry_after: Duration,
+}
+
+/// A client builder for `settings`: the connection limits, timeouts and reconnect policy every
+/// client of the service shares.
+fn builder(settings: &RedisSettings) -> Result<Builder, RedisError> {
+    let mut config = match &settings.topology {
+        RedisTopology::Single(url) => Config::from_url(url)?,
+        RedisTopology::Cluster(seeds) => Config {
+            server: ServerConfig::Clustered {
+                hosts: seeds
+                    .iter()
+                    .map(|(host, port)| Server::new(host.as_str(), *port))
+                    .collect(),
+                policy: ClusterDiscoveryPolicy::ConfigEndpoint,
+            },
+            tls: if settings.cluster_tls {
+                Some(TlsConfig {
+                    connector: TlsConnector::default_rustls()?,
+                    hostnames: TlsHostMapping::DefaultHost,
+                })
+            } else {
+                None
+            },
+            ..Config::default()
+        },
+    };
+    if settings.username.is_some() {
+        config.username = settings.username.clone();
+    }
+    if settings.password.is_some() {
+        config.password = settings.password.clone();
+    }
+    // Keep trying to connect when the first attempt fails.
+    config.fail_fast = false;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = settings.command_timeout;
+        })
+        .with_connection_config(|connection| {
+            connection.connection_timeout = CONNECT_TIMEOUT;
+            connection.internal_command_timeout = CONNECT_TIMEOUT;
+            connection.max_command_attempts = 1;
+            connection.max_command_buffer_len = MAX_QUEUED_COMMANDS;
+            // Off: under steady traffic it never fires, and once it does it takes a whole
+            // cluster client down for one hung node; the breaker in `links` covers hangs.
+            connection.unresponsive = UnresponsiveConfig {
+                max_timeout: None,
+                ..UnresponsiveConfig::default()
+            };
+        })
+        .set_policy(ReconnectPolicy::new_exponential(
+            0,
+            RECONNECT_MIN_MS,
+            RECONNECT_MAX_MS,
+            2,
+        ));
+    Ok(builder)
 }
 
 /// Where Redis is.
@@ -121,6 +188,8 @@ pub struct RedisStore {
     tasks: TaskTracker,
     /// fred's connection task, taken and awaited by [`RedisStore::quit`].
     connection: Arc<Mutex<Option<ConnectHandle>>>,
+    /// What the pool was built from: the subscriber to changes is built from it too.
+    settings: Arc<RedisSettings>,
     /// Failed commands, by command and cause.
     metrics: RedisMetrics,
 }
@@ -136,58 +205,7 @@ impl RedisStore {
     /// serves from its other tiers) while Redis is down. Re-reads of a cluster's slot map are
     /// tasks on `tasks`; fred's own connection tasks end at [`RedisStore::quit`].
     pub fn connect(settings: &RedisSettings, tasks: TaskTracker) -> Result<Self, RedisError> {
-        let mut config = match &settings.topology {
-            RedisTopology::Single(url) => Config::from_url(url)?,
-            RedisTopology::Cluster(seeds) => Config {
-                server: ServerConfig::Clustered {
-                    hosts: seeds
-                        .iter()
-                        .map(|(host, port)| Server::new(host.as_str(), *port))
-                        .collect(),
-                    policy: ClusterDiscoveryPolicy::ConfigEndpoint,
-                },
-                tls: if settings.cluster_tls {
-                    Some(TlsConfig {
-                        connector: TlsConnector::default_rustls()?,
-                        hostnames: TlsHostMapping::DefaultHost,
-                    })
-                } else {
-                    None
-                },
-                ..Config::default()
-            },
-        };
-        if settings.username.is_some() {
-            config.username = settings.username.clone();
-        }
-        if settings.password.is_some() {
-            config.password = settings.password.clone();
-        }
-        // Keep trying to connect when the first attempt fails.
-        config.fail_fast = false;
-        let pool = Builder::from_config(config)
-            .with_performance_config(|performance| {
-                performance.default_command_timeout = settings.command_timeout;
-            })
-            .with_connection_config(|connection| {
-                connection.connection_timeout = CONNECT_TIMEOUT;
-                connection.internal_command_timeout = CONNECT_TIMEOUT;
-                connection.max_command_attempts = 1;
-                connection.max_command_buffer_len = MAX_QUEUED_COMMANDS;
-                // Off: under steady traffic it never fires, and once it does it takes a whole
-                // cluster client down for one hung node; the breaker in `links` covers hangs.
-                connection.unresponsive = UnresponsiveConfig {
-                    max_timeout: None,
-                    ..UnresponsiveConfig::default()
-                };
-            })
-            .set_policy(ReconnectPolicy::new_exponential(
-                0,
-                RECONNECT_MIN_MS,
-                RECONNECT_MAX_MS,
-                2,
-            ))
-            .build_pool(POOL_SIZE)?;
+        let pool = builder(settings)?.build_pool(POOL_SIZE)?;
         let connection = Arc::new(Mutex::new(Some(pool.connect())));
         let resync = matches!(settings.topology, RedisTopology::Cluster(_)).then(|| {
             Arc::new(Resync {
@@ -199,6 +217,7 @@ impl RedisStore {
             resync,
             tasks,
             connection,
+            settings: Arc::new(settings.clone()),
             pool,
             options: Options {
                 timeout: Some(settings.command_timeout),
@@ -228,14 +247,15 @@ impl RedisStore {
         format!("{}{code}", self.key_prefix)
     }
 
-    /// The value stored for `code`, if any.
-    pub async fn get_link(&self, code: &str) -> Result<Option<Bytes>, RedisError> {
-        let result = self
+    /// The value stored for `code` and its version, if any (a value written by another
+    /// version of this program, without a version, is none).
+    pub async fn get_link(&self, code: &str) -> Result<Option<(i64, Bytes)>, RedisError> {
+        let result: Result<Option<Bytes>, _> = self
             .pool
             .with_options(&self.options)
             .get(self.key(code))
             .await;
-        self.checked(RedisCommand::Get, result)
+        Ok(self.checked(RedisCommand::Get, result)?.and_then(versioned))
     }
 
     /// Passes `result` on, a failure counted; a timeout against a cluster first starts a
@@ -285,52 +305,78 @@ impl RedisStore {
         });
     }
 
-    /// Stores `value` for `code` for `ttl`.
-    pub async fn put_link(
+    /// Stores `value` for `code` for `ttl` as version `version`, unless what is stored there
+    /// already is that version or a newer one (in one script, on the key's node): a late write
+    /// of an older version never undoes a newer one. Answers whether it was stored.
+    pub async fn put_link_if_newer(
         &self,
         code: &str,
-        value: Bytes,
+        version: i64,
+        value: &[u8],
         ttl: Duration,
-    ) -> Result<(), RedisError> {
-        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let result: Result<(), _> = self
+    ) -> Result<bool, RedisError> {
+        let seconds = ttl.as_secs().max(1).to_string();
+        let mut stored = format!("v{version}\n").into_bytes();
+        stored.extend_from_slice(value);
+        let args: Vec<fred::types::Value> = vec![
+            version.to_string().into(),
+            Bytes::from(stored).into(),
+            seconds.into(),
+        ];
+        let key = self.key(code);
+        let script = put_if_newer_script();
+        let result: Result<i64, _> = match self
             .pool
             .with_options(&self.options)
-            .set(
-                self.key(code),
-                value,
-                Some(Expiration::EX(seconds)),
-                None,
-                false,
-            )
-            .await;
+            .evalsha(script.sha1().clone(), key.as_str(), args.clone())
+            .await
+        {
+            Err(error) if error.details().starts_with("NOSCRIPT") => {
+                self.pool
+                    .with_options(&self.options)
+                    .eval(PUT_IF_NEWER_LUA, key.as_str(), args)
+                    .await
+            }
+            other => other,
+        };
         self.checked(RedisCommand::Set, result)
+            .map(|stored| stored == 1)
     }
 
-    /// Forgets `code`.
-    pub async fn delete_link(&self, code: &str) -> Result<(), RedisError> {
-        let result: Result<i64, _> = self
-            .pool
-            .with_options(&self.options)
-            .del(self.key(code))
-            .await;
-        self.checked(RedisCommand::Del, result).map(drop)
+    /// Announces `message` to every instance subscribed to changes.
+    pub async fn publish_change(&self, message: &str) -> Result<(), RedisError> {
+        let channel = self.changes_channel();
+        let client = self.pool.next().with_options(&self.options);
+        let result: Result<i64, _> = if self.resync.is_some() {
+            client.spublish(channel, message).await
+        } else {
+            client.publish(channel, message).await
+        };
+        self.checked(RedisCommand::Publish, result).map(drop)
     }
 
-    /// One GCRA decision for `key` (under this store's prefix), shared by every instance using
-    /// this Redis. `EVALSHA`, and `EVAL` when Redis has lost the script (restarted, failed over,
+    /// The channel changes are announced on (under this store's prefix, so deployments that
+    /// share a Redis do not hear each other).
+    fn changes_channel(&self) -> String {
+        format!("{}changes", self.key_prefix)
+    }
+
+    /// One GCRA decision for `cost` requests of `key` (under this store's prefix), shared by
+    /// every instance using this Redis. `EVALSHA`, and `EVAL` when Redis has lost the script (restarted, failed over,
     /// `SCRIPT FLUSH`); bounded by the command timeout.
     pub async fn gcra(
         &self,
         key: &str,
         interval: Duration,
         burst: u32,
+        cost: u32,
     ) -> Result<GcraAnswer, RedisError> {
         let script = gcra_script();
         let key = format!("{}{key}", self.key_prefix);
         let args = vec![
             (interval.as_micros().max(1) as i64).to_string(),
             burst.to_string(),
+            cost.to_string(),
         ];
         let result: Result<Vec<i64>, _> = match self
             .pool
@@ -358,16 +404,7 @@ impl RedisStore {
         if let Err(error) = self.pool.quit().await {
             tracing::debug!(%error, "redis quit failed");
         }
-        let connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(connection) = connection
-            && tokio::time::timeout(QUIT_WAIT, connection).await.is_err()
-        {
-            tracing::debug!("redis connection task still running after quit");
-        }
+        await_connection_task(&self.connection, "redis connection").await;
     }
 
     /// Whether Redis answers a PING within the command timeout.
@@ -378,6 +415,45 @@ impl RedisStore {
         // client that last re-read it before the failover finished would never follow.
         self.checked(RedisCommand::Ping, answer).map(drop)
     }
+}
+
+/// Splits `v<version>\n<value>`.
+fn versioned(stored: Bytes) -> Option<(i64, Bytes)> {
+    let rest = stored.strip_prefix(b"v")?;
+    let end = rest.iter().position(|byte| *byte == b'\n')?;
+    let version = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    Some((version, stored.slice(end + 2..)))
+}
+
+/// Waits (at most `QUIT_WAIT`) for fred's connection task, once quit: `what` names it in the
+/// log when it does not end.
+pub(super) async fn await_connection_task(connection: &Mutex<Option<ConnectHandle>>, what: &str) {
+    let connection = connection
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(connection) = connection
+        && tokio::time::timeout(QUIT_WAIT, connection).await.is_err()
+    {
+        tracing::debug!("{what} task still running after quit");
+    }
+}
+
+/// Stores ARGV[2] under KEYS[1] for ARGV[3] seconds unless the value there is of version
+/// ARGV[1] or newer (its version is the number after its leading `v`). Answers 1 when stored.
+const PUT_IF_NEWER_LUA: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local stored = tonumber(string.match(current, '^v(%d+)\n'))
+  if stored and stored >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"#;
+
+fn put_if_newer_script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::from_lua(PUT_IF_NEWER_LUA))
 }
 
 fn gcra_script() -> &'static Script {
