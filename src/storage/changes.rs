@@ -70,6 +70,8 @@ async fn apply(
                                       ELSE NULL END, \
                    deleted_at = CASE WHEN $7::boolean THEN coalesce(deleted_at, now()) \
                                      ELSE deleted_at END, \
+                   reuse_digest = CASE WHEN $3::text IS NULL AND NOT $4::boolean \
+                                       THEN reuse_digest END, \
                    version = version + 1 \
                  WHERE id = $1 AND version = $2 RETURNING {LINK_COLUMNS}"
             ),
