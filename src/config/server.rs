@@ -76,6 +76,9 @@ pub struct ServerArgs {
         default_value = "false"
     )]
     pub require_api_key_for_create: String,
+    /// Largest body of `POST /shorten/batch`, in bytes (413 above it).
+    #[arg(long, env = "SHORTENER_BATCH_BODY_LIMIT", default_value = "1048576")]
+    pub batch_body_limit: String,
 }
 
 /// Where to listen and how to answer.
@@ -168,6 +171,10 @@ impl ServerArgs {
             "SHORTENER_REQUIRE_API_KEY_FOR_CREATE",
             parse::switch(&self.require_api_key_for_create),
         );
+        let batch_body_limit = errors.take(
+            "SHORTENER_BATCH_BODY_LIMIT",
+            parse::positive::<usize>(&self.batch_body_limit),
+        );
         // Two listeners on one address cannot both bind, unless the port is left to the system.
         if let (Some(listen), Some(admin)) = (listen, admin_listen)
             && listen == admin
@@ -208,6 +215,7 @@ impl ServerArgs {
                 access_log: access_log?,
                 access_log_sample: access_log_sample?,
                 require_key_for_create: require_key_for_create?,
+                batch_body_limit: batch_body_limit?,
             },
             shutdown: ShutdownSettings {
                 grace: grace?,

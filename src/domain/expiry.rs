@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiresAt(OffsetDateTime);
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ExpiryError {
     #[error("expires_at must be an RFC 3339 timestamp, e.g. 2027-01-01T00:00:00Z")]
     Format,

@@ -17,7 +17,7 @@ pub const MAX_URL_LEN: usize = 2048;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetUrl(Url);
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum UrlError {
     #[error("url is longer than {MAX_URL_LEN} bytes")]
     TooLong,

@@ -42,8 +42,8 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("this link has expired or was disabled")]
     Gone,
-    #[error("the request body is larger than 8 KiB")]
-    PayloadTooLarge,
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
     #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
     RequestTimeout(std::time::Duration),
     #[error("the request body must be sent as Content-Type: application/json")]
@@ -88,24 +88,18 @@ impl From<ResolveError> for ApiError {
 
 impl From<CreateError> for ApiError {
     fn from(error: CreateError) -> Self {
-        match error {
-            CreateError::Url(error) => ApiError::InvalidUrl(error),
-            CreateError::Expiry(error) => ApiError::InvalidExpiry(error),
-            CreateError::AliasTaken(alias) => ApiError::AliasTaken(alias.as_str().to_owned()),
-            CreateError::KeyInUse => ApiError::IdempotencyKeyInUse,
-            CreateError::KeyReused => ApiError::IdempotencyKeyReused,
+        match &error {
             // Logged once by the lease keeper, and named in `/readyz`, not once per create.
-            CreateError::NoWorkerId => ApiError::NoWorkerId,
-            CreateError::Busy => ApiError::Overloaded,
+            CreateError::NoWorkerId => {}
             CreateError::Unavailable(_) => {
                 crate::throttled!(warn, error = %Chain(&error), "create answered 503: the database is unavailable");
-                ApiError::Unavailable
             }
             CreateError::Failed(_) => {
                 tracing::error!(error = %Chain(&error), "create answered 500");
-                ApiError::Internal
             }
+            _ => {}
         }
+        ApiError::of_item(&error)
     }
 }
 
@@ -131,10 +125,10 @@ impl From<ManageError> for ApiError {
 }
 
 #[derive(Serialize)]
-struct ProblemBody<'a> {
+pub(crate) struct ProblemBody<'a> {
     r#type: String,
     title: &'a str,
-    status: u16,
+    pub(crate) status: u16,
     detail: String,
     /// The request's id (also in `X-Request-Id` and its log lines), as a URN.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,7 +171,7 @@ impl ApiError {
                 "Request in progress",
             ),
             Gone => (StatusCode::GONE, "gone", "Link gone"),
-            PayloadTooLarge => (
+            PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Body too large",
@@ -243,16 +237,38 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self) -> Response {
+    /// The problem object of this error; `instance` names the request it answers.
+    pub(crate) fn problem(&self, instance: Option<String>) -> ProblemBody<'static> {
         let (status, slug, title) = self.kind();
-        let body = ProblemBody {
+        ProblemBody {
             r#type: format!("urn:shortener:problem:{slug}"),
             title,
             status: status.as_u16(),
             detail: self.to_string(),
-            instance: crate::telemetry::current_request_id()
-                .map(|id| format!("urn:shortener:request:{id}")),
-        };
+            instance,
+        }
+    }
+
+    /// What a create that was not made answers (an item of a batch, or a whole create).
+    pub(crate) fn of_item(error: &CreateError) -> ApiError {
+        match error {
+            CreateError::Url(error) => ApiError::InvalidUrl(error.clone()),
+            CreateError::Expiry(error) => ApiError::InvalidExpiry(error.clone()),
+            CreateError::AliasTaken(alias) => ApiError::AliasTaken(alias.as_str().to_owned()),
+            CreateError::KeyInUse => ApiError::IdempotencyKeyInUse,
+            CreateError::KeyReused => ApiError::IdempotencyKeyReused,
+            CreateError::NoWorkerId => ApiError::NoWorkerId,
+            CreateError::Busy => ApiError::Overloaded,
+            CreateError::Unavailable(_) => ApiError::Unavailable,
+            CreateError::Failed(_) => ApiError::Internal,
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let (status, _, _) = self.kind();
+        let body = self.problem(
+            crate::telemetry::current_request_id().map(|id| format!("urn:shortener:request:{id}")),
+        );
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = http::Response::new(Full::new(Bytes::from(json)));
         *response.status_mut() = status;

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 
 use super::client::client_ip;
 use super::cors;
-use super::routes::{admin, manage, openapi, redirect, shorten, stats};
+use super::routes::{admin, batch, manage, openapi, redirect, shorten, stats};
 use super::{ApiError, HttpSettings, Response, State};
 use crate::domain::{ApiKey, ClientIp, Code};
 use crate::limits::{Decision, LimitKey, LimitedRoute, RateSpec};
@@ -47,6 +47,8 @@ enum Route {
     },
     /// Boxed, so the common redirect's future does not carry a whole request's room.
     Shorten(Box<http::Request<Incoming>>),
+    /// Limited in its handler: its cost (one token per item) is known once its body is read.
+    ShortenBatch(Box<http::Request<Incoming>>),
     Links(Box<http::Request<Incoming>>),
     /// `PATCH` or `DELETE` of a link.
     Change {
@@ -79,7 +81,9 @@ impl Route {
             Route::Redirect { .. } | Route::Unknown => Some(LimitedRoute::Redirect),
             Route::Stats { .. } | Route::Links(_) => Some(LimitedRoute::Stats),
             Route::Shorten(_) | Route::Change { .. } => Some(LimitedRoute::Create),
-            Route::OpenApi | Route::Preflight(_) | Route::Refused(..) => None,
+            Route::ShortenBatch(_) | Route::OpenApi | Route::Preflight(_) | Route::Refused(..) => {
+                None
+            }
         }
     }
 
@@ -89,6 +93,7 @@ impl Route {
             Route::Redirect { .. } | Route::Change { .. } => HttpRoute::Redirect,
             Route::Stats { .. } => HttpRoute::Stats,
             Route::Shorten(_) => HttpRoute::Shorten,
+            Route::ShortenBatch(_) => HttpRoute::ShortenBatch,
             Route::Links(_) => HttpRoute::Links,
             Route::OpenApi => HttpRoute::OpenApi,
             Route::Preflight(route) | Route::Refused(route, _) => *route,
@@ -103,7 +108,9 @@ impl Route {
         }
         match self {
             Route::Stats { authorization, .. } => (Keys::Optional, authorization.as_deref()),
-            Route::Shorten(request) => (Keys::Optional, header(request)),
+            Route::Shorten(request) | Route::ShortenBatch(request) => {
+                (Keys::Optional, header(request))
+            }
             Route::Links(request) | Route::Change { request, .. } => {
                 (Keys::Required, header(request))
             }
@@ -116,6 +123,7 @@ impl Route {
         matches!(
             self,
             Route::Shorten(_)
+                | Route::ShortenBatch(_)
                 | Route::Stats { .. }
                 | Route::Links(_)
                 | Route::Change { .. }
@@ -255,13 +263,13 @@ async fn answer(request: Request) -> Response {
                 }
             }
         };
-        if let Route::Shorten(_) = route
+        if let Route::Shorten(_) | Route::ShortenBatch(_) = route
             && state.settings.require_key_for_create
             && caller.holder().is_none()
         {
             break 'answer finish(ApiError::KeyRequired.into_response());
         }
-        let limited = match &route {
+        let mut limited = match &route {
             // Boxed: the Redis call's future would otherwise enlarge every redirect's.
             Route::Shorten(_) | Route::Change { .. } => Box::pin(
                 state
@@ -292,6 +300,14 @@ async fn answer(request: Request) -> Response {
             }
             Route::Shorten(create) => {
                 Box::pin(shorten::handle(&state, *create, caller).instrument(request_span())).await
+            }
+            Route::ShortenBatch(create) => {
+                let (response, decided) =
+                    Box::pin(batch::handle(&state, *create, caller).instrument(request_span()))
+                        .await;
+                // Its limit was decided in the handler: the fields are added below.
+                limited = decided.map(|(spec, decision)| (LimitedRoute::Create, spec, decision));
+                response
             }
             Route::Links(list) => {
                 Box::pin(manage::list(&state, *list, caller).instrument(request_span())).await
@@ -363,7 +379,7 @@ async fn authenticate(
 /// The API routes a browser page may call: creates, listing, a link's changes and stats.
 fn is_cors_path(path: &str) -> bool {
     let path = path.trim_end_matches('/');
-    if matches!(path, "/shorten" | "/links") {
+    if matches!(path, "/shorten" | "/shorten/batch" | "/links") {
         return true;
     }
     let rest = path.strip_prefix('/').unwrap_or(path);
@@ -375,6 +391,7 @@ fn is_cors_path(path: &str) -> bool {
 fn preflight_label(path: &str) -> HttpRoute {
     match path.trim_end_matches('/') {
         "/shorten" => HttpRoute::Shorten,
+        "/shorten/batch" => HttpRoute::ShortenBatch,
         "/links" => HttpRoute::Links,
         path if path.ends_with("/stats") => HttpRoute::Stats,
         _ => HttpRoute::Redirect,
@@ -418,6 +435,10 @@ fn route(request: http::Request<Incoming>, cors: bool) -> Route {
     match request.uri().path() {
         "/shorten" if method == Method::POST => Route::Shorten(Box::new(request)),
         "/shorten" => Route::Refused(HttpRoute::Shorten, ApiError::MethodNotAllowed("POST")),
+        "/shorten/batch" if method == Method::POST => Route::ShortenBatch(Box::new(request)),
+        "/shorten/batch" => {
+            Route::Refused(HttpRoute::ShortenBatch, ApiError::MethodNotAllowed("POST"))
+        }
         "/links" | "/links/" if method == Method::GET => Route::Links(Box::new(request)),
         "/links" | "/links/" => Route::Refused(HttpRoute::Links, ApiError::MethodNotAllowed("GET")),
         "/openapi.json" if is_read => Route::OpenApi,

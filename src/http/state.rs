@@ -32,6 +32,8 @@ pub struct HttpSettings {
     pub access_log_sample: f64,
     /// Creates without an API key are refused (401).
     pub require_key_for_create: bool,
+    /// Largest body of a batch of creates (413 above it).
+    pub batch_body_limit: usize,
 }
 
 /// The parts of the service the handlers call.

@@ -16,7 +16,9 @@ use super::{LinkCache, RemoteCache, ResolvedLink};
 use crate::clock::Clock;
 use crate::domain::{Alias, ExpiresAt, ExpiryError, TargetUrl, UrlError, UrlPolicy};
 use crate::ids::{CodeCodec, IdGenerator};
-use crate::storage::{BatchKey, BatchRow, Db, LinkRecord, RowOutcome, StorageError, StoredAnswer};
+use crate::storage::{
+    BatchKey, BatchRow, Db, LinkRecord, ListedLink, RowOutcome, StorageError, StoredAnswer,
+};
 
 /// Fresh ids tried when one collides (an id reissued after a clock step, or a generated code
 /// that an alias took first): each retry is astronomically less likely than the one before.
@@ -62,7 +64,7 @@ impl NewLink {
     }
 
     /// Whether a later `reuse` create may answer it: no alias, expiry or visit limit.
-    fn reusable(&self) -> bool {
+    pub(super) fn reusable(&self) -> bool {
         self.alias.is_none() && self.expires_at.is_none() && self.max_visits.is_none()
     }
 }
@@ -129,6 +131,8 @@ pub enum CreateFailure {
     NoFreeId { attempts: usize },
     #[error("the answer could not be written")]
     Answer(#[source] serde_json::Error),
+    #[error("the answer of a batch could not be written")]
+    BatchAnswer,
     #[error("the stored answer has status {0}, which is not one")]
     StoredStatus(u16),
 }
@@ -145,17 +149,17 @@ impl From<StorageError> for CreateError {
 
 /// Creates links. Cheap to share behind the HTTP layer's state.
 pub struct Creator {
-    db: Db,
+    pub(super) db: Db,
     writer: Arc<CreateWriter>,
-    ids: Arc<IdGenerator>,
-    codec: CodeCodec,
-    cache: Arc<LinkCache>,
-    url_policy: UrlPolicy,
+    pub(super) ids: Arc<IdGenerator>,
+    pub(super) codec: CodeCodec,
+    pub(super) cache: Arc<LinkCache>,
+    pub(super) url_policy: UrlPolicy,
     /// Without a trailing slash.
-    public_base_url: String,
+    pub(super) public_base_url: String,
     /// The Redis tier, written through on create.
-    remote: Option<Arc<RemoteCache>>,
-    clock: Clock,
+    pub(super) remote: Option<Arc<RemoteCache>>,
+    pub(super) clock: Clock,
 }
 
 impl Creator {
@@ -207,8 +211,9 @@ impl Creator {
             return self.replay_or(refused, idempotency.as_ref()).await;
         }
         let reuse_digest = link.reusable().then(|| reuse_digest(caller, &link.target));
-        if let (Reuse::Existing, Some(digest)) = (link.reuse, &reuse_digest)
-            && let Some(existing) = self.db.reusable_link(digest).await?
+        if let (Reuse::Existing, Some(digest)) = (link.reuse, reuse_digest)
+            && let Some(ListedLink { link: existing, .. }) =
+                self.db.reusable_links(&[digest]).await?.remove(&digest)
         {
             let created = self.created_link(
                 &existing.code,
@@ -315,7 +320,7 @@ impl Creator {
     }
 
     /// A create that will not be made (`refused`): its key's stored answer when it has one.
-    async fn replay_or(
+    pub(super) async fn replay_or(
         &self,
         refused: CreateError,
         idempotency: Option<&Idempotency>,
@@ -354,14 +359,8 @@ impl Creator {
 
     /// The new link is served from this instance's memory at once, and an earlier "no such
     /// code" here is forgotten.
-    async fn fill_cache(&self, row: BatchRow) {
-        let record = LinkRecord {
-            expires_at: row.expires_at,
-            owner: row.owner,
-            max_visits: row.max_visits,
-            visits_left: row.max_visits,
-            ..LinkRecord::new(row.id, row.code, row.target_url, row.created_at)
-        };
+    pub(super) async fn fill_cache(&self, row: BatchRow) {
+        let record = record_of(row);
         if let Some(remote) = &self.remote {
             remote.write_through(&record.code, &record).await;
         }
@@ -371,9 +370,20 @@ impl Creator {
     }
 }
 
+/// The record a created row became.
+pub(super) fn record_of(row: BatchRow) -> LinkRecord {
+    LinkRecord {
+        expires_at: row.expires_at,
+        owner: row.owner,
+        max_visits: row.max_visits,
+        visits_left: row.max_visits,
+        ..LinkRecord::new(row.id, row.code, row.target_url, row.created_at)
+    }
+}
+
 /// What a `reuse` create looks a link up by: its owner (the caller's key, or its address when
 /// anonymous) and its canonical URL.
-fn reuse_digest(caller: &Caller, target: &TargetUrl) -> [u8; 32] {
+pub(super) fn reuse_digest(caller: &Caller, target: &TargetUrl) -> [u8; 32] {
     let mut digest = Sha256::new();
     digest.update(caller.idempotency_scope().stored().as_bytes());
     digest.update(b"\n");

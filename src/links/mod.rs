@@ -8,6 +8,7 @@
 //! text; `http`'s value types (`HeaderValue`, `StatusCode`) are allowed, so a cached link
 //! carries its `Location` value ready to send.
 
+mod batch;
 mod breaker;
 mod cache;
 mod changes;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use time::OffsetDateTime;
 
+pub use batch::{BatchCreated, BatchItem, MAX_BATCH_ITEMS, RenderBatch};
 pub use breaker::BreakerState;
 pub use cache::{CacheSettings, LinkCache, UNTRUSTED_TTL};
 pub use changes::{CATCH_UP_EVERY, ChangeFeed, announce};

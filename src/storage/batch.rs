@@ -13,6 +13,7 @@
 //! serialization failure that happens anyway is retried once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use time::OffsetDateTime;
@@ -90,16 +91,144 @@ pub enum RowOutcome {
     KeyInUse,
 }
 
+/// The idempotency record of a whole unit of rows (one batch request): one key, one stored
+/// answer, written in the rows' transaction.
+#[derive(Debug, Clone)]
+pub struct UnitKey {
+    pub scope: String,
+    pub key: String,
+    pub fresh_since: OffsetDateTime,
+    pub fingerprint: Vec<u8>,
+    /// When the request was made: the key's age counts from then.
+    pub made_at: OffsetDateTime,
+}
+
+/// What became of a unit of rows.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UnitOutcome {
+    /// Committed with this outcome per row, and this answer stored under the unit's key.
+    Written {
+        outcomes: Vec<RowOutcome>,
+        answer: String,
+    },
+    /// The key was used before: nothing written.
+    Stored(StoredAnswer),
+    /// Another request with this key is being processed right now.
+    KeyInUse,
+    /// The answer could not be made: nothing written.
+    Unanswerable,
+}
+
 impl Db {
     /// Writes `rows` in one transaction; answers an outcome per row, in `rows`' order. An error
     /// means nothing of the batch was committed (or, for a timeout after COMMIT was sent, that
     /// it is unknown whether it was).
     pub async fn create_batch(&self, rows: &[BatchRow]) -> Result<Vec<RowOutcome>, StorageError> {
+        self.write_retried(rows.len(), |commit_sent| {
+            self.create_batch_once(rows, commit_sent)
+        })
+        .await
+    }
+
+    /// Writes `rows` (which carry no keys of their own) and, under `key`, the answer `answer`
+    /// makes of their outcomes, all in one transaction: a retry of the unit finds either all
+    /// of it or none. `status` is the stored answer's status.
+    pub async fn create_unit(
+        &self,
+        rows: &[BatchRow],
+        key: Option<&UnitKey>,
+        status: u16,
+        answer: &(dyn Fn(&[RowOutcome]) -> Option<String> + Sync),
+    ) -> Result<UnitOutcome, StorageError> {
+        self.write_retried(rows.len(), |commit_sent| async move {
+            let mut conn = pool::checkout(&self.write).await?;
+            let statements = conn.write()?.clone();
+            let tx = conn.client.transaction().await?;
+            if let Some(key) = key {
+                let name = vec![format!("{}\n{}", key.scope, key.key)];
+                let claimed = tx.query_one(&statements.batch_claim_keys, &[&name]).await?;
+                if !claimed.try_get::<_, bool>(0)? {
+                    return Ok(UnitOutcome::KeyInUse);
+                }
+                let (scopes, keys) = (vec![key.scope.as_str()], vec![key.key.as_str()]);
+                let stored = tx
+                    .query_opt(
+                        &statements.batch_stored_answers,
+                        &[&scopes, &keys, &vec![key.fresh_since]],
+                    )
+                    .await?;
+                if let Some(row) = stored {
+                    let status: i16 = row.try_get(3)?;
+                    return Ok(UnitOutcome::Stored(StoredAnswer {
+                        fingerprint: row.try_get(2)?,
+                        status: status as u16,
+                        body: row.try_get(4)?,
+                    }));
+                }
+            }
+            let outcomes = write_links(&tx, &statements, rows, &mut undecided(rows.len())).await?;
+            let Some(body) = answer(&outcomes) else {
+                return Ok(UnitOutcome::Unanswerable);
+            };
+            if let Some(key) = key {
+                tx.execute(
+                    &statements.batch_insert_keys,
+                    &[
+                        &vec![key.scope.as_str()],
+                        &vec![key.key.as_str()],
+                        &vec![key.fingerprint.as_slice()],
+                        &vec![status as i16],
+                        &vec![body.as_str()],
+                        &vec![None::<i64>],
+                        &vec![key.made_at],
+                    ],
+                )
+                .await?;
+            }
+            commit_sent.store(true, Ordering::Relaxed);
+            tx.commit().await?;
+            Ok(UnitOutcome::Written {
+                outcomes,
+                answer: body,
+            })
+        })
+        .await
+    }
+
+    async fn create_batch_once(
+        &self,
+        rows: &[BatchRow],
+        commit_sent: Arc<AtomicBool>,
+    ) -> Result<Vec<RowOutcome>, StorageError> {
+        let mut conn = pool::checkout(&self.write).await?;
+        let statements = conn.write()?.clone();
+        if rows.iter().all(|row| row.key.is_none()) {
+            // One statement: atomic without a transaction around it.
+            let mut undecided = undecided(rows.len());
+            commit_sent.store(true, Ordering::Relaxed);
+            return write_links(&conn.client, &statements, rows, &mut undecided).await;
+        }
+        let tx = conn.client.transaction().await?;
+        let mut decided = claim_keys(&tx, &statements, rows).await?;
+        let outcomes = write_links(&tx, &statements, rows, &mut decided).await?;
+        insert_keys(&tx, &statements, rows, &outcomes).await?;
+        commit_sent.store(true, Ordering::Relaxed);
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Runs `write` (told where to record that its COMMIT was sent), once more after a
+    /// deadlock or serialization failure; counts the call and its failure.
+    async fn write_retried<T, F, Fut>(&self, rows: usize, write: F) -> Result<T, StorageError>
+    where
+        F: Fn(Arc<AtomicBool>) -> Fut,
+        Fut: Future<Output = Result<T, StorageError>>,
+    {
         self.metrics.called(DbOperation::Create);
-        let result = match self.create_batch_once(rows).await {
+        let result = match self.write_once(rows, &write).await {
             Err(StorageError::Database(error)) if is_retryable(&error) => {
-                tracing::info!(error = %crate::telemetry::Chain(&error), rows = rows.len(), "create batch retried once");
-                match self.create_batch_once(rows).await {
+                tracing::info!(error = %crate::telemetry::Chain(&error), rows, "create batch retried once");
+                match self.write_once(rows, &write).await {
                     Err(StorageError::Database(error)) if is_retryable(&error) => {
                         Err(StorageError::Contention(error))
                     }
@@ -114,28 +243,15 @@ impl Db {
         result
     }
 
-    async fn create_batch_once(&self, rows: &[BatchRow]) -> Result<Vec<RowOutcome>, StorageError> {
-        // Set once the statement that commits has been sent: a failure after it leaves the
-        // batch's fate unknown.
-        let commit_sent = AtomicBool::new(false);
-        let write = async {
-            let mut conn = pool::checkout(&self.write).await?;
-            let statements = conn.write()?.clone();
-            if rows.iter().all(|row| row.key.is_none()) {
-                // One statement: atomic without a transaction around it.
-                let mut undecided = undecided(rows.len());
-                commit_sent.store(true, Ordering::Relaxed);
-                return write_links(&conn.client, &statements, rows, &mut undecided).await;
-            }
-            let tx = conn.client.transaction().await?;
-            let mut decided = claim_keys(&tx, &statements, rows).await?;
-            let outcomes = write_links(&tx, &statements, rows, &mut decided).await?;
-            insert_keys(&tx, &statements, rows, &outcomes).await?;
-            commit_sent.store(true, Ordering::Relaxed);
-            tx.commit().await?;
-            Ok(outcomes)
-        };
-        let result = tokio::time::timeout(self.call_timeout, write)
+    /// One try of `write` within the call timeout; a failure after its COMMIT was sent is
+    /// logged as such (the rows' fate is unknown).
+    async fn write_once<T, F, Fut>(&self, rows: usize, write: &F) -> Result<T, StorageError>
+    where
+        F: Fn(Arc<AtomicBool>) -> Fut,
+        Fut: Future<Output = Result<T, StorageError>>,
+    {
+        let commit_sent = Arc::new(AtomicBool::new(false));
+        let result = tokio::time::timeout(self.call_timeout, write(Arc::clone(&commit_sent)))
             .await
             .unwrap_or(Err(StorageError::TimedOut(
                 "the database did not answer in time",
@@ -146,7 +262,7 @@ impl Db {
         {
             tracing::warn!(
                 error = %crate::telemetry::Chain(error),
-                rows = rows.len(),
+                rows,
                 "create batch: the commit was sent but never acknowledged; its links may exist \
                  (answered 503: a retry with the same Idempotency-Key is safe, one without may \
                  create a second link)"

@@ -1,5 +1,7 @@
 //! The links of an owner (or every link), newest first, a page at a time, with their clicks.
 
+use std::collections::HashMap;
+
 use super::links::{LINK_COLUMNS, LinkRecord};
 use super::{Db, StorageError, pool};
 use crate::domain::KeyId;
@@ -50,22 +52,45 @@ impl Db {
         .await
     }
 
-    /// The newest live link with `digest` (a reusable link of one owner and one URL).
-    pub async fn reusable_link(&self, digest: &[u8]) -> Result<Option<LinkRecord>, StorageError> {
+    /// For each of `digests` that has one, the newest live link with it (a reusable link of
+    /// one owner and one URL), with its clicks.
+    pub async fn reusable_links(
+        &self,
+        digests: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], ListedLink>, StorageError> {
+        if digests.is_empty() {
+            return Ok(HashMap::new());
+        }
         self.bounded(DbOperation::Create, async {
             let conn = pool::checkout(&self.write).await?;
-            let row = conn
+            let asked: Vec<&[u8]> = digests.iter().map(|digest| digest.as_slice()).collect();
+            let rows = conn
                 .client
-                .query_opt(
+                .query(
                     &format!(
-                        "SELECT {LINK_COLUMNS} FROM links WHERE reuse_digest = $1 \
-                         AND deleted_at IS NULL AND disabled_at IS NULL \
-                         ORDER BY id DESC LIMIT 1"
+                        "SELECT DISTINCT ON (reuse_digest) {LINK_COLUMNS}, \
+                           coalesce((SELECT sum(d.clicks) FROM link_clicks_daily d \
+                                     WHERE d.link_id = links.id), 0)::bigint, reuse_digest \
+                         FROM links WHERE reuse_digest = ANY($1::bytea[]) \
+                           AND deleted_at IS NULL AND disabled_at IS NULL \
+                         ORDER BY reuse_digest, id DESC"
                     ),
-                    &[&digest],
+                    &[&asked],
                 )
                 .await?;
-            Ok(row.as_ref().map(LinkRecord::from_row).transpose()?)
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let digest: Vec<u8> = row.try_get(12)?;
+                let Ok(digest) = <[u8; 32]>::try_from(digest.as_slice()) else {
+                    continue;
+                };
+                let listed = ListedLink {
+                    link: LinkRecord::from_row(row)?,
+                    clicks: row.try_get(11)?,
+                };
+                found.insert(digest, listed);
+            }
+            Ok(found)
         })
         .await
     }

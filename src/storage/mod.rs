@@ -30,7 +30,7 @@ use thiserror::Error;
 use crate::telemetry::Chain;
 use crate::telemetry::metrics::{DbCause, DbMetrics, DbOperation, PoolName};
 
-pub use batch::{BatchKey, BatchRow, RowOutcome};
+pub use batch::{BatchKey, BatchRow, RowOutcome, UnitKey, UnitOutcome};
 pub use changes::{Audit, ChangeRow, Changed, LinkEdit, change_link_once};
 pub use keys::{
     AuditEntry, KeyListing, KeyRow, audit_log, create_api_key, list_api_keys, revoke_api_key,

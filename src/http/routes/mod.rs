@@ -1,6 +1,7 @@
 //! One file per endpoint. Each handler reads as a short list of named steps.
 
 pub mod admin;
+pub mod batch;
 pub mod manage;
 pub mod openapi;
 pub mod redirect;

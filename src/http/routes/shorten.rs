@@ -79,7 +79,7 @@ async fn create(
 }
 
 /// The body read into the link it asks for.
-fn new_link(json: serde_json::Value) -> Result<NewLink, ApiError> {
+pub(super) fn new_link(json: serde_json::Value) -> Result<NewLink, ApiError> {
     let request = ShortenRequest::deserialize(json)
         .map_err(|error| ApiError::InvalidRequest(format!("invalid request body: {error}")))?;
     Ok(NewLink {
@@ -99,7 +99,7 @@ fn new_link(json: serde_json::Value) -> Result<NewLink, ApiError> {
     })
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let media_type = headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -111,7 +111,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
     let mut values = headers.get_all("idempotency-key").iter();
     let Some(value) = values.next() else {
         return Ok(None);

@@ -35,6 +35,7 @@ vocabulary!(
         Redirect => "/{code}",
         Stats => "/{code}/stats",
         Shorten => "/shorten",
+        ShortenBatch => "/shorten/batch",
         Links => "/links",
         OpenApi => "/openapi.json",
         Other => "other",
