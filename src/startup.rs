@@ -29,7 +29,7 @@ use crate::ids::{CodeCodec, IdGenerator};
 use crate::lease::LeaseKeeper;
 use crate::limits::RouteLimits;
 use crate::links::{
-    ChangeFeed, CreateWriter, Creator, KeyRing, LinkCache, Manager, RemoteCache, Resolver,
+    ChangeFeed, CreateWriter, Creator, KeyRing, LinkCache, Manager, QrCodes, RemoteCache, Resolver,
     run_pruner,
 };
 use crate::signals::{self, TerminateSignals};
@@ -266,9 +266,16 @@ impl Application {
             },
             stages.stop.clone(),
         ));
+        let resolver = Arc::new(resolver);
+        let qr = QrCodes::new(
+            Arc::clone(&resolver),
+            config.creates.public_base_url.clone(),
+            tasks.clone(),
+        );
         let state = Arc::new(State::new(
             Services {
                 resolver,
+                qr,
                 creator,
                 manager,
                 keys: Arc::clone(&keys),

@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use super::Response;
 use crate::domain::{AliasError, ExpiryError, IdempotencyKeyError, UrlError};
-use crate::links::{CreateError, ManageError, ResolveError};
+use crate::links::{CreateError, ManageError, QrError, ResolveError};
 use crate::telemetry::Chain;
 
 /// Seconds a client should wait before retrying a 503.
@@ -56,6 +56,8 @@ pub enum ApiError {
     NoWorkerId,
     #[error("too many creates are waiting to be written; retry shortly")]
     Overloaded,
+    #[error("too many QR codes are being made right now; retry shortly")]
+    QrBusy,
     #[error("too many requests from this client; retry in {0} s")]
     RateLimited(u64),
     #[error("an HTTP/1.1 request must carry exactly one Host header")]
@@ -82,6 +84,19 @@ impl From<ResolveError> for ApiError {
             ResolveError::Gone => ApiError::Gone,
             ResolveError::Unavailable(_) => ApiError::Unavailable,
             ResolveError::Internal(_) => ApiError::Internal,
+        }
+    }
+}
+
+impl From<QrError> for ApiError {
+    fn from(error: QrError) -> Self {
+        match error {
+            QrError::Link(error) => error.into(),
+            QrError::Busy => ApiError::QrBusy,
+            QrError::Failed(_) => {
+                tracing::error!(error = %Chain(&error), "QR code answered 500");
+                ApiError::Internal
+            }
         }
     }
 }
@@ -206,6 +221,11 @@ impl ApiError {
                 "overloaded",
                 "Too many creates waiting",
             ),
+            QrBusy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "qr-busy",
+                "Too many QR codes being made",
+            ),
             RateLimited(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
@@ -281,6 +301,7 @@ impl ApiError {
             ApiError::Unavailable
             | ApiError::NoWorkerId
             | ApiError::Overloaded
+            | ApiError::QrBusy
             | ApiError::KeysUnavailable
             | ApiError::IdempotencyKeyInUse => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));

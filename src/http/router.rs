@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 
 use super::client::client_ip;
 use super::cors;
-use super::routes::{admin, batch, manage, openapi, redirect, shorten, stats};
+use super::routes::{admin, batch, manage, openapi, qr, redirect, shorten, stats};
 use super::{ApiError, HttpSettings, Response, State};
 use crate::domain::{ApiKey, ClientIp, Code};
 use crate::limits::{Decision, LimitKey, LimitedRoute, RateSpec};
@@ -44,6 +44,11 @@ enum Route {
     Stats {
         code: Code,
         authorization: Option<Box<HeaderValue>>,
+    },
+    /// A link's QR code: the request kept for its query and `If-None-Match`.
+    Qr {
+        code: Code,
+        request: Box<http::Request<Incoming>>,
     },
     /// Boxed, so the common redirect's future does not carry a whole request's room.
     Shorten(Box<http::Request<Incoming>>),
@@ -79,7 +84,7 @@ impl Route {
     fn limit(&self) -> Option<LimitedRoute> {
         match self {
             Route::Redirect { .. } | Route::Unknown => Some(LimitedRoute::Redirect),
-            Route::Stats { .. } | Route::Links(_) => Some(LimitedRoute::Stats),
+            Route::Stats { .. } | Route::Links(_) | Route::Qr { .. } => Some(LimitedRoute::Stats),
             Route::Shorten(_) | Route::Change { .. } => Some(LimitedRoute::Create),
             Route::ShortenBatch(_) | Route::OpenApi | Route::Preflight(_) | Route::Refused(..) => {
                 None
@@ -92,6 +97,7 @@ impl Route {
         match self {
             Route::Redirect { .. } | Route::Change { .. } => HttpRoute::Redirect,
             Route::Stats { .. } => HttpRoute::Stats,
+            Route::Qr { .. } => HttpRoute::Qr,
             Route::Shorten(_) => HttpRoute::Shorten,
             Route::ShortenBatch(_) => HttpRoute::ShortenBatch,
             Route::Links(_) => HttpRoute::Links,
@@ -298,6 +304,10 @@ async fn answer(request: Request) -> Response {
             Route::Stats { code, .. } => {
                 Box::pin(stats::handle(&state, &code, caller).instrument(request_span())).await
             }
+            Route::Qr { code, request } => {
+                let (query, headers) = (request.uri().query(), request.headers());
+                Box::pin(qr::handle(&state, code, query, headers).instrument(request_span())).await
+            }
             Route::Shorten(create) => {
                 Box::pin(shorten::handle(&state, *create, caller).instrument(request_span())).await
             }
@@ -419,6 +429,21 @@ fn add_rate_limit_fields(
     }
 }
 
+/// `/{code}/qr`: GET or HEAD of a code that can name a link.
+fn qr_route(code: Option<Code>, request: http::Request<Incoming>) -> Route {
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        return Route::Refused(HttpRoute::Qr, ApiError::MethodNotAllowed(GET_HEAD));
+    }
+    match code {
+        Some(code) => Route::Qr {
+            code,
+            request: Box::new(request),
+        },
+        None => Route::Refused(HttpRoute::Qr, ApiError::NotFound),
+    }
+}
+
 /// What a request of the main listener asks for, taken out of it without any `.await`.
 fn route(request: http::Request<Incoming>, cors: bool) -> Route {
     // RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host (HTTP/1.0 may have none).
@@ -446,6 +471,10 @@ fn route(request: http::Request<Incoming>, cors: bool) -> Route {
         path => {
             let rest = path.strip_prefix('/').unwrap_or(path);
             let rest = rest.strip_suffix('/').unwrap_or(rest);
+            if let Some((segment, "qr")) = rest.split_once('/') {
+                let code = Code::parse(segment);
+                return qr_route(code, request);
+            }
             let (segment, stats) = match rest.split_once('/') {
                 None => (rest, false),
                 Some((code, "stats")) => (code, true),

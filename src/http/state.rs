@@ -9,7 +9,7 @@ use http::{HeaderValue, StatusCode};
 
 use crate::domain::TrustedProxies;
 use crate::limits::RouteLimits;
-use crate::links::{Creator, KeyRing, Manager, Resolver};
+use crate::links::{Creator, KeyRing, Manager, QrCodes, Resolver};
 use crate::status::Status;
 use crate::telemetry::AccessLog;
 use crate::telemetry::metrics::Metrics;
@@ -38,7 +38,8 @@ pub struct HttpSettings {
 
 /// The parts of the service the handlers call.
 pub struct Services {
-    pub resolver: Resolver,
+    pub resolver: Arc<Resolver>,
+    pub qr: QrCodes,
     pub creator: Creator,
     pub manager: Manager,
     pub keys: Arc<KeyRing>,
@@ -49,7 +50,8 @@ pub struct Services {
 
 /// Everything a handler of either listener needs.
 pub struct State {
-    pub(super) resolver: Resolver,
+    pub(super) resolver: Arc<Resolver>,
+    pub(super) qr: QrCodes,
     pub(super) creator: Creator,
     pub(super) manager: Manager,
     pub(super) keys: Arc<KeyRing>,
@@ -63,6 +65,7 @@ impl State {
     pub fn new(services: Services, settings: HttpSettings) -> Self {
         let Services {
             resolver,
+            qr,
             creator,
             manager,
             keys,
@@ -72,6 +75,7 @@ impl State {
         } = services;
         State {
             resolver,
+            qr,
             creator,
             manager,
             keys,

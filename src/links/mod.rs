@@ -16,6 +16,7 @@ mod creator;
 mod idempotency;
 mod keys;
 mod manager;
+mod qr;
 mod remote;
 mod resolver;
 mod retention;
@@ -37,6 +38,10 @@ pub use idempotency::{Idempotency, KEY_LIFETIME};
 pub use keys::{AuthError, Caller, KeyHolder, KeyRing, MAX_STALENESS};
 pub use manager::{
     Cursor, DEFAULT_PAGE, Edit, IfMatch, MAX_PAGE, ManageError, ManagedLink, Manager, Page, etag_of,
+};
+pub use qr::{
+    DEFAULT_SIZE as QR_DEFAULT_SIZE, MAX_SIZE as QR_MAX_SIZE, MIN_SIZE as QR_MIN_SIZE, QrAnswer,
+    QrCodes, QrError, QrFormat, QrRequest, RENDERS_AT_ONCE, render as render_qr,
 };
 pub use remote::RemoteCache;
 pub use resolver::{LinkStats, ResolveError, Resolver, Visit};

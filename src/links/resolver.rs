@@ -142,6 +142,23 @@ impl Resolver {
         }
     }
 
+    /// The link named by `code` if it answers redirects now: not found and gone as a redirect
+    /// would be, and a link with a visit limit and no visit left gone too (read on the
+    /// primary; nothing is taken).
+    pub async fn live(&self, code: &Code) -> Result<Arc<ResolvedLink>, ResolveError> {
+        let link = self.resolve(code).await?;
+        if link.is_gone(&self.clock) {
+            return Err(ResolveError::Gone);
+        }
+        if link.visit_limited {
+            let left = self.db.visits_left(link.id).await.map_err(lookup_failed)?;
+            if left.unwrap_or(0) <= 0 {
+                return Err(ResolveError::Gone);
+            }
+        }
+        Ok(link)
+    }
+
     /// The stats use case: a link (expired and disabled ones too, not deleted ones) and its
     /// clicks, read from the primary. The target of a link with a visit limit is shown only to
     /// its owner or an admin (`viewer`).

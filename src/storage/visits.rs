@@ -18,4 +18,18 @@ impl Db {
         })
         .await
     }
+
+    /// The visits link `id` has left (`None`: it has no limit, or no such link), read on the
+    /// primary without taking one.
+    pub async fn visits_left(&self, id: i64) -> Result<Option<i64>, StorageError> {
+        self.bounded(DbOperation::Visit, async {
+            let conn = pool::checkout(&self.read).await?;
+            let row = conn
+                .client
+                .query_opt("SELECT visits_left FROM links WHERE id = $1", &[&id])
+                .await?;
+            Ok(row.map(|row| row.try_get(0)).transpose()?.flatten())
+        })
+        .await
+    }
 }

@@ -4,15 +4,15 @@
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use super::{json_response, rfc3339};
+use super::{entity_tags, json_response, rfc3339};
 use crate::domain::{Code, ExpiresAt, TargetUrl};
 use crate::http::body::read_limited;
 use crate::http::{ApiError, Response, State};
-use crate::links::{Caller, Cursor, DEFAULT_PAGE, Edit, IfMatch, MAX_PAGE, ManagedLink};
+use crate::links::{Caller, Cursor, DEFAULT_PAGE, Edit, MAX_PAGE, ManagedLink};
 
 /// A link as its owner sees it: the 201 body of a create and its state.
 #[derive(Serialize)]
@@ -115,7 +115,7 @@ pub async fn change(
     let Some(holder) = caller.holder() else {
         return ApiError::KeyRequired.into_response();
     };
-    let if_match = match if_match(request.headers()) {
+    let if_match = match entity_tags(request.headers(), &IF_MATCH) {
         Ok(if_match) => if_match,
         Err(error) => return error.into_response(),
     };
@@ -194,35 +194,6 @@ async fn read_edit(state: &State, request: http::Request<Incoming>) -> Result<Ed
 
 fn invalid(detail: &str) -> ApiError {
     ApiError::InvalidRequest(format!("invalid request body: {detail}"))
-}
-
-/// `If-Match: *` or a list of entity tags (weak ones never match: the comparison is strong).
-fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
-    let mut tags = Vec::new();
-    let mut any = false;
-    let mut present = false;
-    for value in headers.get_all(IF_MATCH) {
-        present = true;
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::InvalidRequest("If-Match is not text".into()))?;
-        for tag in value
-            .split(',')
-            .map(str::trim)
-            .filter(|tag| !tag.is_empty())
-        {
-            if tag == "*" {
-                any = true;
-            } else {
-                tags.push(tag.to_owned());
-            }
-        }
-    }
-    Ok(match (present, any) {
-        (false, _) => None,
-        (true, true) => Some(IfMatch::Any),
-        (true, false) => Some(IfMatch::Tags(tags)),
-    })
 }
 
 fn json(status: StatusCode, body: &impl Serialize) -> Response {

@@ -34,6 +34,7 @@ vocabulary!(
     HttpRoute {
         Redirect => "/{code}",
         Stats => "/{code}/stats",
+        Qr => "/{code}/qr",
         Shorten => "/shorten",
         ShortenBatch => "/shorten/batch",
         Links => "/links",
