@@ -105,7 +105,7 @@ impl QrCodes {
         let etag = etag(&url, request.format, request.size);
         let held = match &request.if_none_match {
             Some(IfMatch::Any) => true,
-            Some(IfMatch::Tags(tags)) => tags.iter().any(|tag| *tag == etag),
+            Some(IfMatch::Tags(tags)) => tags.contains(&etag),
             None => false,
         };
         if held {
