@@ -17,10 +17,12 @@ use hyper_util::rt::TokioIo;
 use shortener::Application;
 use shortener::clicks::{ClickKind, ClickRecorder, is_bot};
 use shortener::config::{Cli, Command};
-use shortener::domain::{Code, TargetUrl, UrlPolicy};
+use shortener::domain::{ApiKey, Code, TargetUrl, UrlPolicy};
 use shortener::ids::{CodeCodec, CodeKey, IdGenerator, WorkerId};
 use shortener::limits::{LimitKey, LocalLimiter, RateSpec};
-use shortener::links::{CacheSettings, LinkCache, ResolvedLink, Resolver, Visit};
+use shortener::links::{
+    CacheSettings, LinkCache, QrFormat, ResolvedLink, Resolver, Visit, render_qr,
+};
 use shortener::storage::{Db, PgTarget, PoolSettings, PoolSizes};
 use shortener::telemetry::RequestId;
 use shortener::telemetry::metrics::{HttpMethod, HttpRoute, Layout, Metrics};
@@ -58,6 +60,32 @@ fn request_pieces(c: &mut Criterion) {
     });
     let agent = b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
     c.bench_function("bot_detection", |b| b.iter(|| is_bot(black_box(agent))));
+    // What a keyed request adds: the header's key parsed, digested, and found among 10,000
+    // held keys (`links::KeyRing` on a hit).
+    let keys: Vec<ApiKey> = (0..10_000u32)
+        .map(|n| ApiKey::from_random(std::array::from_fn(|at| (n as usize * 31 + at) as u8)))
+        .collect();
+    let held: std::collections::HashMap<_, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(at, key)| (key.digest(), at))
+        .collect();
+    let header = keys[4_321].reveal().as_bytes().to_vec();
+    c.bench_function("api_key_check", |b| {
+        b.iter(|| {
+            let key = ApiKey::parse(black_box(&header)).unwrap();
+            held.get(&key.digest()).copied()
+        })
+    });
+    // A QR code as `/qr` makes it (on the blocking pool): the default SVG, and the largest PNG.
+    for (name, format, size) in [
+        ("qr_svg_256", QrFormat::Svg, 256),
+        ("qr_png_2048", QrFormat::Png, 2048),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| render_qr(black_box("http://sho.rt/AbCdEfGhIjK"), format, size).unwrap())
+        });
+    }
     let recorder = ClickRecorder::new();
     let mut link = 0i64;
     c.bench_function("click_record", |b| {

@@ -151,6 +151,7 @@ async fn aliases_are_used_as_codes_and_refused_when_taken_or_reserved() {
     taken.assert_problem(409);
     for alias in [
         "shorten",
+        "Links",
         "HealthZ",
         "metrics",
         "api",
@@ -379,8 +380,22 @@ async fn openapi_document_lists_every_endpoint() {
     assert_eq!(response.status, 200);
     let document = response.json();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/shorten", "/{code}", "/{code}/stats", "/openapi.json"] {
+    for path in [
+        "/shorten",
+        "/shorten/batch",
+        "/links",
+        "/{code}",
+        "/{code}/stats",
+        "/{code}/qr",
+        "/openapi.json",
+    ] {
         assert!(document["paths"][path].is_object(), "{path} missing");
+    }
+    for method in ["patch", "delete"] {
+        assert!(
+            document["paths"]["/{code}"][method].is_object(),
+            "/{{code}} {method} missing"
+        );
     }
     app.shutdown().await;
 }

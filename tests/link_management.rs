@@ -477,6 +477,12 @@ async fn an_alias_shaped_like_a_generated_code_is_never_taken_for_it() {
     app.keyed("DELETE", &format!("/{lookalike}"), &key, "")
         .await
         .assert_problem(404);
+    app.get(&format!("/{lookalike}/stats"))
+        .await
+        .assert_problem(404);
+    app.get(&format!("/{lookalike}/qr"))
+        .await
+        .assert_problem(404);
     assert!(served(&app, &generated).await.is_ok(), "left alone");
 
     create_keyed(
@@ -493,6 +499,12 @@ async fn an_alias_shaped_like_a_generated_code_is_never_taken_for_it() {
     )
     .await;
     assert_eq!(edited.json()["code"], lookalike.as_str());
+    // Its stats and QR code are its own.
+    let stats = app.get(&format!("/{lookalike}/stats")).await.json();
+    assert_eq!(stats["url"], "https://example.com/alias-edited");
+    let generated_stats = app.get(&format!("/{generated}/stats")).await.json();
+    assert_eq!(generated_stats["url"], "https://example.com/generated");
+    assert_eq!(app.get(&format!("/{lookalike}/qr")).await.status, 200);
     assert_eq!(
         served(&app, &lookalike).await,
         Ok("https://example.com/alias-edited".into())

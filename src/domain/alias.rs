@@ -5,6 +5,7 @@ use thiserror::Error;
 /// Words that are, or may become, paths of this service; refused as aliases in any letter case.
 pub const RESERVED_WORDS: &[&str] = &[
     "shorten",
+    "links",
     "healthz",
     "readyz",
     "metrics",
