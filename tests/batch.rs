@@ -163,28 +163,37 @@ async fn spawn_app_large() -> TestApp {
 
 #[tokio::test]
 async fn one_idempotency_key_covers_the_whole_batch() {
-    let app = spawn_app(&[]).await;
+    // Group commits of two rows at most: the batch, larger, is still one transaction.
+    let app = spawn_app(&["--create-batch-max", "2"]).await;
     let body = serde_json::json!({"items": [
         {"url": "https://example.com/k1"},
         {"url": "https://example.com/k2", "alias": "keyed-batch"},
         {"url": "not a url"},
+        {"url": "https://example.com/k4"},
+        {"url": "https://example.com/k5"},
     ]})
     .to_string();
     let key = [("Idempotency-Key", "batch-key-1")];
+    let batches_before = app.scrape().await.total("shortener_create_batches_total");
     let first = batch(&app, &body, &key).await;
     assert_eq!(first.status, 200, "{}", first.text());
     assert_eq!(first.header("idempotent-replayed"), None);
-    assert_eq!(app.count("links").await, 2);
+    assert_eq!(app.count("links").await, 4);
+    assert_eq!(
+        app.scrape().await.total("shortener_create_batches_total") - batches_before,
+        1.0,
+        "written by the group-commit writer, in one batch of its own"
+    );
     // The same batch again: the same answer, byte for byte, and nothing made.
     let again = batch(&app, &body, &key).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.body, first.body);
-    assert_eq!(app.count("links").await, 2);
+    assert_eq!(app.count("links").await, 4);
     // Another body under the key is refused.
     let other = serde_json::json!({"items": [{"url": "https://example.com/k3"}]}).to_string();
     batch(&app, &other, &key).await.assert_problem(422);
-    assert_eq!(app.count("links").await, 2);
+    assert_eq!(app.count("links").await, 4);
     // The answer is stored with the links: one row for the key, none per item.
     let db = app.db().await;
     assert_eq!(

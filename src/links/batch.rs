@@ -5,7 +5,8 @@
 //! when it asks to be and its caller has a live link to the same URL, or given an id. The new
 //! links are one unit: one transaction holds them and the answer stored under the batch's key,
 //! so a retry of the batch finds all of it or none (never links without the answer that names
-//! them, which a retry would duplicate).
+//! them, which a retry would duplicate). The unit goes through the group-commit writer's queue
+//! and takes one of its slots, whole, whatever the writer's batch limit (ADR 0012).
 
 use std::sync::Mutex;
 
@@ -170,9 +171,10 @@ impl Creator {
             }
         };
         let written = self
-            .db
-            .create_unit(&rows, key.as_ref(), BATCH_ANSWERED, &answer)
-            .await?;
+            .writer
+            .write_unit(&rows, key.as_ref(), BATCH_ANSWERED, &answer)
+            .await
+            .map_err(super::creator::written)?;
         match written {
             UnitOutcome::Written {
                 outcomes,

@@ -150,7 +150,7 @@ impl From<StorageError> for CreateError {
 /// Creates links. Cheap to share behind the HTTP layer's state.
 pub struct Creator {
     pub(super) db: Db,
-    writer: Arc<CreateWriter>,
+    pub(super) writer: Arc<CreateWriter>,
     pub(super) ids: Arc<IdGenerator>,
     pub(super) codec: CodeCodec,
     pub(super) cache: Arc<LinkCache>,
@@ -392,7 +392,7 @@ pub(super) fn reuse_digest(caller: &Caller, target: &TargetUrl) -> [u8; 32] {
 }
 
 /// What the writer's refusal means for the client.
-fn written(error: WriteError) -> CreateError {
+pub(super) fn written(error: WriteError) -> CreateError {
     match error {
         WriteError::QueueFull => CreateError::Busy,
         WriteError::Stopped | WriteError::Unavailable(_) => CreateError::Unavailable(error.into()),

@@ -6,6 +6,9 @@
 //! (`storage::Db::create_batch`) and answers each handler through its own channel. While every
 //! slot is busy committing, the queue fills and the next batches grow.
 //!
+//! A batch request's rows come as one unit (`write_unit`): it waits in the same queue, then
+//! takes a slot of its own and is written by its request in one transaction, never split.
+//!
 //! A full queue is refused at once (the handler answers 503 with `Retry-After`) instead of
 //! making requests wait without bound. On shutdown the writer stops accepting, writes what
 //! is queued, answers everyone, and exits.
@@ -14,13 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::storage::{BatchRow, Db, RowOutcome, StorageError};
+use crate::storage::{BatchRow, Db, RowOutcome, StorageError, UnitKey, UnitOutcome};
 use crate::telemetry::Chain;
 use crate::telemetry::metrics::{BatchResult, CreateMetrics};
 
@@ -70,10 +73,20 @@ struct Pending {
     reply: oneshot::Sender<Result<RowOutcome, WriteError>>,
 }
 
+/// What waits in the writer's queue: a row for the next batch, or a unit of rows (a batch
+/// request) waiting for a slot of its own.
+enum Work {
+    Row(Pending),
+    Unit(oneshot::Sender<OwnedSemaphorePermit>),
+}
+
 /// The handle handlers submit through; cheap to share.
 pub struct CreateWriter {
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Work>,
     counts: Arc<Counts>,
+    /// Units of rows are written by the request that brings them, in a slot of the writer's.
+    db: Db,
+    metrics: CreateMetrics,
     /// Cancelled at shutdown: nothing new is taken from then on.
     stop: CancellationToken,
 }
@@ -109,12 +122,12 @@ impl CreateWriter {
         let counts = Arc::new(Counts::default());
         let task = run(
             Batching {
-                db,
+                db: db.clone(),
                 settings,
                 stop: stop.clone(),
                 tasks,
                 counts: Arc::clone(&counts),
-                metrics,
+                metrics: metrics.clone(),
             },
             receiver,
         );
@@ -122,6 +135,8 @@ impl CreateWriter {
             CreateWriter {
                 queue,
                 counts,
+                db,
+                metrics,
                 stop,
             },
             task,
@@ -134,13 +149,44 @@ impl CreateWriter {
             return Err(WriteError::Stopped);
         }
         let (reply, outcome) = oneshot::channel();
-        self.queue
-            .try_send(Pending { row, reply })
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => WriteError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
-            })?;
+        self.enqueue(Work::Row(Pending { row, reply }))?;
         outcome.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Writes `rows` and the answer `answer` makes of their outcomes under `key`, in one
+    /// transaction of their own (never split, whatever `SHORTENER_CREATE_BATCH_MAX` is, and
+    /// never shared with other creates): the unit waits in the queue like any create, then
+    /// takes one of the writer's slots (one write connection) while this request writes it.
+    pub async fn write_unit(
+        &self,
+        rows: &[BatchRow],
+        key: Option<&UnitKey>,
+        status: u16,
+        answer: &(dyn Fn(&[RowOutcome]) -> Option<String> + Sync),
+    ) -> Result<UnitOutcome, WriteError> {
+        if self.stop.is_cancelled() {
+            return Err(WriteError::Stopped);
+        }
+        let (reply, turn) = oneshot::channel();
+        self.enqueue(Work::Unit(reply))?;
+        let slot = turn.await.map_err(|_| WriteError::Stopped)?;
+        self.counts.batches.fetch_add(1, Ordering::Relaxed);
+        self.counts
+            .rows
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let result = self.db.create_unit(rows, key, status, answer).await;
+        drop(slot);
+        self.metrics
+            .batch(batch_result(&result), rows.len(), started.elapsed());
+        result.map_err(|error| refused(error, rows.len()))
+    }
+
+    fn enqueue(&self, work: Work) -> Result<(), WriteError> {
+        self.queue.try_send(work).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => WriteError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
+        })
     }
 
     /// Most creates that may wait for the writer.
@@ -174,7 +220,7 @@ struct Batching {
     metrics: CreateMetrics,
 }
 
-async fn run(batching: Batching, mut receiver: mpsc::Receiver<Pending>) {
+async fn run(batching: Batching, mut receiver: mpsc::Receiver<Work>) {
     let Batching {
         db,
         settings,
@@ -187,13 +233,17 @@ async fn run(batching: Batching, mut receiver: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut in_flight: Vec<JoinHandle<()>> = Vec::new();
     let mut stopping = false;
+    // A unit met while gathering a batch: it waits for the next slot.
+    let mut held: Option<Work> = None;
     loop {
         // A batch is gathered only once a connection's worth of room is free: while every
         // slot is busy, creates keep queuing and the next batch grows.
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
-        let first = if stopping {
+        let first = if let Some(work) = held.take() {
+            Some(work)
+        } else if stopping {
             receiver.recv().await
         } else {
             tokio::select! {
@@ -207,19 +257,26 @@ async fn run(batching: Batching, mut receiver: mpsc::Receiver<Pending>) {
                 }
             }
         };
-        let Some(first) = first else {
-            break;
+        let first = match first {
+            None => break,
+            // Its request writes it in this slot (a request that went away hands it back).
+            Some(Work::Unit(turn)) => {
+                let _ = turn.send(slot);
+                continue;
+            }
+            Some(Work::Row(pending)) => pending,
         };
         let mut batch = vec![first];
-        take_queued(&mut receiver, &mut batch, batch_max);
-        if batch.len() > 1 && !settings.linger.is_zero() && !stopping {
+        held = take_queued(&mut receiver, &mut batch, batch_max);
+        if held.is_none() && batch.len() > 1 && !settings.linger.is_zero() && !stopping {
             let deadline = Instant::now() + settings.linger;
-            while batch.len() < batch_max {
+            while batch.len() < batch_max && held.is_none() {
                 match timeout_at(deadline, receiver.recv()).await {
-                    Ok(Some(pending)) => {
+                    Ok(Some(Work::Row(pending))) => {
                         batch.push(pending);
-                        take_queued(&mut receiver, &mut batch, batch_max);
+                        held = take_queued(&mut receiver, &mut batch, batch_max);
                     }
+                    Ok(Some(unit)) => held = Some(unit),
                     _ => break,
                 }
             }
@@ -240,12 +297,38 @@ async fn run(batching: Batching, mut receiver: mpsc::Receiver<Pending>) {
     }
 }
 
-fn take_queued(receiver: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max: usize) {
+/// Moves queued rows into `batch` (up to `max`); answers a unit met on the way, which stops it.
+fn take_queued(
+    receiver: &mut mpsc::Receiver<Work>,
+    batch: &mut Vec<Pending>,
+    max: usize,
+) -> Option<Work> {
     while batch.len() < max {
         match receiver.try_recv() {
-            Ok(pending) => batch.push(pending),
-            Err(_) => return,
+            Ok(Work::Row(pending)) => batch.push(pending),
+            Ok(unit) => return Some(unit),
+            Err(_) => return None,
         }
+    }
+    None
+}
+
+fn batch_result<T>(result: &Result<T, StorageError>) -> BatchResult {
+    match result {
+        Ok(_) => BatchResult::Committed,
+        Err(error) if error.is_transient() => BatchResult::Unavailable,
+        Err(_) => BatchResult::Failed,
+    }
+}
+
+/// What a batch's failure means for its rows (logged here, once per batch).
+fn refused(error: StorageError, rows: usize) -> WriteError {
+    if error.is_transient() {
+        crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), rows, "create batch not written: database unavailable");
+        WriteError::Unavailable(Arc::new(error))
+    } else {
+        tracing::error!(error = %Chain(&error), sqlstate = error.sqlstate(), rows, "create batch failed");
+        WriteError::Failed(Arc::new(error))
     }
 }
 
@@ -256,12 +339,7 @@ async fn write_batch(db: &Db, batch: Vec<Pending>, metrics: &CreateMetrics) {
         .map(|pending| (pending.row, pending.reply))
         .unzip();
     let result = db.create_batch(&rows).await;
-    let outcome = match &result {
-        Ok(_) => BatchResult::Committed,
-        Err(error) if error.is_transient() => BatchResult::Unavailable,
-        Err(_) => BatchResult::Failed,
-    };
-    metrics.batch(outcome, rows.len(), started.elapsed());
+    metrics.batch(batch_result(&result), rows.len(), started.elapsed());
     match result {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -270,13 +348,7 @@ async fn write_batch(db: &Db, batch: Vec<Pending>, metrics: &CreateMetrics) {
             }
         }
         Err(error) => {
-            let answer = if error.is_transient() {
-                crate::throttled!(warn, error = %Chain(&error), sqlstate = error.sqlstate(), rows = rows.len(), "create batch not written: database unavailable");
-                WriteError::Unavailable(Arc::new(error))
-            } else {
-                tracing::error!(error = %Chain(&error), sqlstate = error.sqlstate(), rows = rows.len(), "create batch failed");
-                WriteError::Failed(Arc::new(error))
-            };
+            let answer = refused(error, rows.len());
             for reply in replies {
                 let _ = reply.send(Err(answer.clone()));
             }
