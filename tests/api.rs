@@ -397,5 +397,79 @@ async fn openapi_document_lists_every_endpoint() {
             "/{{code}} {method} missing"
         );
     }
+
+    // Links from a created link to the routes that take its code; a `$ref`
+    // is resolved within the document (e.g. into components.links).
+    let resolve = |value: &serde_json::Value| -> serde_json::Value {
+        match value["$ref"].as_str() {
+            Some(reference) => {
+                let pointer = reference.strip_prefix('#').expect("local $ref");
+                document
+                    .pointer(pointer)
+                    .unwrap_or_else(|| panic!("{reference} does not resolve"))
+                    .clone()
+            }
+            None => value.clone(),
+        }
+    };
+    let created_links =
+        resolve(&document["paths"]["/shorten"]["post"]["responses"]["201"]["links"]);
+    let created_links = created_links
+        .as_object()
+        .expect("POST /shorten 201 has links");
+    let operation_ids: HashSet<&str> = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation["operationId"].as_str())
+        .collect();
+    for (name, operation_id) in [
+        ("redirect", "redirect"),
+        ("stats", "stats"),
+        ("qr", "qr"),
+        ("edit", "editLink"),
+        ("delete", "deleteLink"),
+    ] {
+        let link = resolve(
+            created_links
+                .get(name)
+                .unwrap_or_else(|| panic!("POST /shorten 201 has no `{name}` link")),
+        );
+        assert_eq!(link["operationId"], operation_id, "link {name}");
+        assert_eq!(
+            link["parameters"]["code"], "$response.body#/code",
+            "link {name}"
+        );
+    }
+    // Every link anywhere in the document names an operation that exists.
+    let mut links = vec![document["components"]["links"].clone()];
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            if let Some(responses) = operation["responses"].as_object() {
+                links.extend(
+                    responses
+                        .values()
+                        .map(|response| resolve(response)["links"].clone()),
+                );
+            }
+        }
+    }
+    let mut named = 0;
+    for link in links
+        .iter()
+        .filter_map(|links| links.as_object())
+        .flat_map(|links| links.values())
+    {
+        let link = resolve(link);
+        if let Some(operation_id) = link["operationId"].as_str() {
+            named += 1;
+            assert!(
+                operation_ids.contains(operation_id),
+                "a link names operationId {operation_id}, which no operation has"
+            );
+        }
+    }
+    assert!(named >= 5);
     app.shutdown().await;
 }

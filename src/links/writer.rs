@@ -74,7 +74,9 @@ struct Pending {
 }
 
 /// What waits in the writer's queue: a row for the next batch, or a unit of rows (a batch
-/// request) waiting for a slot of its own.
+/// request) waiting for a slot of its own. Rows are nearly all of it: they stay inline (a box
+/// would cost every create an allocation; the queue's slots are that size either way).
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Row(Pending),
     Unit(oneshot::Sender<OwnedSemaphorePermit>),
