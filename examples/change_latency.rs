@@ -8,7 +8,7 @@
 //! or by hand, against a migrated database that is otherwise unused:
 //!
 //!   cargo build --release --example change_latency
-//!   DATABASE_URL=... [REDIS_URL=redis://127.0.0.1:6379] \
+//!   DATABASE_URL=... [REDIS_URL=redis://127.0.0.1:6379 | REDIS_CLUSTER_NODES=host:port,...] \
 //!     target/release/examples/change_latency ROUNDS
 
 use std::net::SocketAddr;
@@ -47,7 +47,15 @@ fn location(answer: &str) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn instance(database_url: &str, redis_url: Option<&str>) -> (SocketAddr, Application) {
+/// Which Redis the instances share.
+#[derive(Clone, Copy)]
+enum Redis<'a> {
+    Single(&'a str),
+    Cluster(&'a str),
+    None,
+}
+
+async fn instance(database_url: &str, redis: Redis<'_>) -> (SocketAddr, Application) {
     let mut argv = vec![
         "shortener",
         "serve",
@@ -66,13 +74,13 @@ async fn instance(database_url: &str, redis_url: Option<&str>) -> (SocketAddr, A
         "--code-key",
         "change-latency-example-key",
     ];
-    if let Some(redis) = redis_url {
-        argv.extend([
-            "--redis-url",
-            redis,
-            "--redis-key-prefix",
-            "change-latency:",
-        ]);
+    match redis {
+        Redis::Single(url) => argv.extend(["--redis-url", url]),
+        Redis::Cluster(seeds) => argv.extend(["--redis-cluster-nodes", seeds]),
+        Redis::None => {}
+    }
+    if !matches!(redis, Redis::None) {
+        argv.extend(["--redis-key-prefix", "change-latency:"]);
     }
     let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
         unreachable!()
@@ -88,7 +96,15 @@ async fn main() {
         .and_then(|rounds| rounds.parse().ok())
         .unwrap_or(100);
     let database_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let redis_url = std::env::var("REDIS_URL").ok();
+    let (single, cluster) = (
+        std::env::var("REDIS_URL").ok(),
+        std::env::var("REDIS_CLUSTER_NODES").ok(),
+    );
+    let redis = match (&single, &cluster) {
+        (Some(url), _) => Redis::Single(url),
+        (None, Some(seeds)) => Redis::Cluster(seeds),
+        (None, None) => Redis::None,
+    };
     let mut random = [0u8; 32];
     getrandom::fill(&mut random).expect("random bytes");
     let key = ApiKey::from_random(random);
@@ -101,8 +117,8 @@ async fn main() {
     .await
     .unwrap();
     let key = key.reveal().to_owned();
-    let (first, a) = instance(&database_url, redis_url.as_deref()).await;
-    let (second, b) = instance(&database_url, redis_url.as_deref()).await;
+    let (first, a) = instance(&database_url, redis).await;
+    let (second, b) = instance(&database_url, redis).await;
     let (stop_a, stop_b) = (a.stop_token(), b.stop_token());
     let served = tokio::spawn(async move {
         let _ = tokio::join!(a.run_until_stopped(), b.run_until_stopped());
@@ -153,10 +169,10 @@ async fn main() {
     let at = |share: f64| delays[((delays.len() - 1) as f64 * share).round() as usize];
     println!(
         "change_latency: {rounds} changes, {}: median {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        if redis_url.is_some() {
-            "Redis pub/sub"
-        } else {
-            "the feed alone (no Redis)"
+        match redis {
+            Redis::Single(_) => "one Redis node (pub/sub)",
+            Redis::Cluster(_) => "a Redis Cluster (sharded pub/sub)",
+            Redis::None => "no Redis (the feed alone)",
         },
         at(0.5).as_secs_f64() * 1e3,
         at(0.9).as_secs_f64() * 1e3,

@@ -471,13 +471,13 @@ fn route(request: http::Request<Incoming>, cors: bool) -> Route {
         path => {
             let rest = path.strip_prefix('/').unwrap_or(path);
             let rest = rest.strip_suffix('/').unwrap_or(rest);
-            if let Some((segment, "qr")) = rest.split_once('/') {
-                let code = Code::parse(segment);
-                return qr_route(code, request);
-            }
             let (segment, stats) = match rest.split_once('/') {
                 None => (rest, false),
                 Some((code, "stats")) => (code, true),
+                Some((code, "qr")) => {
+                    let code = Code::parse(code);
+                    return qr_route(code, request);
+                }
                 Some(_) if is_read => return Route::Unknown,
                 Some(_) => return Route::Refused(HttpRoute::Other, ApiError::NotFound),
             };
