@@ -180,7 +180,7 @@ impl LinkCache {
             .entry(Box::from(code))
             .and_compute_with(|cached| async move {
                 match cached {
-                    Some(entry) if entry.value().version < version => Op::Remove,
+                    Some(entry) if entry.value().version() < version => Op::Remove,
                     _ => Op::Nop,
                 }
             })
@@ -201,7 +201,7 @@ impl LinkCache {
             return true;
         }
         let known = self.known_version(code).await;
-        if link.version < known {
+        if link.version() < known {
             self.drop_older(code, known).await;
             return false;
         }
@@ -211,7 +211,7 @@ impl LinkCache {
     /// A change made here: `link` (its new version) replaces an older one cached, never a
     /// newer one.
     pub async fn put_newer(&self, code: &str, link: Arc<ResolvedLink>) {
-        let version = link.version;
+        let version = link.version();
         self.heard(code, version).await;
         self.changes.fetch_add(1, Ordering::AcqRel);
         self.absent.invalidate(code).await;
@@ -223,7 +223,7 @@ impl LinkCache {
             .entry(Box::from(code))
             .and_compute_with(|cached| async move {
                 match cached {
-                    Some(entry) if entry.value().version >= version => Op::Nop,
+                    Some(entry) if entry.value().version() >= version => Op::Nop,
                     _ => Op::Put(link),
                 }
             })
@@ -277,17 +277,16 @@ mod tests {
     }
 
     fn version(version: i64, target: &'static str) -> Arc<ResolvedLink> {
-        let mut link = ResolvedLink::new(
+        let link = ResolvedLink::new(
             1,
             HeaderValue::from_static(target),
             OffsetDateTime::UNIX_EPOCH,
         );
-        link.version = version;
-        Arc::new(link)
+        Arc::new(link.at_version(version))
     }
 
     async fn cached(cache: &LinkCache, code: &str) -> Option<i64> {
-        cache.found.get(code).await.map(|link| link.version)
+        cache.found.get(code).await.map(|link| link.version())
     }
 
     #[tokio::test]
@@ -347,7 +346,7 @@ mod tests {
         cache.put_newer("abc", version(2, "https://a/2")).await;
         assert_eq!(cached(&cache, "abc").await, None);
         assert_eq!(
-            cache.untrusted_get("abc").await.map(|link| link.version),
+            cache.untrusted_get("abc").await.map(|link| link.version()),
             Some(2)
         );
         cache.trust_again();

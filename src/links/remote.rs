@@ -239,11 +239,11 @@ mod tests {
             ..record
         };
         let link = decode("abc", 7, &encode(&record)).unwrap();
-        assert_eq!((link.id, link.version), (42, 7));
+        assert_eq!((link.id, link.version()), (42, 7));
         assert_eq!(link.created_at, record.created_at);
         assert_eq!(link.expires_at, record.expires_at);
-        assert_eq!(link.disabled_at, None);
-        assert_eq!(link.owner, Some(KeyId(3)));
+        assert!(!link.disabled);
+        assert_eq!(link.owner(), Some(KeyId(3)));
         assert!(link.visit_limited && !link.deleted);
         assert_eq!(link.target_url(), "https://example.com/a?b=c");
         let deleted = LinkRecord {

@@ -174,7 +174,7 @@ impl Resolver {
         let days = self.db.daily_clicks(link.id).await.map_err(lookup_failed)?;
         let url_shown = !link.visit_limited
             || viewer.is_some_and(|viewer| {
-                viewer.scope == KeyScope::Admin || link.owner == Some(viewer.id)
+                viewer.scope == KeyScope::Admin || link.owner() == Some(viewer.id)
             });
         Ok(LinkStats {
             link,
@@ -288,7 +288,7 @@ impl Resolver {
         let newest_heard = self.cache.known_version(code).await;
         if let Some(remote) = &self.remote
             && let Some(link) = remote.get(code).await
-            && link.version >= newest_heard
+            && link.version() >= newest_heard
         {
             answered(ResolveOutcome::Redis);
             return Ok(link);
