@@ -978,3 +978,68 @@ fn a_module_without_its_doc_line_is_reported() {
         "//! line",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The read path's storage calls, read from ARCHITECTURE.md's "read path" table.
+
+/// The methods called on `self.db` in `text`, with their lines.
+fn storage_calls(text: &str) -> Vec<(String, usize)> {
+    struct Calls(Vec<(String, usize)>);
+    impl<'ast> Visit<'ast> for Calls {
+        fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+            if let syn::Expr::Field(field) = &*call.receiver
+                && let syn::Member::Named(member) = &field.member
+                && member == "db"
+                && matches!(&*field.base, syn::Expr::Path(path) if path.path.is_ident("self"))
+            {
+                let line = call.method.span().start().line;
+                self.0.push((call.method.to_string(), line));
+            }
+            syn::visit::visit_expr_method_call(self, call);
+        }
+    }
+    let file = syn::parse_file(text).expect("the resolver parses");
+    let mut calls = Calls(Vec::new());
+    calls.visit_file(&file);
+    calls.0
+}
+
+/// The calls of `text` not in the read path's table.
+fn read_path_violations(text: &str) -> Vec<String> {
+    let markdown = std::fs::read_to_string(repository().join("ARCHITECTURE.md")).unwrap();
+    let allowed: HashSet<String> = table_after(&markdown, "<!-- read path:")
+        .iter()
+        .map(|row| row[0].trim().trim_matches('`').to_owned())
+        .collect();
+    storage_calls(text)
+        .into_iter()
+        .filter(|(method, _)| !allowed.contains(method))
+        .map(|(method, line)| format!("src/links/resolver.rs:{line}: self.db.{method}"))
+        .collect()
+}
+
+#[test]
+fn the_read_path_calls_only_the_storage_methods_architecture_md_lists() {
+    let text = std::fs::read_to_string(repository().join("src/links/resolver.rs")).unwrap();
+    assert!(
+        !storage_calls(&text).is_empty(),
+        "the resolver's storage calls were not found: the check reads nothing"
+    );
+    let violations = read_path_violations(&text);
+    assert!(
+        violations.is_empty(),
+        "storage calls on the read path that ARCHITECTURE.md's read-path table does not list \
+         (a write there needs a reason in that table):\n  {}",
+        violations.join("\n  ")
+    );
+}
+
+#[test]
+fn a_write_planted_on_the_read_path_is_reported() {
+    let planted = "impl Resolver {\n    async fn redirect(&self) {\n        \
+                   self.db.take_visit(1).await;\n        self.db.change_link(1, 1).await;\n    }\n}\n";
+    assert_eq!(
+        read_path_violations(planted),
+        ["src/links/resolver.rs:4: self.db.change_link"]
+    );
+}
