@@ -10,6 +10,10 @@
 //! - F4 the primary stopped: existing codes redirect, a fresh instance serves from Redis and
 //!   from the replica, creates fail fast, and everything (clicks included) resumes after.
 //! - F5 replica replay paused: a fresh code and a new alias resolve through the primary.
+//!
+//! And the link-management faults: a change Redis refused to store (out of memory) reaches it
+//! once it takes writes again; a replica still holding a link's old version hands it to no
+//! instance started after the change, and so to no tier.
 
 mod common;
 #[path = "support/processes.rs"]
@@ -911,4 +915,182 @@ async fn the_create_limit_is_per_instance_while_redis_is_away_and_shared_again_a
     }
     back.signal(libc::SIGCONT);
     app.shutdown().await;
+}
+
+/// Sends a keyed `PATCH` of `code`'s target.
+async fn patch_target(app: &TestApp, key: &str, code: &str, url: &str) {
+    let body = serde_json::json!({ "url": url }).to_string();
+    let answer = app.keyed("PATCH", &format!("/{code}"), key, &body).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+async fn location_on(app: &TestApp, code: &str) -> Option<String> {
+    app.get(&format!("/{code}"))
+        .await
+        .header("location")
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn a_change_redis_refused_to_store_reaches_it_once_it_takes_writes_again() {
+    let redis = OwnRedis::start();
+    let db_url = common::fresh_database().await;
+    let redis_url = redis.url();
+    let flags = ["--redis-url", &redis_url, "--cache-ttl", "60s"];
+    let apps = [
+        spawn_app_on(&db_url, &flags).await,
+        spawn_app_on(&db_url, &flags).await,
+        spawn_app_on(&db_url, &flags).await,
+    ];
+    let key = common::make_key(&db_url, "owner", "links");
+    let made = apps[0]
+        .keyed(
+            "POST",
+            "/shorten",
+            &key,
+            r#"{"url": "https://example.com/before"}"#,
+        )
+        .await;
+    let code = made.json()["code"].as_str().unwrap().to_owned();
+    for app in &apps {
+        assert_eq!(
+            location_on(app, &code).await.as_deref(),
+            Some("https://example.com/before")
+        );
+    }
+    let redis_key = format!("shortener:link:{code}");
+    assert!(redis.cli(&["GET", &redis_key]).starts_with("v1\n"));
+
+    // Redis is out of memory: it answers, publishes, and refuses every write.
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    patch_target(&apps[0], &key, &code, "https://example.com/after").await;
+    // Announced: every instance serves the new target...
+    for app in &apps {
+        let served = eventually(Duration::from_secs(5), || async {
+            location_on(app, &code).await.as_deref() == Some("https://example.com/after")
+        })
+        .await;
+        assert!(served, "an instance still served the old target");
+    }
+    // ...and Redis still holds the old version, which it would give a fresh instance.
+    assert!(
+        redis.cli(&["GET", &redis_key]).starts_with("v1\n"),
+        "Redis took a write while out of memory"
+    );
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let repaired = eventually(Duration::from_secs(10), || async {
+        redis.cli(&["GET", &redis_key]).starts_with("v2\n")
+    })
+    .await;
+    assert!(
+        repaired,
+        "the change never reached Redis once it took writes"
+    );
+    // A fresh instance reads the new version from Redis.
+    let fresh = spawn_app_on(&db_url, &flags).await;
+    assert_eq!(
+        location_on(&fresh, &code).await.as_deref(),
+        Some("https://example.com/after")
+    );
+    assert_eq!(
+        fresh
+            .scrape()
+            .await
+            .value("shortener_link_resolutions_total", &[("outcome", "redis")]),
+        1.0
+    );
+    fresh.shutdown().await;
+    for app in apps {
+        app.shutdown().await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn a_replica_holding_the_old_version_puts_it_back_into_no_tier() {
+    let primary = OwnPostgres::start();
+    let replica = OwnPostgres::replica_of(&primary);
+    let redis = OwnRedis::start();
+    let db_url = database_on(&primary).await;
+    // An old link (the replica is asked for it), replicated.
+    let (id, code) = code_made_ago(Duration::from_secs(3_600), 3);
+    insert_link(&db_url, id, &code, "https://example.com/before").await;
+    wait_for_replica(&primary, &replica).await;
+    let admin = common::make_key(&db_url, "ops", "admin");
+    let redis_url = redis.url();
+    let editor = spawn_app_on(&db_url, &["--redis-url", &redis_url]).await;
+    connect(&replica.url("postgres"))
+        .await
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    patch_target(&editor, &admin, &code, "https://example.com/after").await;
+    let redis_key = format!("shortener:link:{code}");
+    let announced = eventually(Duration::from_secs(5), || async {
+        redis.cli(&["GET", &redis_key]).starts_with("v2\n")
+    })
+    .await;
+    assert!(announced, "the change never reached Redis");
+    // Many changes to other links since (more than a fresh instance reads back from the
+    // feed's end), and Redis forgets the link (its TTL ran out): only the lagging replica
+    // and the primary remain, and they disagree.
+    connect(&db_url)
+        .await
+        .batch_execute(
+            "INSERT INTO link_changes (link_id, code, version) \
+             SELECT g, 'other' || g, 2 FROM generate_series(1, 1500) AS g",
+        )
+        .await
+        .unwrap();
+    redis.cli(&["DEL", &redis_key]);
+
+    // An instance started after the change, reading the replica first.
+    let reader = spawn_app_on(
+        &db_url,
+        &[
+            "--database-replica-urls",
+            &replica.url("shortener"),
+            "--redis-url",
+            &redis_url,
+        ],
+    )
+    .await;
+    assert_eq!(
+        location_on(&reader, &code).await.as_deref(),
+        Some("https://example.com/after"),
+        "the replica's old version was served"
+    );
+    let scrape = reader.scrape().await;
+    // The replica was asked, and its answer passed over for the primary's.
+    assert_eq!(
+        scrape.value(
+            "shortener_db_operations_total",
+            &[("operation", "lookup_replica")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        scrape.value(
+            "shortener_link_resolutions_total",
+            &[("outcome", "primary")]
+        ),
+        1.0
+    );
+    let filled = eventually(Duration::from_secs(5), || async {
+        !redis.cli(&["GET", &redis_key]).trim().is_empty()
+    })
+    .await;
+    assert!(filled, "the lookup filled nothing into Redis");
+    assert!(
+        redis.cli(&["GET", &redis_key]).starts_with("v2\n"),
+        "Redis was filled with the replica's old version"
+    );
+    connect(&replica.url("postgres"))
+        .await
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    reader.shutdown().await;
+    editor.shutdown().await;
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{LinkCache, RemoteCache, ResolvedLink};
+use super::{BreakerState, LinkCache, RemoteCache, ResolvedLink};
 use crate::storage::{ChangeEvent, ChangeSubscriber, Db, LinkRecord, RedisStore, StorageError};
 use crate::telemetry::Chain;
 
@@ -32,6 +32,13 @@ pub const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 const LOOKBACK: i64 = 1_000;
 /// Rows read from the feed at once.
 const PAGE: i64 = 1_000;
+/// How far back an instance that starts remembers changes: a link changed this recently is
+/// not taken from a replica (or Redis) at an older version by an instance that never heard of
+/// the change. A replica lagging by more than this can still serve such an instance the old
+/// version, until the link's next change.
+pub const REMEMBERED_ON_START: Duration = Duration::from_secs(600);
+/// Most changes remembered on start.
+const REMEMBERED_ON_START_AT_MOST: i64 = 100_000;
 
 /// Announces, hears and applies changes.
 pub struct ChangeFeed {
@@ -42,6 +49,9 @@ pub struct ChangeFeed {
     redis: Option<RedisStore>,
     /// The newest place in the feed read (0: none yet).
     applied: AtomicI64,
+    /// The oldest place in the feed whose version may not have reached Redis (0: none): a
+    /// change made or read while Redis did not answer, written there once it does.
+    unrepaired_from: AtomicI64,
 }
 
 impl ChangeFeed {
@@ -57,6 +67,7 @@ impl ChangeFeed {
             remote,
             redis,
             applied: AtomicI64::new(0),
+            unrepaired_from: AtomicI64::new(0),
         }
     }
 
@@ -67,15 +78,70 @@ impl ChangeFeed {
             Some(resolved) => self.cache.put_newer(&link.code, resolved).await,
             None => self.cache.changed(&link.code, link.version).await,
         }
-        announce(self.remote.as_deref(), self.redis.as_ref(), link, seq).await;
+        if !announce(self.remote.as_deref(), self.redis.as_ref(), link, seq).await {
+            self.missed_redis(seq);
+        }
     }
 
-    /// Where the feed is now: changes before it need not be read (they are in every tier
-    /// already, or older than anything cached).
+    /// Where the feed is now, and the versions of the links changed in the last
+    /// [`REMEMBERED_ON_START`]: older changes need not be read (they are in every tier
+    /// already, or older than anything cached), recent ones must not be undone by a lagging
+    /// replica or an old value in Redis.
     pub async fn start_at_the_end(&self) -> Result<(), StorageError> {
         let last = self.db.last_link_change().await?;
+        let recent = self
+            .db
+            .recent_link_changes(REMEMBERED_ON_START, REMEMBERED_ON_START_AT_MOST)
+            .await?;
+        for row in &recent {
+            self.cache.changed(&row.code, row.version).await;
+        }
         self.applied.fetch_max(last, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// The change at `seq` may not be in Redis: it is written there once Redis answers.
+    fn missed_redis(&self, seq: i64) {
+        let _ = self
+            .unrepaired_from
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |from| {
+                (from == 0 || seq < from).then_some(seq)
+            });
+    }
+
+    /// Writes into Redis the changes it missed, once its breaker is closed again.
+    async fn repair_missed(&self) -> Result<(), StorageError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let from = self.unrepaired_from.load(Ordering::Acquire);
+        if from == 0 || remote.state() != BreakerState::Closed {
+            return Ok(());
+        }
+        self.unrepaired_from.store(0, Ordering::Release);
+        let applied = self.applied.load(Ordering::Acquire);
+        let mut after = from - 1;
+        loop {
+            let rows = match self.db.link_changes_after(after, applied, PAGE).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    self.missed_redis(after + 1);
+                    return Err(error);
+                }
+            };
+            for row in &rows {
+                if !self.repair(&row.code).await? {
+                    self.missed_redis(row.seq);
+                }
+                after = row.seq;
+            }
+            if rows.len() < PAGE as usize {
+                if self.unrepaired_from.load(Ordering::Acquire) == 0 {
+                    tracing::info!("the changes that had not reached redis are written there now");
+                }
+                return Ok(());
+            }
+        }
     }
 
     /// Reads the feed from where this instance is and applies what it finds; writes the
@@ -96,8 +162,8 @@ impl ChangeFeed {
                 // settings, or a Redis that failed it): it may not be in Redis either.
                 let unheard = self.cache.known_version(&row.code).await < row.version;
                 self.cache.changed(&row.code, row.version).await;
-                if repair_redis || unheard {
-                    self.repair(&row.code).await?;
+                if (repair_redis || unheard) && !self.repair(&row.code).await? {
+                    self.missed_redis(row.seq);
                 }
                 after = row.seq;
             }
@@ -110,15 +176,15 @@ impl ChangeFeed {
     }
 
     /// Writes the current version of `code` into Redis (which keeps it unless it holds a
-    /// newer one).
-    async fn repair(&self, code: &str) -> Result<(), StorageError> {
+    /// newer one). Answers whether Redis holds it now (`true` without Redis: nothing to do).
+    async fn repair(&self, code: &str) -> Result<bool, StorageError> {
         let Some(remote) = &self.remote else {
-            return Ok(());
+            return Ok(true);
         };
-        if let Some(link) = self.db.link_by_code(code).await? {
-            remote.write_through(code, &link).await;
+        match self.db.link_by_code(code).await? {
+            Some(link) => Ok(remote.write_through(code, &link).await),
+            None => Ok(true),
         }
-        Ok(())
     }
 
     /// Applies announcements heard on `subscriber` (none without Redis) and reads the feed
@@ -179,6 +245,9 @@ impl ChangeFeed {
         if let Err(error) = self.catch_up(repair_redis).await {
             crate::throttled!(warn, error = %Chain(&error), "the change feed could not be read; changes not announced are applied when it can");
         }
+        if let Err(error) = self.repair_missed().await {
+            crate::throttled!(warn, error = %Chain(&error), "changes that missed redis could not be read again; retried in a second");
+        }
     }
 }
 
@@ -190,14 +259,16 @@ pub async fn announce(
     redis: Option<&RedisStore>,
     link: &LinkRecord,
     seq: i64,
-) {
+) -> bool {
+    let mut in_redis = true;
     if let Some(remote) = remote
         && !remote.write_through(&link.code, link).await
     {
         tracing::warn!(
             code = %link.code,
-            "a change did not reach redis; instances write it there when their subscription to changes is back"
+            "a change did not reach redis; it is written there once redis answers"
         );
+        in_redis = false;
     }
     if let Some(redis) = redis
         && let Err(error) = redis
@@ -206,6 +277,7 @@ pub async fn announce(
     {
         crate::throttled!(warn, error = %Chain(&error), "a change was not announced; other instances read it from the feed within a second");
     }
+    in_redis
 }
 
 /// `seq version code`: what an announcement says.

@@ -4,6 +4,8 @@
 //! caches, is `links`' to decide; here a change is applied only if the version is still the
 //! one the caller read.
 
+use std::time::Duration;
+
 use time::OffsetDateTime;
 
 use super::links::{LINK_COLUMNS, LinkRecord};
@@ -165,15 +167,31 @@ impl Db {
                     &[&floor, &applied, &limit],
                 )
                 .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(ChangeRow {
-                        seq: row.try_get(0)?,
-                        code: row.try_get(1)?,
-                        version: row.try_get(2)?,
-                    })
-                })
-                .collect()
+            change_rows(&rows)
+        })
+        .await
+    }
+
+    /// The changes of the last `within` (at most `limit`, the newest), oldest first.
+    pub async fn recent_link_changes(
+        &self,
+        within: Duration,
+        limit: i64,
+    ) -> Result<Vec<ChangeRow>, StorageError> {
+        self.bounded(DbOperation::Change, async {
+            let conn = pool::checkout(&self.background).await?;
+            let rows = conn
+                .client
+                .query(
+                    "SELECT seq, code, version FROM ( \
+                       SELECT seq, code, version FROM link_changes \
+                       WHERE seq > (SELECT coalesce(max(seq), 0) FROM link_changes) - $2 \
+                         AND changed_at > clock_timestamp() - make_interval(secs => $1) \
+                     ) AS recent ORDER BY seq",
+                    &[&within.as_secs_f64(), &limit],
+                )
+                .await?;
+            change_rows(&rows)
         })
         .await
     }
@@ -190,6 +208,19 @@ impl Db {
         })
         .await
     }
+}
+
+/// Rows of `seq, code, version`.
+fn change_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<ChangeRow>, StorageError> {
+    rows.iter()
+        .map(|row| {
+            Ok(ChangeRow {
+                seq: row.try_get(0)?,
+                code: row.try_get(1)?,
+                version: row.try_get(2)?,
+            })
+        })
+        .collect()
 }
 
 /// A takedown from the command line (`shortener disable` / `enable`), on a connection of its
