@@ -1,13 +1,14 @@
 //! Link management: `PATCH /{code}` and `DELETE /{code}` by the link's owner or an admin key,
 //! their preconditions (`If-Match`), who may do what, deletes that are final, codes matched
 //! exactly, and changes reaching every instance (three of them, on one Redis node and on a
-//! Redis Cluster, and without Redis through the feed in Postgres).
+//! Redis Cluster, and without Redis through the feed in Postgres), and never undone by a fill
+//! that read the link before the change and lands after it.
 
 mod common;
 
 use std::time::Duration;
 
-use common::redis::{Topology, spawn_with_redis};
+use common::redis::{Topology, redis_get, spawn_with_redis, store_settings};
 use common::{TestApp, eventually, make_key, scalar, send, spawn_app, spawn_app_on};
 
 /// What the contract promises while the subscription to changes is up.
@@ -155,6 +156,119 @@ async fn changes_reach_every_instance_within_a_second_on_a_single_redis() {
 #[tokio::test]
 async fn changes_reach_every_instance_within_a_second_on_a_redis_cluster() {
     changes_reach_three_instances(Topology::Cluster).await;
+}
+
+/// A fill that read a link before its `DELETE` and lands after it brings nothing back, on
+/// three instances. The race is made to happen in that order: the fill is the instances' own
+/// (`RemoteCache::fill`, the background write after a Postgres hit), given the link as a
+/// lookup read it before the delete, and run to completion after the delete has reached every
+/// instance.
+async fn a_late_fill_does_not_undo_a_delete(topology: Topology) {
+    use std::sync::Arc;
+
+    use shortener::links::RemoteCache;
+    use shortener::storage::{LinkRecord, RedisStore};
+    use tokio_util::task::TaskTracker;
+
+    let db_url = common::fresh_database().await;
+    let prefix = common::unique_redis_prefix();
+    let extra = ["--cache-ttl", "60s"];
+    let apps = [
+        spawn_with_redis(&db_url, topology, &prefix, &extra).await,
+        spawn_with_redis(&db_url, topology, &prefix, &extra).await,
+        spawn_with_redis(&db_url, topology, &prefix, &extra).await,
+    ];
+    let key = make_key(&db_url, "owner", "links");
+    let code = create_keyed(
+        &apps[0],
+        &key,
+        serde_json::json!({"url": "https://example.com/before"}),
+    )
+    .await;
+    for app in &apps {
+        assert_eq!(
+            served(app, &code).await,
+            Ok("https://example.com/before".into())
+        );
+    }
+    // The fill begins: a lookup reads the link from Postgres, before the delete.
+    let row = apps[0]
+        .db()
+        .await
+        .query_one(
+            "SELECT id, created_at, version FROM links WHERE code = $1",
+            &[&code],
+        )
+        .await
+        .unwrap();
+    let read_before = LinkRecord::new(
+        row.get(0),
+        code.clone(),
+        "https://example.com/before".into(),
+        row.get(1),
+    );
+    assert_eq!(read_before.version, row.get::<_, i64>(2));
+
+    // The delete, on another instance, reaches every instance and Redis.
+    let deleted = apps[1].keyed("DELETE", &format!("/{code}"), &key, "").await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert!(every_instance_serves(&apps, &code, Err(410)).await);
+    let redis_key = format!("{prefix}{code}");
+    assert!(redis_get(topology, &redis_key).is_some_and(|held| held.starts_with("v2\n")));
+
+    // The fill lands, and the same fill lands for a code Redis does not hold (it could
+    // have written).
+    let fills = TaskTracker::new();
+    let store = RedisStore::connect(&store_settings(topology, &prefix), fills.clone()).unwrap();
+    assert!(store.wait_connected(Duration::from_secs(5)).await);
+    let remote = Arc::new(RemoteCache::new(
+        store,
+        Duration::from_secs(30),
+        fills.clone(),
+    ));
+    let control = format!("{code}-control");
+    remote.fill(&code, &read_before);
+    remote.fill(&control, &read_before);
+    fills.close();
+    fills.wait().await;
+    assert!(
+        redis_get(topology, &format!("{prefix}{control}"))
+            .is_some_and(|held| held.starts_with("v1\n")),
+        "the fill did not land"
+    );
+    assert!(
+        redis_get(topology, &redis_key).is_some_and(|held| held.starts_with("v2\n")),
+        "{topology:?}: the late fill replaced the delete in Redis"
+    );
+    for app in &apps {
+        assert_eq!(served(app, &code).await, Err(410));
+    }
+    // A fresh instance, reading Redis first, finds the delete.
+    let fresh = spawn_with_redis(&db_url, topology, &prefix, &extra).await;
+    assert_eq!(served(&fresh, &code).await, Err(410));
+    assert_eq!(
+        fresh
+            .scrape()
+            .await
+            .value("shortener_link_resolutions_total", &[("outcome", "redis")]),
+        1.0
+    );
+    fresh.shutdown().await;
+    for app in apps {
+        app.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_fill_that_read_before_a_delete_and_lands_after_it_brings_nothing_back_on_a_single_redis()
+{
+    a_late_fill_does_not_undo_a_delete(Topology::Single).await;
+}
+
+#[tokio::test]
+async fn a_fill_that_read_before_a_delete_and_lands_after_it_brings_nothing_back_on_a_redis_cluster()
+ {
+    a_late_fill_does_not_undo_a_delete(Topology::Cluster).await;
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::redis::{Topology, redis_get, redis_ttl, spawn_with_redis};
+use common::redis::{Topology, redis_get, redis_ttl, spawn_with_redis, store_settings};
 use common::{eventually, send, spawn_app};
 
 async fn tiers_fill_and_serve(topology: Topology) {
@@ -149,27 +149,9 @@ async fn disable_writes_the_new_version_into_redis_so_a_fresh_instance_answers_4
 /// A late write of an older version (a fill that read before a change) never replaces a newer
 /// one: the compare-version script, on either topology.
 async fn an_older_version_never_replaces_a_newer_one(topology: Topology) {
-    use shortener::storage::{RedisSettings, RedisStore, RedisTopology};
+    use shortener::storage::RedisStore;
     let prefix = common::unique_redis_prefix();
-    let settings = RedisSettings {
-        topology: match topology {
-            Topology::Single => RedisTopology::Single(common::redis_single_url()),
-            Topology::Cluster => RedisTopology::Cluster(
-                common::redis_cluster_nodes()
-                    .split(',')
-                    .map(|seed| {
-                        let (host, port) = seed.rsplit_once(':').unwrap();
-                        (host.to_owned(), port.parse().unwrap())
-                    })
-                    .collect(),
-            ),
-        },
-        username: None,
-        password: None,
-        cluster_tls: false,
-        command_timeout: Duration::from_secs(2),
-        key_prefix: prefix.clone(),
-    };
+    let settings = store_settings(topology, &prefix);
     let tasks = tokio_util::task::TaskTracker::new();
     let store = RedisStore::connect(&settings, tasks).unwrap();
     assert!(store.wait_connected(Duration::from_secs(5)).await);

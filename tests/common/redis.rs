@@ -27,6 +27,31 @@ pub fn redis_flags(topology: Topology, prefix: &str) -> Vec<String> {
     ]
 }
 
+/// A store of the library's own on `topology`, its keys under `prefix` (what an instance
+/// started with [`redis_flags`] reads and writes).
+pub fn store_settings(topology: Topology, prefix: &str) -> shortener::storage::RedisSettings {
+    use shortener::storage::{RedisSettings, RedisTopology};
+    RedisSettings {
+        topology: match topology {
+            Topology::Single => RedisTopology::Single(redis_single_url()),
+            Topology::Cluster => RedisTopology::Cluster(
+                redis_cluster_nodes()
+                    .split(',')
+                    .map(|seed| {
+                        let (host, port) = seed.rsplit_once(':').unwrap();
+                        (host.to_owned(), port.parse().unwrap())
+                    })
+                    .collect(),
+            ),
+        },
+        username: None,
+        password: None,
+        cluster_tls: false,
+        command_timeout: std::time::Duration::from_secs(2),
+        key_prefix: prefix.to_owned(),
+    }
+}
+
 /// An instance on `db_url` with Redis `topology` under `prefix`, and `extra` flags.
 pub async fn spawn_with_redis(
     db_url: &str,
