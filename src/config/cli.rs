@@ -119,6 +119,35 @@ pub struct ServeArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub primary: PrimaryArgs,
+    /// The role the service runs as (e.g. shortener_app, a group role its login roles are
+    /// members of): after migrating, it is given exactly the rights the service uses (rows of
+    /// its tables; the API keys only read) and no others. The role must exist
+    /// (deploy/postgres/roles.sql makes it). Unset: no grants are made.
+    #[arg(long, env = "SHORTENER_DATABASE_APP_ROLE")]
+    pub app_role: Option<String>,
+}
+
+impl MigrateArgs {
+    /// The application role, if one is named: a plain identifier (lower-case letters, digits
+    /// and `_`, at most 63 bytes, not starting with a digit), quoted as it is.
+    pub fn app_role(&self) -> Result<Option<&str>, String> {
+        let Some(role) = self.app_role.as_deref() else {
+            return Ok(None);
+        };
+        let plain = !role.is_empty()
+            && role.len() <= 63
+            && !role.starts_with(|c: char| c.is_ascii_digit())
+            && role
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if plain {
+            Ok(Some(role))
+        } else {
+            Err(format!(
+                "{role:?} is not a plain role name (lower-case letters, digits and _, at most 63, not starting with a digit)"
+            ))
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -42,3 +42,55 @@ pub async fn migrate(target: &PgTarget) -> anyhow::Result<Vec<String>> {
     .await
     .context("migrating the database")
 }
+
+/// What the role the service runs as may do with each table (`shortener migrate` with an
+/// application role grants exactly this, and revokes anything else). Every table of the schema
+/// is named: a migration that adds one adds it here too (a test compares the two).
+pub const APP_ROLE_PRIVILEGES: &[(&str, &str)] = &[
+    // Links are never deleted (a delete is a tombstone, its code never issued again).
+    ("links", "SELECT, INSERT, UPDATE"),
+    ("idempotency_keys", "SELECT, INSERT, UPDATE, DELETE"),
+    ("link_clicks_daily", "SELECT, INSERT, UPDATE, DELETE"),
+    ("stats_batches", "SELECT, INSERT, UPDATE, DELETE"),
+    ("worker_leases", "SELECT, INSERT, UPDATE, DELETE"),
+    // Keys are made and revoked by `shortener apikey`, run as the owner; the service reads them.
+    ("api_keys", "SELECT"),
+    ("api_key_usage", "SELECT, INSERT, UPDATE"),
+    // Appended to, never rewritten.
+    ("link_changes", "SELECT, INSERT"),
+    ("audit_log", "SELECT, INSERT"),
+    // Which migrations are applied (read to compare with the binary's).
+    ("refinery_schema_history", "SELECT"),
+];
+
+/// Gives `role` (which must exist) the rights of [`APP_ROLE_PRIVILEGES`] and no others, with
+/// the use of every sequence, in one transaction: the service never sees a moment without
+/// them. Safe to run again; `role` must be a plain identifier (checked by the caller).
+pub async fn grant_app_role(target: &PgTarget, role: &str) -> anyhow::Result<()> {
+    super::on_own_connection(target, async |client: &mut tokio_postgres::Client| {
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await?
+            .is_some();
+        anyhow::ensure!(
+            exists,
+            "the role {role} does not exist: create it first (deploy/postgres/roles.sql)"
+        );
+        let role = format!("\"{role}\"");
+        let mut sql = format!(
+            "BEGIN;\n\
+             GRANT USAGE ON SCHEMA public TO {role};\n\
+             REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};\n\
+             REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role};\n\
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};\n"
+        );
+        for (table, privileges) in APP_ROLE_PRIVILEGES {
+            sql.push_str(&format!("GRANT {privileges} ON {table} TO {role};\n"));
+        }
+        sql.push_str("COMMIT;");
+        client.batch_execute(&sql).await?;
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+    .context("granting the application role its rights")
+}
