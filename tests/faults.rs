@@ -11,7 +11,8 @@
 //!   from the replica, creates fail fast, and everything (clicks included) resumes after.
 //! - F5 replica replay paused: a fresh code and a new alias resolve through the primary.
 //!
-//! And the link-management faults: a change Redis refused to store (out of memory) reaches it
+//! And the link-management faults: a change made while Redis is down is served by every
+//! instance within the bound, and by Redis once it is back; a change Redis refused to store (out of memory) reaches it
 //! once it takes writes again; a replica still holding a link's old version hands it to no
 //! instance started after the change, and so to no tier.
 
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{ListenerSockets, TestApp, connect, eventually, scalar, send, spawn_app_on};
 use processes::{OwnCluster, OwnPostgres, OwnRedis};
 use shortener::ids::{CodeCodec, CodeKey, EPOCH_UNIX_MS, compose_id};
+use shortener::links::{CATCH_UP_EVERY, UNTRUSTED_TTL};
 
 /// The command timeout the tests configure, and the margin a loaded test machine gets.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(50);
@@ -929,6 +931,94 @@ async fn location_on(app: &TestApp, code: &str) -> Option<String> {
         .await
         .header("location")
         .map(str::to_owned)
+}
+
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn a_change_made_while_redis_is_down_is_served_everywhere_and_by_redis_once_it_is_back() {
+    let redis = OwnRedis::start();
+    let db_url = common::fresh_database().await;
+    let redis_url = redis.url();
+    let flags = [
+        "--redis-url",
+        &redis_url,
+        "--redis-command-timeout",
+        "50ms",
+        "--cache-ttl",
+        "60s",
+    ];
+    let apps = [
+        spawn_app_on(&db_url, &flags).await,
+        spawn_app_on(&db_url, &flags).await,
+        spawn_app_on(&db_url, &flags).await,
+    ];
+    let key = common::make_key(&db_url, "owner", "links");
+    let made = apps[0]
+        .keyed(
+            "POST",
+            "/shorten",
+            &key,
+            r#"{"url": "https://example.com/before"}"#,
+        )
+        .await;
+    let code = made.json()["code"].as_str().unwrap().to_owned();
+    for app in &apps {
+        assert_eq!(
+            location_on(app, &code).await.as_deref(),
+            Some("https://example.com/before")
+        );
+    }
+
+    let port = redis.kill();
+    patch_target(&apps[0], &key, &code, "https://example.com/after").await;
+    // Neither written into Redis nor announced: the feed in Postgres carries it, within the
+    // second an instance that cannot hear changes keeps a link (and the second between two
+    // reads of the feed).
+    let bound = UNTRUSTED_TTL + CATCH_UP_EVERY + MARGIN;
+    for app in &apps {
+        let served = eventually(bound, || async {
+            location_on(app, &code).await.as_deref() == Some("https://example.com/after")
+        })
+        .await;
+        assert!(
+            served,
+            "an instance still served the old target with Redis down"
+        );
+    }
+    // Redis is back (empty, as after a restart without persistence): every instance keeps
+    // serving the change, and the change is written there.
+    let redis = OwnRedis::start_on(port);
+    let redis_key = format!("shortener:link:{code}");
+    let repaired = eventually(Duration::from_secs(10), || async {
+        redis.cli(&["GET", &redis_key]).starts_with("v2\n")
+    })
+    .await;
+    assert!(
+        repaired,
+        "the change was never written into Redis once it was back"
+    );
+    for app in &apps {
+        assert_eq!(
+            location_on(app, &code).await.as_deref(),
+            Some("https://example.com/after")
+        );
+    }
+    let fresh = spawn_app_on(&db_url, &flags).await;
+    assert_eq!(
+        location_on(&fresh, &code).await.as_deref(),
+        Some("https://example.com/after")
+    );
+    assert_eq!(
+        fresh
+            .scrape()
+            .await
+            .value("shortener_link_resolutions_total", &[("outcome", "redis")]),
+        1.0
+    );
+    fresh.shutdown().await;
+    for app in apps {
+        app.shutdown().await;
+    }
 }
 
 #[tokio::test]
