@@ -262,6 +262,7 @@ impl Application {
                 writer,
                 ids: Arc::clone(&ids),
                 limits: Arc::clone(&limits),
+                keys: Arc::clone(&keys),
                 metrics: Arc::clone(&metrics),
             },
             stages.stop.clone(),

@@ -381,6 +381,8 @@ async fn an_instance_that_cannot_read_its_keys_answers_keyed_requests_503() {
     let proxy = common::DbProxy::start(&db_url).await;
     let app = spawn_app_on(&proxy.url, &["--db-acquire-timeout", "200ms"]).await;
     assert_eq!(app.keyed("GET", "/links", &key, "").await.status, 200);
+    let age = |scrape: common::Scrape| scrape.value("shortener_api_keys_age_seconds", &[]);
+    assert!(age(app.scrape().await) < 5.0);
     let cached = app.create("https://example.com/cached").await;
     proxy.cut();
     let cut_at = std::time::Instant::now();
@@ -397,6 +399,8 @@ async fn an_instance_that_cannot_read_its_keys_answers_keyed_requests_503() {
         "refused too early: {:?}",
         cut_at.elapsed()
     );
+    // What the operator sees: the age past the bound (ApiKeysStale).
+    assert!(age(app.scrape().await) > 5.0);
     // Requests without a key are not affected by the key set.
     assert_eq!(app.get(&format!("/{cached}")).await.status, 302);
     proxy.restore();
@@ -405,6 +409,7 @@ async fn an_instance_that_cannot_read_its_keys_answers_keyed_requests_503() {
     })
     .await;
     assert!(fresh);
+    assert!(age(app.scrape().await) < 5.0);
     app.shutdown().await;
 }
 

@@ -969,6 +969,14 @@ async fn a_change_made_while_redis_is_down_is_served_everywhere_and_by_redis_onc
         );
     }
 
+    let trusted = |scrape: common::Scrape| scrape.value("shortener_link_cache_trusted", &[]);
+    for app in &apps {
+        let hears = eventually(Duration::from_secs(10), || async {
+            trusted(app.scrape().await) == 1.0
+        })
+        .await;
+        assert!(hears, "an instance never subscribed to changes");
+    }
     let port = redis.kill();
     patch_target(&apps[0], &key, &code, "https://example.com/after").await;
     // Neither written into Redis nor announced: the feed in Postgres carries it, within the
@@ -984,6 +992,15 @@ async fn a_change_made_while_redis_is_down_is_served_everywhere_and_by_redis_onc
             served,
             "an instance still served the old target with Redis down"
         );
+        // What the operator sees (LinkChangesNotHeard once it lasts).
+        let deaf = eventually(Duration::from_secs(5), || async {
+            trusted(app.scrape().await) == 0.0
+        })
+        .await;
+        assert!(
+            deaf,
+            "an instance still reported hearing changes with Redis down"
+        );
     }
     // Redis is back (empty, as after a restart without persistence): every instance keeps
     // serving the change, and the change is written there.
@@ -997,6 +1014,13 @@ async fn a_change_made_while_redis_is_down_is_served_everywhere_and_by_redis_onc
         repaired,
         "the change was never written into Redis once it was back"
     );
+    for app in &apps {
+        let hears = eventually(Duration::from_secs(10), || async {
+            trusted(app.scrape().await) == 1.0
+        })
+        .await;
+        assert!(hears, "an instance never heard changes again");
+    }
     for app in &apps {
         assert_eq!(
             location_on(app, &code).await.as_deref(),

@@ -124,6 +124,12 @@ impl LinkCache {
         self.trusted.load(Ordering::Acquire)
     }
 
+    /// Whether changes are heard as they are made (or there is no Redis to hear them from),
+    /// so links are cached for the cache TTL; `false` while links are kept a second at most.
+    pub fn hears_changes(&self) -> bool {
+        self.is_trusted()
+    }
+
     /// Keeps a link read while changes are not heard, for [`UNTRUSTED_TTL`].
     pub(super) async fn keep_untrusted(&self, code: &str, link: Arc<ResolvedLink>) {
         self.untrusted.insert(Box::from(code), link).await;

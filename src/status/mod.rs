@@ -7,6 +7,7 @@ mod probe;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +15,7 @@ pub use probe::{PROBE_EVERY, Probes, RedisState, TierState, Tiers, run_prober};
 
 use crate::ids::IdGenerator;
 use crate::limits::{LimitMode, RouteLimits};
-use crate::links::{BreakerState, CreateWriter, LinkCache, RemoteCache};
+use crate::links::{BreakerState, CreateWriter, KeyRing, LinkCache, RemoteCache};
 use crate::storage::Db;
 use crate::telemetry::metrics::{CacheName, CreateLimitMode, Metrics};
 
@@ -50,6 +51,7 @@ pub struct Watched {
     pub writer: Arc<CreateWriter>,
     pub ids: Arc<IdGenerator>,
     pub limits: Arc<RouteLimits>,
+    pub keys: Arc<KeyRing>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -169,5 +171,19 @@ impl Status {
         sampled
             .borrowed_ahead_seconds
             .set(watched.ids.borrowed_ahead_ms() as f64 / 1000.0);
+        // Never read: +Inf, which any threshold alerts on.
+        let age = watched.keys.age();
+        sampled.api_keys_age_seconds.set(if age == Duration::MAX {
+            f64::INFINITY
+        } else {
+            age.as_secs_f64()
+        });
+        sampled
+            .link_cache_trusted
+            .set(if watched.cache.hears_changes() {
+                1.0
+            } else {
+                0.0
+            });
     }
 }

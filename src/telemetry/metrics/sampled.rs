@@ -39,6 +39,8 @@ pub struct Sampled {
     pub worker_id: Gauge,
     pub clock_steps_back: Counter,
     pub borrowed_ahead_seconds: Gauge,
+    pub api_keys_age_seconds: Gauge,
+    pub link_cache_trusted: Gauge,
 }
 
 impl Sampled {
@@ -165,6 +167,16 @@ pub(super) fn sampled(registry: &Registry, layout: &Layout) -> Sampled {
         borrowed_ahead_seconds: registry.gauge(
             "shortener_id_borrowed_ahead_seconds",
             "How far the last issued id's millisecond is ahead of the wall clock now, in seconds.",
+            &[],
+        ),
+        api_keys_age_seconds: registry.gauge(
+            "shortener_api_keys_age_seconds",
+            "Seconds since the API keys were last read; past 5 keyed requests answer 503.",
+            &[],
+        ),
+        link_cache_trusted: registry.gauge(
+            "shortener_link_cache_trusted",
+            "1 while the instance hears changes to links and caches them for the cache TTL; 0 while it cannot and keeps each for a second at most.",
             &[],
         ),
     }
