@@ -1,6 +1,7 @@
 //! CORS for browser front ends: preflights of creates and stats (never rate limited), the
-//! allowed origin and the readable headers on their answers, nothing on redirects, nothing for
-//! other origins, and no preflight route at all while CORS is off.
+//! allowed origin and the readable headers on their answers (refusals of the API routes too,
+//! and the OpenAPI document), nothing on redirects, nothing for other origins, and no
+//! preflight route at all while CORS is off.
 
 mod common;
 
@@ -121,6 +122,47 @@ async fn pages_of_an_allowed_origin_may_create_and_read_stats_but_redirects_carr
     );
     let wrong_port = preflight(&app, "/shorten", "https://admin.example.com").await;
     assert_eq!(wrong_port.header("access-control-allow-origin"), None);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_page_can_read_why_an_api_route_refused_it_and_fetch_the_openapi_document() {
+    let app = spawn_app(&["--cors-origins", PAGE]).await;
+    let code = app.create("https://example.com/refusals").await;
+    // A wrong method on each API route (405), and a change of a code that cannot exist (404):
+    // answered with the problem, which the page can read.
+    for (method, path, status) in [
+        ("GET", "/shorten".to_owned(), 405),
+        ("GET", "/shorten/batch".to_owned(), 405),
+        ("POST", "/links".to_owned(), 405),
+        ("POST", format!("/{code}/stats"), 405),
+        ("PUT", format!("/{code}"), 405),
+        ("PATCH", "/no.such.code".to_owned(), 404),
+        ("POST", "/openapi.json".to_owned(), 405),
+    ] {
+        let answer = send(app.addr, method, &path, &[("Origin", PAGE)], b"").await;
+        assert_eq!(answer.status, status, "{method} {path}: {}", answer.text());
+        assert_eq!(
+            answer.header("access-control-allow-origin"),
+            Some(PAGE),
+            "{method} {path}"
+        );
+    }
+    // The contract itself, for an API explorer on the page's origin.
+    let document = send(app.addr, "GET", "/openapi.json", &[("Origin", PAGE)], b"").await;
+    assert_eq!(document.status, 200);
+    assert_eq!(document.header("access-control-allow-origin"), Some(PAGE));
+    // Still nothing on a redirect's refusals that are not API calls.
+    let qr = send(
+        app.addr,
+        "POST",
+        &format!("/{code}/qr"),
+        &[("Origin", PAGE)],
+        b"",
+    )
+    .await;
+    assert_eq!(qr.status, 405);
+    assert_eq!(qr.header("access-control-allow-origin"), None);
     app.shutdown().await;
 }
 

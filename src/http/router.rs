@@ -124,7 +124,8 @@ impl Route {
         }
     }
 
-    /// A CORS route: an API route a browser page may call (redirects never are).
+    /// A CORS route: an API route a browser page may call (redirects never are), its
+    /// refusals included (a page reads why it was refused), and the OpenAPI document.
     fn is_cors(&self) -> bool {
         matches!(
             self,
@@ -134,6 +135,17 @@ impl Route {
                 | Route::Links(_)
                 | Route::Change { .. }
                 | Route::Preflight(_)
+                | Route::OpenApi
+                // A code's refusals are of methods other than GET and HEAD: API calls.
+                | Route::Refused(
+                    HttpRoute::Shorten
+                        | HttpRoute::ShortenBatch
+                        | HttpRoute::Links
+                        | HttpRoute::Stats
+                        | HttpRoute::Redirect
+                        | HttpRoute::OpenApi,
+                    _
+                )
         )
     }
 }
