@@ -5,7 +5,9 @@
 #     {operation="key_lookup"}) against how many requests were answered 401;
 #  2. visit limits: three instances on one database, wrk against each at once, for a link with
 #     `max_visits` (a visit taken on the primary per redirect) and for an ordinary link,
-#     interleaved ROUNDS times; redirects/s of all three together, and the ratio.
+#     interleaved ROUNDS times; redirects/s of all three together, and the ratio;
+#  3. what a key costs a create: one instance, oha sending `POST /shorten` with an API key
+#     (`Authorization: Bearer`) and without, interleaved ROUNDS times; creates/s and the ratio.
 #
 #   loadtest/link_management.sh       DURATION [5s], ROUNDS [3], CONNECTIONS [16 per instance]
 set -euo pipefail
@@ -103,3 +105,42 @@ print(f"three instances: ordinary links {plain:,.0f} redirects/s, max_visits lin
 PY
 visits=$(psql -w -d "$DB" -Atc "SELECT 1000000000000 - visits_left FROM links WHERE code = '$limited'")
 echo "visits taken in Postgres: $visits" | tee -a "$OUT/summary.txt"
+stop_all
+
+# 3. Creates with a key against anonymous ones, one instance.
+command -v oha >/dev/null || die "oha is required (cargo install oha)"
+start 18495 19495
+key=$(env -i PATH="$PATH" DATABASE_URL="$DATABASE_URL" "$BIN" apikey create --name load --scope links | head -1)
+BODY='{"url":"https://example.com/some/long/path/for/a/benchmark"}'
+echo "round,caller,rps" >"$OUT/creates.csv"
+for round in $(seq 1 "$ROUNDS"); do
+  if (( round % 2 )); then order="anonymous keyed"; else order="keyed anonymous"; fi
+  for which in $order; do
+    auth=()
+    [ "$which" = keyed ] && auth=(-H "Authorization: Bearer $key")
+    timeout 60 oha --no-tui -w -z "$DURATION" -c "$CONNECTIONS" -m POST \
+      -H 'Content-Type: application/json' "${auth[@]}" -d "$BODY" \
+      --output-format json http://127.0.0.1:18495/shorten >"$OUT/round$round-create-$which.json"
+    read -r rps other < <(python3 - "$OUT/round$round-create-$which.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+codes = r.get("statusCodeDistribution", {})
+other = sum(n for code, n in codes.items() if code != "201") + sum(r.get("errorDistribution", {}).values())
+print(f'{r["summary"]["requestsPerSec"]:.0f} {other}')
+PY
+)
+    [ "$other" = 0 ] || die "round $round $which creates: $other answers were not 201"
+    echo "$round,$which,$rps" >>"$OUT/creates.csv"
+    log "round $round $which: $rps creates/s"
+  done
+done
+python3 - "$OUT/creates.csv" <<'PY' | tee -a "$OUT/summary.txt"
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+by = lambda which: {r["round"]: float(r["rps"]) for r in rows if r["caller"] == which}
+anonymous, keyed = by("anonymous"), by("keyed")
+ratios = [keyed[r] / anonymous[r] for r in sorted(anonymous, key=int)]
+print(f"creates: anonymous {statistics.median(anonymous.values()):,.0f}/s, with an API key "
+      f"{statistics.median(keyed.values()):,.0f}/s (medians); keyed/anonymous per round "
+      f"{' '.join(f'{x:.3f}' for x in ratios)}, median {statistics.median(ratios):.3f}")
+PY
