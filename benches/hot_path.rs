@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the pieces on the request paths (BRIEF targets: id generation ≤ 50 ns;
+//! Micro-benchmarks of the pieces on the request paths (targets of docs/requirements.md: id generation ≤ 50 ns;
 //! code encode + decode ≤ 100 ns; a moka hit ≤ 300 ns), and one HTTP/1.1 exchange in memory
 //! (request parsing, routing, the answer written) against a bare hyper handler. Run with
 //! `make bench`.

@@ -7,7 +7,7 @@
 #   hot      one code, closed loop (wrk), against the service and the reference server
 #   hotset   a random one of the first 100 codes
 #   zipf     every code, Zipf-popular (s = 1), with a cache of a quarter of the links
-#   mixed    BRIEF's mix: ~95 % Zipf redirects, ~4 % creates, ~1 % stats
+#   mixed    the targets' mix (docs/requirements.md): ~95 % Zipf redirects, ~4 % creates, ~1 % stats
 #   sweep    open loop (oha, fixed rates, latency from the intended send time) over the hot
 #            set, service and reference server, rising until p99 passes 50 ms; the report
 #            names the knee (the last rate with p99 under 5 ms and errors under 0.1 %). Not

@@ -1,4 +1,4 @@
-//! Fault injection (RELIABILITY F1–F5). Each test starts the servers it faults itself, on
+//! Fault injection (docs/requirements.md F1–F5). Each test starts the servers it faults itself, on
 //! ports of its own (tests/support/processes.rs): a Redis, a Redis Cluster, a Postgres primary
 //! and its streaming replica; the machine's services are never stopped or paused. Run one at a
 //! time by `make fault` (these tests are `#[ignore]`d so that `make test` stays quick).

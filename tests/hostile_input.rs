@@ -1,4 +1,4 @@
-//! Bad input (RELIABILITY B1, B4, B5, B8): refused with a clear error, nothing stored.
+//! Bad input (docs/requirements.md B1, B4, B5, B8): refused with a clear error, nothing stored.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Idempotency-Key semantics of POST /shorten (RELIABILITY F10): on one instance, across two
+//! Idempotency-Key semantics of POST /shorten (docs/requirements.md F10): on one instance, across two
 //! sharing a database, and with their Redis gone (Redis is not in the correctness path).
 
 mod common;

@@ -1,6 +1,6 @@
 //! Pools by role: creates stuck on a lock cannot take the connections redirects need, and
 //! readiness is probed on connections of its own, so a saturated write pool does not make
-//! a healthy database look down (RELIABILITY F13).
+//! a healthy database look down (docs/requirements.md F13).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Per-client rate limits (API.md "Rate limiting"; RELIABILITY B6, B7): exact bursts per IP
+//! Per-client rate limits (the README's rate-limit settings; docs/requirements.md B6, B7): exact bursts per IP
 //! and per IPv6 /64, the client a trusted proxy names (every `X-Forwarded-For` line), spoofed
 //! headers from untrusted peers, 404s counting toward the redirect limit, the IETF RateLimit
 //! fields on every non-3xx answer of a limited route, and the create limit shared by several

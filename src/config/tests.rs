@@ -83,7 +83,7 @@ fn redis_is_one_node_or_a_cluster_never_both() {
 #[test]
 fn config_names_hold_the_fixed_names_sorted_once_and_none_is_warned_about() {
     let names = config_names();
-    // The names API.md fixes, and some that later work added.
+    // The names the configuration contract fixes (README), and some that later work added.
     for name in [
         "DATABASE_URL",
         "DATABASE_REPLICA_URLS",
