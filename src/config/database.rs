@@ -49,6 +49,10 @@ pub struct DatabaseArgs {
         default_value = ""
     )]
     pub database_replica_urls: String,
+    /// File holding the read replicas' URLs (instead of DATABASE_REPLICA_URLS): separated by
+    /// commas or one a line, as a mounted Secret holds them.
+    #[arg(long, env = "DATABASE_REPLICA_URLS_FILE")]
+    pub database_replica_urls_file: Option<PathBuf>,
     /// Generated codes younger than this are read from the primary, not a replica: the
     /// longest replication lag (and clock difference between instances) to allow for.
     #[arg(long, env = "SHORTENER_REPLICA_LAG_BOUND", default_value = "5s")]
@@ -88,7 +92,20 @@ impl DatabaseArgs {
     pub(super) fn parse(&self, errors: &mut ConfigErrors) -> Option<DatabaseConfig> {
         let primary = errors.take("DATABASE_URL", self.primary.target());
         let mut replicas = Vec::new();
-        for url in parse::list(&self.database_replica_urls) {
+        let replica_urls = errors.take(
+            "DATABASE_REPLICA_URLS",
+            parse::secret(
+                Some(self.database_replica_urls.clone()),
+                self.database_replica_urls_file.clone(),
+                ["DATABASE_REPLICA_URLS", "DATABASE_REPLICA_URLS_FILE"],
+            ),
+        );
+        let replica_urls = replica_urls
+            .flatten()
+            .unwrap_or_default()
+            .replace('\n', ",");
+        for url in parse::list(&replica_urls) {
+            // Never the URL itself in the error: it may hold a password.
             if let Some(replica) = errors.take("DATABASE_REPLICA_URLS", PgTarget::parse(&url)) {
                 replicas.push(replica);
             }

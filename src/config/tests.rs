@@ -227,3 +227,45 @@ fn every_problem_is_reported_together() {
         ]
     );
 }
+
+#[test]
+fn replicas_may_come_from_a_file_one_a_line_or_separated_by_commas() {
+    let dir = std::env::temp_dir().join(format!("shortener-replicas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("replica-urls");
+    std::fs::write(
+        &file,
+        "postgres://app@replica-1/shortener\npostgres://app@replica-2/shortener, postgres://app@replica-3/shortener\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let config = serve(&[
+        "--database-url",
+        "postgres://app@primary/shortener",
+        "--database-replica-urls-file",
+        path,
+    ])
+    .unwrap();
+    assert_eq!(config.database.replicas.len(), 3);
+    // Not both at once, and a file that cannot be read is named.
+    let both = serve(&[
+        "--database-url",
+        "postgres://app@primary/shortener",
+        "--database-replica-urls",
+        "postgres://app@replica-1/shortener",
+        "--database-replica-urls-file",
+        path,
+    ])
+    .unwrap_err();
+    assert_eq!(variables(&both), ["DATABASE_REPLICA_URLS"]);
+    let missing = dir.join("nothing-here");
+    let unreadable = serve(&[
+        "--database-url",
+        "postgres://app@primary/shortener",
+        "--database-replica-urls-file",
+        missing.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert_eq!(variables(&unreadable), ["DATABASE_REPLICA_URLS"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
