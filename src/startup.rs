@@ -252,7 +252,10 @@ impl Application {
             config.creates.public_base_url.clone(),
             clock.clone(),
         );
-        let probes = Arc::new(Probes::new(db.replica_count()));
+        let probes = Arc::new(Probes::new(
+            db.replica_count(),
+            config.database.replica_lag_bound,
+        ));
         let status = Arc::new(Status::new(
             Watched {
                 probes: Arc::clone(&probes),

@@ -1208,3 +1208,89 @@ async fn a_replica_holding_the_old_version_puts_it_back_into_no_tier() {
     reader.shutdown().await;
     editor.shutdown().await;
 }
+
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn a_replica_lagging_past_the_bound_never_turns_an_existing_link_into_a_404() {
+    let primary = OwnPostgres::start();
+    let replica = OwnPostgres::replica_of(&primary);
+    let db_url = database_on(&primary).await;
+    wait_for_replica(&primary, &replica).await;
+    let replica_url = replica.url("shortener");
+    let app = spawn_app_on(
+        &db_url,
+        &[
+            "--database-replica-urls",
+            &replica_url,
+            "--replica-lag-bound",
+            "2s",
+        ],
+    )
+    .await;
+    let lag = || async {
+        app.scrape().await.value(
+            "shortener_db_replica_lag_seconds",
+            &[("database", "replica_1")],
+        )
+    };
+    let caught_up = eventually(Duration::from_secs(10), || async { lag().await == 0.0 }).await;
+    assert!(
+        caught_up,
+        "a replica that replays everything reads as lagging"
+    );
+    assert_eq!(
+        app.scrape()
+            .await
+            .value("shortener_db_replica_lag_bound_seconds", &[]),
+        2.0
+    );
+
+    connect(&replica.url("postgres"))
+        .await
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    // A link older than the bound (its code says so), on the primary only.
+    let (id, code) = code_made_ago(Duration::from_secs(3_600), 9);
+    insert_link(
+        &db_url,
+        id,
+        &code,
+        "https://example.com/only-on-the-primary",
+    )
+    .await;
+    let lagging = eventually(Duration::from_secs(15), || async { lag().await > 2.0 }).await;
+    assert!(lagging, "the lag never passed the bound: {}", lag().await);
+
+    // The replica is asked, has no such link, and lags: the primary answers.
+    let found = app.get(&format!("/{code}")).await;
+    assert_eq!(found.status, 302, "{}", found.text());
+    assert_eq!(
+        found.header("location"),
+        Some("https://example.com/only-on-the-primary")
+    );
+    let scrape = app.scrape().await;
+    assert_eq!(
+        scrape.value(
+            "shortener_db_operations_total",
+            &[("operation", "lookup_replica")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        scrape.value(
+            "shortener_link_resolutions_total",
+            &[("outcome", "primary")]
+        ),
+        1.0
+    );
+
+    connect(&replica.url("postgres"))
+        .await
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    let back = eventually(Duration::from_secs(10), || async { lag().await == 0.0 }).await;
+    assert!(back, "the lag never went back to 0 once replay resumed");
+    app.shutdown().await;
+}

@@ -46,13 +46,13 @@ async fn wait_until_creates_are_held(app: &TestApp) {
     assert!(held, "no create waits on the held alias");
 }
 
-/// When the readiness prober last finished probing the primary: its probe is an empty query
+/// When the readiness prober last finished probing the primary: its probe reads the WAL position
 /// on a connection of its own, which `pg_stat_activity` shows with its start.
 async fn last_probe(db: &tokio_postgres::Client) -> Option<std::time::SystemTime> {
     db.query_one(
         "SELECT max(query_start) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = 'shortener' \
-           AND query = '' AND state = 'idle'",
+           AND query LIKE '%pg_current_wal_lsn%' AND state = 'idle'",
         &[],
     )
     .await

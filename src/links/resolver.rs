@@ -275,9 +275,10 @@ impl Resolver {
     /// A replica first, unless the code is a generated one younger than the replica lag
     /// bound (its id carries its creation time): that goes straight to the primary, which
     /// has it (read-your-writes without a round trip). For an older generated code the
-    /// replica's "no such link" is final, so a scan of unknown codes costs the primary
-    /// nothing; an alias the replica does not know yet, or a replica that fails, falls back
-    /// to the primary.
+    /// replica's "no such link" is final (unless that replica lags past the bound now), so a
+    /// scan of unknown codes costs the primary nothing; an alias the replica does not know
+    /// yet, a replica lagging past the bound, or a replica that fails, falls back to the
+    /// primary.
     async fn load(
         &self,
         code: &str,
@@ -297,15 +298,19 @@ impl Resolver {
         // anything else (or an alias that merely has that shape) by the code itself.
         let decoded = self.codec.decode(code.as_bytes());
         let young = decoded.is_some_and(|id| self.is_younger_than_lag_bound(id));
-        if !young && let Some(found) = self.db.find_link_on_replica(code, decoded).await {
-            match found {
+        if !young && let Some(answer) = self.db.find_link_on_replica(code, decoded).await {
+            match answer.found {
                 Ok(Some(record)) if record.version >= newest_heard => {
                     answered(ResolveOutcome::Replica);
                     return self.found_in_postgres(code, record);
                 }
                 // Behind a change heard of: the primary has it.
                 Ok(Some(_)) => {}
-                Ok(None) if decoded.is_some() => return Err(ResolveError::NotFound),
+                // Final for a generated code older than the lag bound, unless this replica
+                // lags past that bound now: then the primary may have it.
+                Ok(None) if decoded.is_some() && !answer.lagging => {
+                    return Err(ResolveError::NotFound);
+                }
                 // An alias the replica may not have yet.
                 Ok(None) => {}
                 // Logged and passed over by storage; the primary answers instead.

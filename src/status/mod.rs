@@ -178,6 +178,16 @@ impl Status {
         } else {
             age.as_secs_f64()
         });
+        for (gauge, lag) in sampled
+            .replica_lag_seconds
+            .iter()
+            .zip(watched.probes.replica_lags())
+        {
+            gauge.set(lag.as_secs_f64());
+        }
+        sampled
+            .replica_lag_bound_seconds
+            .set(watched.probes.replica_lag_bound().as_secs_f64());
         sampled
             .link_cache_trusted
             .set(if watched.cache.hears_changes() {

@@ -28,6 +28,14 @@ pub struct LinkRecord {
     pub visits_left: Option<i64>,
 }
 
+/// What a replica answered to a lookup.
+#[derive(Debug)]
+pub struct ReplicaAnswer {
+    pub found: Result<Option<LinkRecord>, StorageError>,
+    /// The replica lagged past the bound when last probed: its "no such link" is not final.
+    pub lagging: bool,
+}
+
 /// The columns [`LinkRecord::from_row`] reads, in its order.
 pub(super) const LINK_COLUMNS: &str = "id, code, target_url, created_at, expires_at, \
     disabled_at, version, deleted_at, owner_key_id, max_visits, visits_left";
@@ -94,8 +102,9 @@ impl Db {
         &self,
         code: &str,
         decoded_id: Option<i64>,
-    ) -> Option<Result<Option<LinkRecord>, StorageError>> {
+    ) -> Option<ReplicaAnswer> {
         let replica = self.replica()?;
+        let lagging = replica.lagging.load(std::sync::atomic::Ordering::Relaxed);
         let found = self
             .bounded(
                 DbOperation::LookupReplica,
@@ -105,7 +114,7 @@ impl Db {
         if let Err(error) = &found {
             replica.failed(error);
         }
-        Some(found)
+        Some(ReplicaAnswer { found, lagging })
     }
 
     /// The link named by `code` on the primary's read pool.

@@ -22,7 +22,7 @@ mod visits;
 pub mod worker_lease;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -35,7 +35,7 @@ pub use changes::{Audit, ChangeRow, Changed, LinkEdit, change_link_once};
 pub use keys::{
     AuditEntry, KeyListing, KeyRow, audit_log, create_api_key, list_api_keys, revoke_api_key,
 };
-pub use links::{LinkRecord, StoredAnswer};
+pub use links::{LinkRecord, ReplicaAnswer, StoredAnswer};
 pub use listing::ListedLink;
 pub use migrate::{APP_ROLE_PRIVILEGES, MIGRATION_LOCK_KEY, grant_app_role, migrate};
 pub use pool::{OWN_CONNECTIONS_PRIMARY, PgConn, PoolSettings, PoolSizes};
@@ -205,6 +205,8 @@ struct Replica {
     probe: PgPool,
     /// Milliseconds since `epoch` before which this replica is passed over.
     skip_until_ms: AtomicU64,
+    /// Lagging past the bound, as the prober last measured.
+    lagging: AtomicBool,
     epoch: Instant,
 }
 
@@ -239,6 +241,7 @@ impl Db {
                 pool: pool::build(target, Role::Read, sizes.read, settings),
                 probe: pool::build(target, Role::Own, 1, settings),
                 skip_until_ms: AtomicU64::new(0),
+                lagging: AtomicBool::new(false),
                 epoch: Instant::now(),
             })
             .collect();

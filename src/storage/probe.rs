@@ -1,7 +1,11 @@
-//! Readiness probes: a trivial query on a connection of the prober's own, never one borrowed
-//! from the request pools (a saturated pool must not make a healthy database look dead).
+//! Readiness probes: one small query on a connection of the prober's own, never one borrowed
+//! from the request pools (a saturated pool must not make a healthy database look dead). The
+//! query reads where the server is in the WAL: the primary's write position, a replica's replay
+//! position (bytes since `0/0`), from which the prober tells how far a replica lags.
 
 use std::time::Duration;
+
+use std::sync::atomic::Ordering;
 
 use super::{Db, pool};
 
@@ -11,25 +15,46 @@ impl Db {
         self.replicas.len()
     }
 
-    /// Whether the primary answers within `timeout`.
-    pub async fn probe_primary(&self, timeout: Duration) -> bool {
-        probe(&self.probe, timeout).await
+    /// Whether the primary answers within `timeout` (`None`: it did not), and its WAL write
+    /// position (`None` inside: it is in recovery, not a primary).
+    pub async fn probe_primary(&self, timeout: Duration) -> Option<Option<i64>> {
+        probe(
+            &self.probe,
+            timeout,
+            "SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
+             ELSE (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint END",
+        )
+        .await
     }
 
-    /// Whether replica `index` answers within `timeout`.
-    pub async fn probe_replica(&self, index: usize, timeout: Duration) -> bool {
-        match self.replicas.get(index) {
-            Some(replica) => probe(&replica.probe, timeout).await,
-            None => false,
+    /// Whether replica `index` answers within `timeout`, and the WAL position it has replayed
+    /// (`None` inside: it is not a standby).
+    pub async fn probe_replica(&self, index: usize, timeout: Duration) -> Option<Option<i64>> {
+        let replica = self.replicas.get(index)?;
+        probe(
+            &replica.probe,
+            timeout,
+            "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint",
+        )
+        .await
+    }
+
+    /// Marks replica `index` as lagging past the bound (or not): its "no such link" is then
+    /// not final (the caller asks the primary).
+    pub fn set_replica_lagging(&self, index: usize, lagging: bool) {
+        if let Some(replica) = self.replicas.get(index) {
+            replica.lagging.store(lagging, Ordering::Relaxed);
         }
     }
 }
 
-async fn probe(pool: &pool::PgPool, timeout: Duration) -> bool {
-    let answered = tokio::time::timeout(timeout, async {
+async fn probe(pool: &pool::PgPool, timeout: Duration, sql: &str) -> Option<Option<i64>> {
+    tokio::time::timeout(timeout, async {
         let conn = pool::checkout(pool).await.ok()?;
-        conn.client.simple_query("").await.ok()
+        let row = conn.client.query_one(sql, &[]).await.ok()?;
+        row.try_get::<_, Option<i64>>(0).ok()
     })
-    .await;
-    matches!(answered, Ok(Some(_)))
+    .await
+    .ok()
+    .flatten()
 }

@@ -41,6 +41,9 @@ pub struct Sampled {
     pub borrowed_ahead_seconds: Gauge,
     pub api_keys_age_seconds: Gauge,
     pub link_cache_trusted: Gauge,
+    /// In the order of the replicas (the databases after the primary).
+    pub replica_lag_seconds: Vec<Gauge>,
+    pub replica_lag_bound_seconds: Gauge,
 }
 
 impl Sampled {
@@ -167,6 +170,23 @@ pub(super) fn sampled(registry: &Registry, layout: &Layout) -> Sampled {
         borrowed_ahead_seconds: registry.gauge(
             "shortener_id_borrowed_ahead_seconds",
             "How far the last issued id's millisecond is ahead of the wall clock now, in seconds.",
+            &[],
+        ),
+        replica_lag_seconds: layout
+            .databases
+            .iter()
+            .skip(1)
+            .map(|database| {
+                registry.gauge_owned(
+                    "shortener_db_replica_lag_seconds",
+                    "How long ago the primary first held WAL the replica has not replayed yet (0: caught up), to within a probe.",
+                    vec![Label::new("database", database.clone())],
+                )
+            })
+            .collect(),
+        replica_lag_bound_seconds: registry.gauge(
+            "shortener_db_replica_lag_bound_seconds",
+            "SHORTENER_REPLICA_LAG_BOUND: past it a replica's not-found is checked on the primary.",
             &[],
         ),
         api_keys_age_seconds: registry.gauge(
