@@ -240,6 +240,7 @@ fn serve_lists_the_configuration_names_it_reads() {
 fn migrate_fails_with_a_nonzero_status_when_the_database_is_unreachable() {
     let output = shortener()
         .arg("migrate")
+        .env("SHORTENER_MIGRATE_WAIT", "1s")
         .env(
             "DATABASE_URL",
             "postgres://postgres:hunter2@127.0.0.1:1/none",

@@ -226,6 +226,7 @@ fn text_logs_on_request_and_a_bad_format_refused_naming_the_variable() {
         .env_clear()
         .arg("migrate")
         .env("DATABASE_URL", format!("postgres://postgres@{database}/x"))
+        .env("SHORTENER_MIGRATE_WAIT", "1s")
         .env("SHORTENER_LOG_FORMAT", "text")
         .output()
         .unwrap();

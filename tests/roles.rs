@@ -2,7 +2,7 @@
 //! `shortener migrate` as the owner giving the application role its rights, and the service
 //! running as a login member of that role. Everything the service does works; dropping a
 //! table, writing the API keys, deleting links or rewriting the change feed and the audit log
-//! do not.
+//! do not. And `shortener migrate` waiting for a Postgres that starts after it.
 
 mod common;
 #[path = "support/processes.rs"]
@@ -204,4 +204,58 @@ async fn scalar_or_refused(db: &tokio_postgres::Client, sql: &str) -> Result<i64
         .await
         .map(|row| row.get(0))
         .map_err(|error| error.to_string())
+}
+
+#[test]
+fn migrate_waits_for_a_database_that_starts_after_it_within_its_bound() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    // Made, not started: nothing listens on its port yet.
+    let server = OwnPostgres::init();
+    let mut migrate = Command::new(env!("CARGO_BIN_EXE_shortener"))
+        .env_clear()
+        .env("DATABASE_URL", server.url("postgres"))
+        .env("SHORTENER_MIGRATE_WAIT", "60s")
+        .env("SHORTENER_LOG_FORMAT", "text")
+        .arg("migrate")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shortener migrate");
+    let (lines, heard) = mpsc::channel();
+    for pipe in [
+        Box::new(migrate.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(migrate.stderr.take().unwrap()),
+    ] {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+    }
+    // It tried, found nothing, and waits.
+    let waiting = heard
+        .iter()
+        .take(20)
+        .any(|line| line.contains("the database does not answer yet"));
+    assert!(waiting, "migrate never said it was waiting");
+    assert!(migrate.try_wait().unwrap().is_none(), "migrate gave up");
+    server.start_again();
+    let status = migrate.wait().unwrap();
+    let output: Vec<String> = heard.try_iter().collect();
+    assert!(status.success(), "{output:?}");
+    let rows = Command::new("psql")
+        .args(["-X", "-A", "-t", "-d"])
+        .arg(server.url("postgres"))
+        .args(["-c", "SELECT count(*) FROM refinery_schema_history"])
+        .output()
+        .unwrap();
+    let applied: i64 = String::from_utf8_lossy(&rows.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(applied >= 2, "{applied} migrations applied");
 }

@@ -2,6 +2,7 @@
 //! application role (if one is named) its rights, then exit.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
@@ -21,8 +22,16 @@ pub fn run(runtime: &Runtime, args: &MigrateArgs) -> ExitCode {
             return ExitCode::from(super::EXIT_CONFIG);
         }
     };
+    let wait = match args.wait() {
+        Ok(wait) => wait,
+        Err(reason) => {
+            eprintln!("invalid configuration: SHORTENER_MIGRATE_WAIT: {reason}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
     let _logs = telemetry::init(&command_logs());
     let migrated = runtime.block_on(async {
+        wait_for_database(&target, wait).await?;
         let applied = storage::migrate(&target).await?;
         tracing::info!(?applied, "migrations applied");
         if let Some(role) = app_role {
@@ -38,4 +47,33 @@ pub fn run(runtime: &Runtime, args: &MigrateArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Tries the database until it answers, for at most `wait` (backing off from a quarter of a
+/// second to five), logging each miss; gives up at once when the credentials are refused.
+async fn wait_for_database(target: &storage::PgTarget, wait: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(250);
+    for attempt in 1u32.. {
+        match storage::database_answers(target).await {
+            Ok(()) => return Ok(()),
+            Err(storage::Unreachable::Refused(error)) => return Err(error),
+            Err(storage::Unreachable::NotYet(error)) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(error.context(format!(
+                        "the database did not answer within SHORTENER_MIGRATE_WAIT ({wait:?})"
+                    )));
+                }
+                tracing::info!(
+                    attempt,
+                    error = format!("{error:#}"),
+                    "the database does not answer yet; trying again"
+                );
+                tokio::time::sleep(pause.min(left)).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    unreachable!("the attempts never run out")
 }

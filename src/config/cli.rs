@@ -125,9 +125,18 @@ pub struct MigrateArgs {
     /// (deploy/postgres/roles.sql makes it). Unset: no grants are made.
     #[arg(long, env = "SHORTENER_DATABASE_APP_ROLE")]
     pub app_role: Option<String>,
+    /// How long to wait for the database to answer before migrating (a server still
+    /// starting, as in Compose or a fresh cluster): tried again and again until then.
+    #[arg(long, env = "SHORTENER_MIGRATE_WAIT", default_value = "60s")]
+    pub wait: String,
 }
 
 impl MigrateArgs {
+    /// How long to wait for the database.
+    pub fn wait(&self) -> Result<std::time::Duration, String> {
+        super::parse::duration(&self.wait)
+    }
+
     /// The application role, if one is named: a plain identifier (lower-case letters, digits
     /// and `_`, at most 63 bytes, not starting with a digit), quoted as it is.
     pub fn app_role(&self) -> Result<Option<&str>, String> {

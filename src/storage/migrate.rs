@@ -6,6 +6,36 @@ use super::PgTarget;
 
 refinery::embed_migrations!("migrations");
 
+/// Why one attempt to reach the database failed.
+#[derive(Debug)]
+pub enum Unreachable {
+    /// Worth another try: nothing listens yet, the server is starting up or shutting down,
+    /// the database is not created yet.
+    NotYet(anyhow::Error),
+    /// Trying again will not help (the credentials are refused).
+    Refused(anyhow::Error),
+}
+
+/// One attempt to reach `target`: a connection and a query.
+pub async fn database_answers(target: &PgTarget) -> Result<(), Unreachable> {
+    let reached = super::on_own_connection(target, async |client: &mut tokio_postgres::Client| {
+        client.simple_query("SELECT 1").await.map(drop)
+    })
+    .await;
+    reached.map_err(|error| {
+        // Class 28: invalid authorization. Anything else at connect time may pass.
+        let refused = error
+            .code()
+            .is_some_and(|code| code.code().starts_with("28"));
+        let error = anyhow::Error::new(error).context("connecting to the database");
+        if refused {
+            Unreachable::Refused(error)
+        } else {
+            Unreachable::NotYet(error)
+        }
+    })
+}
+
 /// Key of the session-level advisory lock every `migrate` holds while it runs, so two runs
 /// (two rollouts' Jobs, a Job and an operator) apply migrations one after the other instead
 /// of racing on refinery's history table. The value only has to be this program's own.
