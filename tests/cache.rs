@@ -162,3 +162,99 @@ async fn unknown_codes_are_remembered_for_the_negative_ttl_only() {
     assert!(seen, "the negative entry outlived its TTL");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_takedown_by_host_disables_every_link_to_it_and_records_who_and_why() {
+    let app = spawn_app(&[]).await;
+    let phishing = [
+        app.create("https://login.evil.example/a").await,
+        app.create("https://LOGIN.EVIL.EXAMPLE:8443/b?c=d").await,
+        app.create("http://login.evil.example/c").await,
+    ];
+    // Another host, a subdomain of it, and a path that merely names it.
+    let others = [
+        app.create("https://example.com/fine").await,
+        app.create("https://www.login.evil.example/d").await,
+        app.create("https://example.com/login.evil.example").await,
+    ];
+    // Bulk takedowns need a reason.
+    let unexplained = shortener(&app.db_url, &["disable", "--host", "login.evil.example"]);
+    assert_eq!(unexplained.status.code(), Some(64), "{unexplained:?}");
+    assert!(String::from_utf8_lossy(&unexplained.stderr).contains("--reason"));
+
+    let disabled = shortener(
+        &app.db_url,
+        &[
+            "disable",
+            "--host",
+            "login.evil.example",
+            "--reason",
+            "phishing, ticket 4711",
+            "--by",
+            "alice",
+        ],
+    );
+    assert!(disabled.status.success(), "{disabled:?}");
+    for code in &phishing {
+        let gone = eventually(Duration::from_secs(5), || async {
+            app.get(&format!("/{code}")).await.status == 410
+        })
+        .await;
+        assert!(gone, "{code} still redirects");
+    }
+    for code in &others {
+        assert_eq!(app.get(&format!("/{code}")).await.status, 302, "{code}");
+    }
+    // Again: nothing left to change, and not an error.
+    let again = shortener(
+        &app.db_url,
+        &[
+            "disable",
+            "--host",
+            "login.evil.example",
+            "--reason",
+            "again",
+        ],
+    );
+    assert!(again.status.success(), "{again:?}");
+
+    let audit = shortener(&app.db_url, &["audit"]);
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    let lines: Vec<&str> = audit
+        .lines()
+        .filter(|line| line.contains(" disable "))
+        .collect();
+    assert_eq!(lines.len(), 3, "{audit}");
+    for (line, code) in lines.iter().zip(&phishing) {
+        assert!(
+            line.contains(&format!(
+                " cli:alice disable {code} host=login.evil.example; reason: phishing, ticket 4711"
+            )),
+            "{line}"
+        );
+    }
+
+    // One link back, with its own reason.
+    let enabled = shortener(
+        &app.db_url,
+        &["enable", &phishing[0], "--reason", "false positive"],
+    );
+    assert!(enabled.status.success(), "{enabled:?}");
+    let back = eventually(Duration::from_secs(5), || async {
+        app.get(&format!("/{}", phishing[0])).await.status == 302
+    })
+    .await;
+    assert!(back);
+    let audit = shortener(&app.db_url, &["audit"]);
+    assert!(
+        String::from_utf8_lossy(&audit.stdout)
+            .lines()
+            .any(|line| line.ends_with(&format!(
+                " cli enable {} reason: false positive",
+                phishing[0]
+            ))),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+    app.shutdown().await;
+}

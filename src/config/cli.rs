@@ -34,8 +34,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply the SQL migrations to DATABASE_URL, idempotently, then exit.
     Migrate(MigrateArgs),
-    /// Take a link down (it answers 410) without SQL: sets its disabled_at. Instances that
-    /// cached it stop serving it within SHORTENER_CACHE_TTL.
+    /// Take a link down (it answers 410), or every link to a host (--host): sets disabled_at,
+    /// records who and why in the audit log; every instance follows within a second.
     Disable(LinkArgs),
     /// Serve a disabled link again: clears its disabled_at.
     Enable(LinkArgs),
@@ -163,11 +163,23 @@ impl MigrateArgs {
 pub struct LinkArgs {
     #[command(flatten)]
     pub primary: PrimaryArgs,
-    /// When Redis is configured, the link's key is deleted there too.
+    /// When Redis is configured, the new version is written there and announced.
     #[command(flatten)]
     pub redis: RedisArgs,
     /// The link's code (generated code or alias), as in its short URL.
-    pub code: String,
+    #[arg(required_unless_present = "host", conflicts_with = "host")]
+    pub code: Option<String>,
+    /// Every link whose target's host is HOST (compared without case; not its subdomains),
+    /// instead of one code: a phishing host taken down, or back, in one command. Needs
+    /// --reason.
+    #[arg(long, requires = "reason")]
+    pub host: Option<String>,
+    /// Why, kept with the change in the audit log (`shortener audit`).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Who, kept in the audit log as `cli:<BY>` (without it: `cli`).
+    #[arg(long)]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Args)]

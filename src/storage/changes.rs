@@ -223,6 +223,33 @@ fn change_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<ChangeRow>, StorageEr
         .collect()
 }
 
+/// The codes of the live links whose target's host is `host` (compared without case) and
+/// whose `disabled` state is not `disabled` yet: what a takedown by host changes. A scan of
+/// the table, for an operator's command.
+pub async fn codes_for_host(
+    target: &PgTarget,
+    host: &str,
+    disabled: bool,
+) -> Result<Vec<String>, StorageError> {
+    super::on_own_connection(target, async |client: &mut tokio_postgres::Client| {
+        let rows = client
+            .query(
+                "SELECT code FROM links \
+                 WHERE deleted_at IS NULL AND (disabled_at IS NOT NULL) <> $2 \
+                   AND lower(substring(target_url FROM \
+                         '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\\[[^]]*\\]|[^:/?#]*)')) \
+                       = lower($1) \
+                 ORDER BY id",
+                &[&host, &disabled],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(StorageError::from))
+            .collect()
+    })
+    .await
+}
+
 /// A takedown from the command line (`shortener disable` / `enable`), on a connection of its
 /// own: the same change as an edit through the API. `None` when no link has the code.
 pub async fn change_link_once(
