@@ -30,11 +30,11 @@ use crate::lease::LeaseKeeper;
 use crate::limits::RouteLimits;
 use crate::links::{
     ChangeFeed, CreateWriter, Creator, KeyRing, LinkCache, Manager, QrCodes, RemoteCache, Resolver,
-    run_pruner,
+    SchemaCheck, run_pruner,
 };
 use crate::signals::{self, TerminateSignals};
 use crate::status::{Probes, Status, Watched, run_prober};
-use crate::storage::{Db, RedisError, RedisStore, StorageError};
+use crate::storage::{self, Db, RedisError, RedisStore, StorageError};
 use crate::telemetry::Chain;
 use crate::telemetry::metrics::{Layout, Metrics, UPKEEP_EVERY};
 
@@ -200,6 +200,11 @@ impl Application {
         let mut policy = config.creates.policy.clone();
         // A target may not point back at where this instance really listens.
         policy.listen = main_address;
+        // The schema, checked before the first create (and by every probe from then on).
+        let schema = Arc::new(SchemaCheck::new(storage::embedded_migrations()));
+        if let Some(applied) = db.applied_migrations(FIRST_REDIS_WAIT).await {
+            schema.check(&applied);
+        }
         let creator = Creator::new(
             db.clone(),
             Arc::clone(&writer),
@@ -210,7 +215,8 @@ impl Application {
             config.creates.public_base_url.clone(),
         )
         .with_remote(remote.clone())
-        .with_clock(clock.clone());
+        .with_clock(clock.clone())
+        .with_schema_check(Arc::clone(&schema));
         let limits = Arc::new(
             RouteLimits::new(config.limits, redis.clone()).with_metrics(metrics.limits.clone()),
         );
@@ -255,6 +261,7 @@ impl Application {
         let probes = Arc::new(Probes::new(
             db.replica_count(),
             config.database.replica_lag_bound,
+            schema,
         ));
         let status = Arc::new(Status::new(
             Watched {

@@ -47,12 +47,14 @@ async fn wait_until_creates_are_held(app: &TestApp) {
 }
 
 /// When the readiness prober last finished probing the primary: its probe reads the WAL position
-/// on a connection of its own, which `pg_stat_activity` shows with its start.
+/// and the applied migrations on a connection of its own, which `pg_stat_activity` shows with
+/// its start.
 async fn last_probe(db: &tokio_postgres::Client) -> Option<std::time::SystemTime> {
     db.query_one(
         "SELECT max(query_start) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = 'shortener' \
-           AND query LIKE '%pg_current_wal_lsn%' AND state = 'idle'",
+           AND (query LIKE '%pg_current_wal_lsn%' OR query LIKE '%refinery_schema_history%') \
+           AND state = 'idle'",
         &[],
     )
     .await

@@ -54,6 +54,10 @@ pub enum ApiError {
     Unavailable,
     #[error("this instance holds no worker id, so it cannot issue ids right now; retry shortly")]
     NoWorkerId,
+    #[error(
+        "the database schema does not match this version of the service, so it cannot create links right now; retry shortly"
+    )]
+    SchemaMismatch,
     #[error("too many creates are waiting to be written; retry shortly")]
     Overloaded,
     #[error("too many QR codes are being made right now; retry shortly")]
@@ -104,8 +108,9 @@ impl From<QrError> for ApiError {
 impl From<CreateError> for ApiError {
     fn from(error: CreateError) -> Self {
         match &error {
-            // Logged once by the lease keeper, and named in `/readyz`, not once per create.
-            CreateError::NoWorkerId => {}
+            // Logged once by the lease keeper (the schema check), and named in `/readyz`, not
+            // once per create.
+            CreateError::NoWorkerId | CreateError::SchemaMismatch => {}
             CreateError::Unavailable(_) => {
                 crate::throttled!(warn, error = %Chain(&error), "create answered 503: the database is unavailable");
             }
@@ -216,6 +221,11 @@ impl ApiError {
                 "no-worker-id",
                 "No worker id",
             ),
+            SchemaMismatch => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "schema-mismatch",
+                "Database schema mismatch",
+            ),
             Overloaded => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
@@ -278,6 +288,7 @@ impl ApiError {
             CreateError::KeyInUse => ApiError::IdempotencyKeyInUse,
             CreateError::KeyReused => ApiError::IdempotencyKeyReused,
             CreateError::NoWorkerId => ApiError::NoWorkerId,
+            CreateError::SchemaMismatch => ApiError::SchemaMismatch,
             CreateError::Busy => ApiError::Overloaded,
             CreateError::Unavailable(_) => ApiError::Unavailable,
             CreateError::Failed(_) => ApiError::Internal,
@@ -300,6 +311,7 @@ impl ApiError {
         match self {
             ApiError::Unavailable
             | ApiError::NoWorkerId
+            | ApiError::SchemaMismatch
             | ApiError::Overloaded
             | ApiError::QrBusy
             | ApiError::KeysUnavailable

@@ -86,6 +86,9 @@ impl Creator {
         idempotency: Option<Idempotency>,
         render: RenderBatch<'_>,
     ) -> Result<BatchCreated, CreateError> {
+        if self.schema_refuses() {
+            return Err(CreateError::SchemaMismatch);
+        }
         let now = self.clock.now();
         let mut plans = Vec::with_capacity(items.len());
         let mut rows = Vec::new();

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::idempotency::{Idempotency, replay_or_refuse};
 use super::keys::Caller;
+use super::schema::SchemaCheck;
 use super::writer::{CreateWriter, WriteError};
 use super::{LinkCache, RemoteCache, ResolvedLink};
 use crate::clock::Clock;
@@ -110,6 +111,8 @@ pub enum CreateError {
     KeyReused,
     #[error("this instance holds no worker id")]
     NoWorkerId,
+    #[error("the database schema is not the one this binary was built for")]
+    SchemaMismatch,
     #[error("too many creates are waiting to be written")]
     Busy,
     /// The database could not take the create now: worth a retry later (503).
@@ -160,6 +163,8 @@ pub struct Creator {
     /// The Redis tier, written through on create.
     pub(super) remote: Option<Arc<RemoteCache>>,
     pub(super) clock: Clock,
+    /// Creates are refused while the schema is not one this binary can write.
+    pub(super) schema: Option<Arc<SchemaCheck>>,
 }
 
 impl Creator {
@@ -182,7 +187,21 @@ impl Creator {
             public_base_url,
             remote: None,
             clock: Clock::system(),
+            schema: None,
         }
+    }
+
+    /// Refuses creates while `schema` says the database's schema is not this binary's.
+    pub fn with_schema_check(mut self, schema: Arc<SchemaCheck>) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Whether the schema refuses writes now.
+    pub(super) fn schema_refuses(&self) -> bool {
+        self.schema
+            .as_ref()
+            .is_some_and(|schema| schema.state().refuses())
     }
 
     /// Writes every created link through to `remote` (Redis).
@@ -209,6 +228,11 @@ impl Creator {
         let now = self.clock.now();
         if let Err(refused) = self.admit(&link, now) {
             return self.replay_or(refused, idempotency.as_ref()).await;
+        }
+        if self.schema_refuses() {
+            return self
+                .replay_or(CreateError::SchemaMismatch, idempotency.as_ref())
+                .await;
         }
         let reuse_digest = link.reusable().then(|| reuse_digest(caller, &link.target));
         if let (Reuse::Existing, Some(digest)) = (link.reuse, reuse_digest)

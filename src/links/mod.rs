@@ -20,6 +20,7 @@ mod qr;
 mod remote;
 mod resolver;
 mod retention;
+mod schema;
 mod writer;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub use qr::{
 pub use remote::RemoteCache;
 pub use resolver::{LinkStats, ResolveError, Resolver, Visit};
 pub use retention::{PRUNE_EVERY, run_pruner};
+pub use schema::{EXPAND_ONLY_SUFFIX, SchemaCheck, SchemaState};
 pub use writer::{CreateWriter, WriteError, WriterSettings};
 
 use crate::clock::Clock;

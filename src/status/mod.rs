@@ -15,7 +15,7 @@ pub use probe::{PROBE_EVERY, Probes, RedisState, TierState, Tiers, run_prober};
 
 use crate::ids::IdGenerator;
 use crate::limits::{LimitMode, RouteLimits};
-use crate::links::{BreakerState, CreateWriter, KeyRing, LinkCache, RemoteCache};
+use crate::links::{BreakerState, CreateWriter, KeyRing, LinkCache, RemoteCache, SchemaState};
 use crate::storage::Db;
 use crate::telemetry::metrics::{CacheName, CreateLimitMode, Metrics};
 
@@ -28,6 +28,8 @@ pub enum CreatesState {
     NoWorkerId,
     /// The primary did not answer its last probe.
     PrimaryDown,
+    /// The database's schema is not one this binary can write.
+    SchemaMismatch,
 }
 
 /// What `/readyz` reports.
@@ -39,6 +41,8 @@ pub struct ReadinessReport {
     pub creates: CreatesState,
     /// Where the create limit is kept now.
     pub create_limit: LimitMode,
+    /// The database's schema against this binary's.
+    pub schema: SchemaState,
 }
 
 /// The parts whose state is reported.
@@ -95,16 +99,23 @@ impl Status {
             Some(BreakerState::Closed) => RedisState::Up,
             Some(BreakerState::Open) => RedisState::Down,
         };
+        let schema = watched.probes.schema().state();
         let not_ready = if self.draining() {
             Some("the service is shutting down")
         } else if !self.started.load(Ordering::Acquire) {
             Some("the service is starting")
         } else if !tiers.can_serve_redirects() {
             Some("no database answers and the cache is empty")
+        } else if schema == SchemaState::Behind {
+            Some("the database schema is older than this binary: run shortener migrate")
+        } else if schema == SchemaState::Ahead {
+            Some("the database schema is newer than this binary and not expand-only")
         } else {
             None
         };
-        let creates = if watched.ids.worker().is_none() {
+        let creates = if schema.refuses() {
+            CreatesState::SchemaMismatch
+        } else if watched.ids.worker().is_none() {
             CreatesState::NoWorkerId
         } else if tiers.primary != TierState::Up {
             CreatesState::PrimaryDown
@@ -116,6 +127,7 @@ impl Status {
             tiers,
             creates,
             create_limit: watched.limits.create_mode(),
+            schema,
         }
     }
 

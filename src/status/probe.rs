@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::links::LinkCache;
+use crate::links::{LinkCache, SchemaCheck};
 use crate::storage::Db;
 
 /// How often the databases are probed; `/readyz` is at most this stale (plus one probe).
@@ -78,6 +78,8 @@ pub struct Probes {
     replica_lag_bound: Duration,
     /// The primary's recent WAL positions, oldest first, with when each was read.
     primary_positions: Mutex<VecDeque<(Instant, i64)>>,
+    /// The schema, checked on every probe of the primary.
+    schema: Arc<SchemaCheck>,
 }
 
 /// The Redis tier: not configured, or whether the resolver is asking it (its breaker).
@@ -110,7 +112,11 @@ impl Tiers {
 }
 
 impl Probes {
-    pub fn new(replica_count: usize, replica_lag_bound: Duration) -> Self {
+    pub fn new(
+        replica_count: usize,
+        replica_lag_bound: Duration,
+        schema: Arc<SchemaCheck>,
+    ) -> Self {
         Probes {
             primary: AtomicU8::new(TierState::Unknown.to_u8()),
             replicas: (0..replica_count).map(|_| AtomicU8::new(0)).collect(),
@@ -118,6 +124,19 @@ impl Probes {
             replica_lag_ms: (0..replica_count).map(|_| AtomicU64::new(0)).collect(),
             replica_lag_bound,
             primary_positions: Mutex::new(VecDeque::with_capacity(POSITIONS_KEPT)),
+            schema,
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaCheck {
+        &self.schema
+    }
+
+    /// Reads the primary's migrations and checks them against the binary's (a history that
+    /// cannot be read leaves the last state).
+    pub async fn check_schema(&self, db: &Db) {
+        if let Some(applied) = db.applied_migrations(PROBE_TIMEOUT).await {
+            self.schema.check(&applied);
         }
     }
 
@@ -186,6 +205,9 @@ impl Probes {
             .store(TierState::of(&primary).to_u8(), Ordering::Relaxed);
         for (slot, answered) in self.replicas.iter().zip(&replicas) {
             slot.store(TierState::of(answered).to_u8(), Ordering::Relaxed);
+        }
+        if primary.is_some() {
+            self.check_schema(db).await;
         }
         // The lag needs the primary's position; without it the last measure stands.
         if let Some(Some(position)) = primary {

@@ -6,6 +6,15 @@ use super::PgTarget;
 
 refinery::embed_migrations!("migrations");
 
+/// The migrations embedded in this binary: (version, name), oldest first.
+pub fn embedded_migrations() -> Vec<(i64, String)> {
+    migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|migration| (i64::from(migration.version()), migration.name().to_owned()))
+        .collect()
+}
+
 /// Why one attempt to reach the database failed.
 #[derive(Debug)]
 pub enum Unreachable {

@@ -38,7 +38,8 @@ pub use keys::{
 pub use links::{LinkRecord, ReplicaAnswer, StoredAnswer};
 pub use listing::ListedLink;
 pub use migrate::{
-    APP_ROLE_PRIVILEGES, MIGRATION_LOCK_KEY, Unreachable, database_answers, grant_app_role, migrate,
+    APP_ROLE_PRIVILEGES, MIGRATION_LOCK_KEY, Unreachable, database_answers, embedded_migrations,
+    grant_app_role, migrate,
 };
 pub use pool::{OWN_CONNECTIONS_PRIMARY, PgConn, PoolSettings, PoolSizes};
 pub use redis::{

@@ -39,6 +39,36 @@ impl Db {
         .await
     }
 
+    /// The migrations applied to the primary (version, name), read on the prober's connection;
+    /// empty when none ever was (no history table).
+    pub async fn applied_migrations(&self, timeout: Duration) -> Option<Vec<(i64, String)>> {
+        tokio::time::timeout(timeout, async {
+            let conn = pool::checkout(&self.probe).await.ok()?;
+            let rows = match conn
+                .client
+                .query(
+                    "SELECT version::bigint, coalesce(name, '') FROM refinery_schema_history \
+                     ORDER BY version",
+                    &[],
+                )
+                .await
+            {
+                Ok(rows) => rows,
+                // 42P01: undefined table (never migrated).
+                Err(error) if error.code().is_some_and(|code| code.code() == "42P01") => {
+                    return Some(Vec::new());
+                }
+                Err(_) => return None,
+            };
+            rows.iter()
+                .map(|row| Some((row.try_get(0).ok()?, row.try_get(1).ok()?)))
+                .collect()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Marks replica `index` as lagging past the bound (or not): its "no such link" is then
     /// not final (the caller asks the primary).
     pub fn set_replica_lagging(&self, index: usize, lagging: bool) {

@@ -29,6 +29,8 @@ struct ReadyBody {
     creates: CreatesState,
     /// Where the create limit is kept: `shared` (Redis), `per_instance`, or `off`.
     create_limit: LimitMode,
+    /// `current`, `behind`, `ahead`, `ahead_expand_only` or `unknown`.
+    schema: &'static str,
 }
 
 /// 200 when the service can serve redirects (started, not draining, and a database answers
@@ -44,6 +46,7 @@ pub fn readyz(state: &State) -> Response {
             tiers: report.tiers,
             creates: report.creates,
             create_limit: report.create_limit,
+            schema: report.schema.label(),
         },
         Some(reason) => ReadyBody {
             r#type: Some("urn:shortener:problem:not-ready"),
@@ -53,6 +56,7 @@ pub fn readyz(state: &State) -> Response {
             tiers: report.tiers,
             creates: report.creates,
             create_limit: report.create_limit,
+            schema: report.schema.label(),
         },
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
