@@ -446,7 +446,7 @@ def check_overlay(name, docs):
         job_container = pod_spec(job)["containers"][0]
         if job_container["image"] != image:
             problems.append(f"{where}: the Job runs {job_container['image']}, the Deployment {image}")
-        if job_container.get("args") != ["migrate"]:
+        if (job_container.get("args") or [None])[0] != "migrate":
             problems.append(f"{where}: the Job must run `shortener migrate`")
     expected_groups = yaml.safe_load(Path(rules_path).read_text())["groups"]
     for rule in (d for d in docs if d["kind"] == "PrometheusRule"):
