@@ -933,26 +933,15 @@ async fn location_on(app: &TestApp, code: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[tokio::test]
-#[ignore = "fault injection: run by `make fault`"]
-async fn a_change_made_while_redis_is_down_is_served_everywhere_and_by_redis_once_it_is_back() {
-    let redis = OwnRedis::start();
-    let db_url = common::fresh_database().await;
-    let redis_url = redis.url();
-    let flags = [
-        "--redis-url",
-        &redis_url,
-        "--redis-command-timeout",
-        "50ms",
-        "--cache-ttl",
-        "60s",
-    ];
+/// Three instances on `db_url` with `flags`, a key, and a link it made that every instance
+/// serves (so every instance holds it in memory).
+async fn three_serving_a_new_link(db_url: &str, flags: &[&str]) -> ([TestApp; 3], String, String) {
     let apps = [
-        spawn_app_on(&db_url, &flags).await,
-        spawn_app_on(&db_url, &flags).await,
-        spawn_app_on(&db_url, &flags).await,
+        spawn_app_on(db_url, flags).await,
+        spawn_app_on(db_url, flags).await,
+        spawn_app_on(db_url, flags).await,
     ];
-    let key = common::make_key(&db_url, "owner", "links");
+    let key = common::make_key(db_url, "owner", "links");
     let made = apps[0]
         .keyed(
             "POST",
@@ -968,6 +957,41 @@ async fn a_change_made_while_redis_is_down_is_served_everywhere_and_by_redis_onc
             Some("https://example.com/before")
         );
     }
+    (apps, key, code)
+}
+
+/// An instance started now serves `code`'s new target, read from Redis (not Postgres).
+async fn a_fresh_instance_reads_the_change_from_redis(db_url: &str, flags: &[&str], code: &str) {
+    let fresh = spawn_app_on(db_url, flags).await;
+    assert_eq!(
+        location_on(&fresh, code).await.as_deref(),
+        Some("https://example.com/after")
+    );
+    assert_eq!(
+        fresh
+            .scrape()
+            .await
+            .value("shortener_link_resolutions_total", &[("outcome", "redis")]),
+        1.0
+    );
+    fresh.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn a_change_made_while_redis_is_down_is_served_everywhere_and_by_redis_once_it_is_back() {
+    let redis = OwnRedis::start();
+    let db_url = common::fresh_database().await;
+    let redis_url = redis.url();
+    let flags = [
+        "--redis-url",
+        &redis_url,
+        "--redis-command-timeout",
+        "50ms",
+        "--cache-ttl",
+        "60s",
+    ];
+    let (apps, key, code) = three_serving_a_new_link(&db_url, &flags).await;
 
     let trusted = |scrape: common::Scrape| scrape.value("shortener_link_cache_trusted", &[]);
     for app in &apps {
@@ -1027,19 +1051,7 @@ async fn a_change_made_while_redis_is_down_is_served_everywhere_and_by_redis_onc
             Some("https://example.com/after")
         );
     }
-    let fresh = spawn_app_on(&db_url, &flags).await;
-    assert_eq!(
-        location_on(&fresh, &code).await.as_deref(),
-        Some("https://example.com/after")
-    );
-    assert_eq!(
-        fresh
-            .scrape()
-            .await
-            .value("shortener_link_resolutions_total", &[("outcome", "redis")]),
-        1.0
-    );
-    fresh.shutdown().await;
+    a_fresh_instance_reads_the_change_from_redis(&db_url, &flags, &code).await;
     for app in apps {
         app.shutdown().await;
     }
@@ -1052,27 +1064,7 @@ async fn a_change_redis_refused_to_store_reaches_it_once_it_takes_writes_again()
     let db_url = common::fresh_database().await;
     let redis_url = redis.url();
     let flags = ["--redis-url", &redis_url, "--cache-ttl", "60s"];
-    let apps = [
-        spawn_app_on(&db_url, &flags).await,
-        spawn_app_on(&db_url, &flags).await,
-        spawn_app_on(&db_url, &flags).await,
-    ];
-    let key = common::make_key(&db_url, "owner", "links");
-    let made = apps[0]
-        .keyed(
-            "POST",
-            "/shorten",
-            &key,
-            r#"{"url": "https://example.com/before"}"#,
-        )
-        .await;
-    let code = made.json()["code"].as_str().unwrap().to_owned();
-    for app in &apps {
-        assert_eq!(
-            location_on(app, &code).await.as_deref(),
-            Some("https://example.com/before")
-        );
-    }
+    let (apps, key, code) = three_serving_a_new_link(&db_url, &flags).await;
     let redis_key = format!("shortener:link:{code}");
     assert!(redis.cli(&["GET", &redis_key]).starts_with("v1\n"));
 
@@ -1102,19 +1094,7 @@ async fn a_change_redis_refused_to_store_reaches_it_once_it_takes_writes_again()
         "the change never reached Redis once it took writes"
     );
     // A fresh instance reads the new version from Redis.
-    let fresh = spawn_app_on(&db_url, &flags).await;
-    assert_eq!(
-        location_on(&fresh, &code).await.as_deref(),
-        Some("https://example.com/after")
-    );
-    assert_eq!(
-        fresh
-            .scrape()
-            .await
-            .value("shortener_link_resolutions_total", &[("outcome", "redis")]),
-        1.0
-    );
-    fresh.shutdown().await;
+    a_fresh_instance_reads_the_change_from_redis(&db_url, &flags, &code).await;
     for app in apps {
         app.shutdown().await;
     }

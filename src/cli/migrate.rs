@@ -54,7 +54,9 @@ pub fn run(runtime: &Runtime, args: &MigrateArgs) -> ExitCode {
 async fn wait_for_database(target: &storage::PgTarget, wait: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + wait;
     let mut pause = Duration::from_millis(250);
-    for attempt in 1u32.. {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
         match storage::database_answers(target).await {
             Ok(()) => return Ok(()),
             Err(storage::Unreachable::Refused(error)) => return Err(error),
@@ -75,5 +77,4 @@ async fn wait_for_database(target: &storage::PgTarget, wait: Duration) -> anyhow
             }
         }
     }
-    unreachable!("the attempts never run out")
 }

@@ -134,7 +134,7 @@ impl Probes {
 
     /// Reads the primary's migrations and checks them against the binary's (a history that
     /// cannot be read leaves the last state).
-    pub async fn check_schema(&self, db: &Db) {
+    async fn check_schema(&self, db: &Db) {
         if let Some(applied) = db.applied_migrations(PROBE_TIMEOUT).await {
             self.schema.check(&applied);
         }
