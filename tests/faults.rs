@@ -1084,6 +1084,20 @@ async fn a_change_redis_refused_to_store_reaches_it_once_it_takes_writes_again()
         redis.cli(&["GET", &redis_key]).starts_with("v1\n"),
         "Redis took a write while out of memory"
     );
+    // Out of memory for longer than the feed's look-back for late commits (10 s): what
+    // repairs Redis must not depend on the change being recent.
+    let db = connect(&db_url).await;
+    let old = eventually(Duration::from_secs(30), || async {
+        scalar(
+            &db,
+            "SELECT count(*) FROM link_changes \
+             WHERE changed_at < clock_timestamp() - interval '11 seconds'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert!(old, "the change never aged past the feed's look-back");
     redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     let repaired = eventually(Duration::from_secs(10), || async {
         redis.cli(&["GET", &redis_key]).starts_with("v2\n")

@@ -119,10 +119,11 @@ impl ChangeFeed {
             return Ok(());
         }
         self.unrepaired_from.store(0, Ordering::Release);
-        let applied = self.applied.load(Ordering::Acquire);
         let mut after = from - 1;
         loop {
-            let rows = match self.db.link_changes_after(after, applied, PAGE).await {
+            // Every change from `from` on, however old (`applied` = `after`: no look-back
+            // window), including any this instance has not read from the feed yet.
+            let rows = match self.db.link_changes_after(after, after, PAGE).await {
                 Ok(rows) => rows,
                 Err(error) => {
                     self.missed_redis(after + 1);
@@ -130,8 +131,13 @@ impl ChangeFeed {
                 }
             };
             for row in &rows {
-                if !self.repair(&row.code).await? {
-                    self.missed_redis(row.seq);
+                match self.repair(&row.code).await {
+                    Ok(true) => {}
+                    Ok(false) => self.missed_redis(row.seq),
+                    Err(error) => {
+                        self.missed_redis(row.seq);
+                        return Err(error);
+                    }
                 }
                 after = row.seq;
             }
