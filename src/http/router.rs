@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Method};
 use hyper::body::Incoming;
@@ -197,7 +198,6 @@ pub fn handle_public(
     };
     let request = Request {
         state,
-        route,
         decided,
         client,
         cors_route,
@@ -207,10 +207,21 @@ pub fn handle_public(
         label,
         method,
     };
-    // The future is built here, not inside an `async move` around it: an async block keeps
-    // room for what it captured even after moving it into the future it awaits, and this
-    // future is moved in memory on every request.
-    with_request_id(request_id, answer(request))
+    // The futures are built here, not inside an `async move` around them: an async block
+    // keeps room for what it captured even after moving it into the future it awaits, and
+    // this future is moved in memory on every request. A redirect, the request this service
+    // exists for, takes a path of its own that holds only what it needs; the other routes
+    // are boxed, so their room is not carried by every redirect's future.
+    match route {
+        Route::Redirect { code, visit } => Either::Left(with_request_id(
+            request_id,
+            answer_redirect(request, code, visit),
+        )),
+        route => Either::Right(Box::pin(with_request_id(
+            request_id,
+            answer(request, route),
+        ))),
+    }
 }
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -225,10 +236,9 @@ fn request_id(settings: &HttpSettings, peer: SocketAddr, headers: &http::HeaderM
         .unwrap_or_else(RequestId::make)
 }
 
-/// What the routing found out about a request of the main listener.
+/// What the routing found out about a request of the main listener, besides its route.
 struct Request {
     state: Arc<State>,
-    route: Route,
     /// The limit decided in memory (redirects, anonymous stats).
     decided: Option<(LimitedRoute, RateSpec, Decision)>,
     client: ClientIp,
@@ -240,26 +250,81 @@ struct Request {
     method: HttpMethod,
 }
 
-/// The answer to a routed request: its key, its limit, its handler, the headers every answer
-/// of its route carries; then its metrics, its access-log line and its `X-Request-Id`.
-async fn answer(request: Request) -> Response {
-    let Request {
-        state,
-        route,
-        decided,
-        client,
-        cors_route,
-        origin,
-        id,
-        started,
-        label,
-        method,
-    } = request;
+/// The answer to a redirect: its limit (decided in memory), the lookup, `Connection: close`
+/// while draining; then what every answer gets ([`Request::record`]). A redirect takes no
+/// key and is no CORS route.
+async fn answer_redirect(request: Request, code: Code, visit: Visit) -> Response {
+    let state = &request.state;
+    let mut response = match request.decided {
+        Some((limit, spec, decision)) if !decision.allowed => {
+            let mut response = ApiError::RateLimited(decision.retry_after_seconds).into_response();
+            add_rate_limit_fields(&mut response, limit, spec, decision);
+            response
+        }
+        decided => {
+            let mut response = redirect::handle(state, &code, visit).await;
+            // Redirects never carry the fields (the draft advises against them on 3xx).
+            if let Some((limit, spec, decision)) = decided
+                && !response.status().is_redirection()
+            {
+                add_rate_limit_fields(&mut response, limit, spec, decision);
+            }
+            response
+        }
+    };
+    if state.draining() {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    request.record(response)
+}
+
+impl Request {
+    /// What every answer of the main listener gets: its metrics, its access-log line and its
+    /// `X-Request-Id`.
+    fn record(self, mut response: Response) -> Response {
+        let status = response.status().as_u16();
+        let elapsed = self
+            .started
+            .map(|started| started.elapsed())
+            .unwrap_or_default();
+        let state = &self.state;
+        state
+            .metrics
+            .http
+            .observe(self.label, self.method, status, elapsed);
+        let settings = &state.settings;
+        if settings.access_log.logs(status, settings.access_log_sample) {
+            tracing::info!(
+                target: "access",
+                request_id = %self.id,
+                method = self.method.label(),
+                route = self.label.label(),
+                status,
+                duration_us = elapsed.as_micros() as u64,
+                client = %self.client.get(),
+                "request"
+            );
+        }
+        if let Ok(value) = self.id.with_text(HeaderValue::from_str) {
+            response.headers_mut().insert(X_REQUEST_ID, value);
+        }
+        response
+    }
+}
+
+/// The answer to a routed request other than a redirect: its key, its limit, its handler,
+/// the headers every answer of its route carries; then [`Request::record`].
+async fn answer(request: Request, route: Route) -> Response {
+    let state = &*request.state;
+    let (decided, client, cors_route) = (request.decided, request.client, request.cors_route);
+    let origin = request.origin.as_ref();
     // What every answer of the route carries: CORS for the API routes (a page must be able
     // to read why it was refused, too), and `Connection: close` while draining.
     let finish = |mut response: Response| {
         if cors_route {
-            cors::decorate(&mut response, origin.as_ref());
+            cors::decorate(&mut response, origin);
         }
         if state.draining() {
             response
@@ -268,18 +333,14 @@ async fn answer(request: Request) -> Response {
         }
         response
     };
-    let mut response = 'answer: {
+    let response = 'answer: {
         let caller = match route.authorization() {
             (Keys::None, _) | (Keys::Optional, None) => Caller::Anonymous(client),
             (Keys::Required, None) => break 'answer finish(ApiError::KeyRequired.into_response()),
-            // Boxed: checking a key may look it up, and that future would enlarge every
-            // redirect's.
-            (_, Some(authorization)) => {
-                match Box::pin(authenticate(&state, authorization, client)).await {
-                    Ok(caller) => caller,
-                    Err(error) => break 'answer finish(error.into_response()),
-                }
-            }
+            (_, Some(authorization)) => match authenticate(state, authorization, client).await {
+                Ok(caller) => caller,
+                Err(error) => break 'answer finish(error.into_response()),
+            },
         };
         if let Route::Shorten(_) | Route::ShortenBatch(_) = route
             && state.settings.require_key_for_create
@@ -288,14 +349,11 @@ async fn answer(request: Request) -> Response {
             break 'answer finish(ApiError::KeyRequired.into_response());
         }
         let mut limited = match &route {
-            // Boxed: the Redis call's future would otherwise enlarge every redirect's.
-            Route::Shorten(_) | Route::Change { .. } => Box::pin(
-                state
-                    .limits
-                    .check_create(caller.limit_key(), NonZeroU32::MIN),
-            )
-            .await
-            .map(|(spec, decision)| (LimitedRoute::Create, spec, decision)),
+            Route::Shorten(_) | Route::Change { .. } => state
+                .limits
+                .check_create(caller.limit_key(), NonZeroU32::MIN)
+                .await
+                .map(|(spec, decision)| (LimitedRoute::Create, spec, decision)),
             Route::Links(_) | Route::Stats { .. } if caller.holder().is_some() => state
                 .limits
                 .check(LimitedRoute::Stats, caller.limit_key())
@@ -310,39 +368,47 @@ async fn answer(request: Request) -> Response {
             break 'answer finish(response);
         }
         let mut response = match route {
-            Route::Redirect { code, visit } => redirect::handle(&state, &code, visit).await,
-            // Boxed: these futures are large, and every request's future is as large as its
-            // largest branch, moved in memory as a whole on every redirect.
+            // Taken by `answer_redirect`; answered here the same way all the same.
+            Route::Redirect { code, visit } => redirect::handle(state, &code, visit).await,
             Route::Stats { code, .. } => {
-                Box::pin(stats::handle(&state, &code, caller).instrument(request_span())).await
+                stats::handle(state, &code, caller)
+                    .instrument(request_span())
+                    .await
             }
             Route::Qr { code, request } => {
                 let (query, headers) = (request.uri().query(), request.headers());
-                Box::pin(qr::handle(&state, code, query, headers).instrument(request_span())).await
+                qr::handle(state, code, query, headers)
+                    .instrument(request_span())
+                    .await
             }
             Route::Shorten(create) => {
-                Box::pin(shorten::handle(&state, *create, caller).instrument(request_span())).await
+                shorten::handle(state, *create, caller)
+                    .instrument(request_span())
+                    .await
             }
             Route::ShortenBatch(create) => {
-                let (response, decided) =
-                    Box::pin(batch::handle(&state, *create, caller).instrument(request_span()))
-                        .await;
+                let (response, decided) = batch::handle(state, *create, caller)
+                    .instrument(request_span())
+                    .await;
                 // Its limit was decided in the handler: the fields are added below.
                 limited = decided.map(|(spec, decision)| (LimitedRoute::Create, spec, decision));
                 response
             }
             Route::Links(list) => {
-                Box::pin(manage::list(&state, *list, caller).instrument(request_span())).await
+                manage::list(state, *list, caller)
+                    .instrument(request_span())
+                    .await
             }
             Route::Change {
                 code,
                 request: change,
             } => {
-                Box::pin(manage::change(&state, code, *change, caller).instrument(request_span()))
+                manage::change(state, code, *change, caller)
+                    .instrument(request_span())
                     .await
             }
             Route::OpenApi => openapi::handle(),
-            Route::Preflight(_) => break 'answer cors::preflight(origin.as_ref()),
+            Route::Preflight(_) => break 'answer cors::preflight(origin),
             Route::Unknown => ApiError::NotFound.into_response(),
             Route::Refused(_, error) => error.into_response(),
         };
@@ -354,26 +420,7 @@ async fn answer(request: Request) -> Response {
         }
         finish(response)
     };
-    let status = response.status().as_u16();
-    let elapsed = started.map(|started| started.elapsed()).unwrap_or_default();
-    state.metrics.http.observe(label, method, status, elapsed);
-    let settings = &state.settings;
-    if settings.access_log.logs(status, settings.access_log_sample) {
-        tracing::info!(
-            target: "access",
-            request_id = %id,
-            method = method.label(),
-            route = label.label(),
-            status,
-            duration_us = elapsed.as_micros() as u64,
-            client = %client.get(),
-            "request"
-        );
-    }
-    if let Ok(value) = id.with_text(HeaderValue::from_str) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
-    }
-    response
+    request.record(response)
 }
 
 /// The caller an `Authorization: Bearer <key>` names.
