@@ -79,9 +79,11 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-## Criterion micro-benchmarks of the hot-path pieces (docs/benchmarks.md).
-bench:
-	cargo bench --bench hot_path
+## Criterion micro-benchmarks of the hot-path pieces (docs/benchmarks.md); the create benchmarks
+## fill the database shortener_bench, made afresh.
+bench: services
+	psql -w "$(SHORTENER_TEST_ADMIN_URL)" -qc 'DROP DATABASE IF EXISTS shortener_bench' -c 'CREATE DATABASE shortener_bench'
+	SHORTENER_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/shortener_bench cargo bench --bench hot_path
 
 ## The load harness (loadtest/harness.sh): seeds LINKS links (1,000,000), runs the hot, hot-set,
 ## Zipf, mixed and open-loop sweep scenarios against the service and the reference server,

@@ -292,6 +292,35 @@ impl Exchange {
         let status = std::str::from_utf8(&self.buffer[9..12]).unwrap();
         status.parse().unwrap()
     }
+
+    /// Like [`Exchange::send`], for an answer with a body (read to its `Content-Length`).
+    async fn send_reading_body(&mut self, request: &[u8]) -> u16 {
+        self.stream.write_all(request).await.unwrap();
+        self.buffer.clear();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let read = self.stream.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the server closed the connection");
+            self.buffer.extend_from_slice(&chunk[..read]);
+            let Some(head) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head_text = std::str::from_utf8(&self.buffer[..head]).unwrap();
+            let length: usize = head_text
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if self.buffer.len() >= head + 4 + length {
+                break;
+            }
+        }
+        let status = std::str::from_utf8(&self.buffer[9..12]).unwrap();
+        status.parse().unwrap()
+    }
 }
 
 /// The service as `shortener serve` builds it, its database never reached (every redirect
@@ -396,6 +425,121 @@ fn http_exchange(c: &mut Criterion) {
     }
 }
 
+/// What an API key costs a create, end to end in one process: `POST /shorten` through the
+/// service's handler over an in-memory stream, against a real Postgres (every create committed
+/// by the group-commit writer before its 201, one at a time), anonymous and with a key (the
+/// key checked, the per-key limit, the owner written). Needs `SHORTENER_BENCH_DATABASE_URL`, a
+/// database the benchmark may fill (`make bench` makes one); skipped without it.
+fn creates(c: &mut Criterion) {
+    let Ok(url) = std::env::var("SHORTENER_BENCH_DATABASE_URL") else {
+        eprintln!(
+            "create_anonymous, create_keyed: skipped (SHORTENER_BENCH_DATABASE_URL is not set)"
+        );
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let background = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let target = PgTarget::parse(&url).unwrap();
+    background
+        .block_on(shortener::storage::migrate(&target))
+        .unwrap();
+    // A key of this run (digests are unique): its random part from the clock.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let key = ApiKey::from_random(std::array::from_fn(|at| {
+        (nanos >> ((at % 16) * 8)) as u8 ^ at as u8
+    }));
+    background.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .execute(
+                "INSERT INTO api_keys (name, scope, digest) VALUES ('bench', 'links', $1)",
+                &[&key.digest().0.as_slice()],
+            )
+            .await
+            .unwrap();
+    });
+    let argv = [
+        "shortener",
+        "serve",
+        "--database-url",
+        &url,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--rate-limit-create",
+        "off",
+    ];
+    let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
+    let application = background
+        .block_on(Application::build(args.parse().unwrap()))
+        .unwrap();
+    let app = application.state();
+    let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let body = r#"{"url": "https://example.com/a/path/of/an/ordinary/length?utm_source=bench"}"#;
+    for (name, authorization) in [
+        ("create_anonymous", String::new()),
+        (
+            "create_keyed",
+            format!("Authorization: Bearer {}\r\n", key.reveal()),
+        ),
+    ] {
+        let request = format!(
+            "POST /shorten HTTP/1.1\r\nHost: sho.rt\r\nContent-Type: application/json\r\n\
+             {authorization}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let app = Arc::clone(&app);
+        runtime.spawn(async move {
+            let service = service_fn(move |request| {
+                let response = shortener::http::handle_public(Arc::clone(&app), request, peer);
+                async move { Ok::<_, std::convert::Infallible>(response.await) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service)
+                .await;
+        });
+        let mut exchange = Exchange {
+            stream: client,
+            buffer: Vec::with_capacity(4096),
+        };
+        // The key set is read at start-up: the first keyed create is already 201.
+        assert_eq!(
+            runtime.block_on(exchange.send_reading_body(request.as_bytes())),
+            201,
+            "{}",
+            String::from_utf8_lossy(&exchange.buffer)
+        );
+        c.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(exchange.send_reading_body(request.as_bytes()).await);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+}
+
 criterion_group!(
     benches,
     ids_and_codes,
@@ -403,6 +547,7 @@ criterion_group!(
     cache_hits,
     limiter,
     observability,
-    http_exchange
+    http_exchange,
+    creates
 );
 criterion_main!(benches);

@@ -1,0 +1,11 @@
+-- A link's owner without a foreign key (docs/adr/0010-api-keys.md). Expand-only (the `_expand`
+-- suffix): no binary relies on the constraint.
+--
+-- The constraint made every insert of an owned link check its key row with
+-- `SELECT … FOR KEY SHARE`: a row lock on the one `api_keys` row of that key, taken by every
+-- create of the key (a multixact once creates overlap), which cost a keyed create 20 % more than
+-- an anonymous one (`cargo bench --bench hot_path -- create_`, docs/benchmarks.md). It guarded
+-- nothing the service can break: keys are never deleted (a revocation sets `revoked_at`; the
+-- application role may only read `api_keys`), and `owner_key_id` is only ever written from a
+-- key just checked in memory.
+ALTER TABLE links DROP CONSTRAINT IF EXISTS links_owner_key_id_fkey;
