@@ -262,6 +262,8 @@ DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 OPERATOR_MODELS = {("monitoring.coreos.com/v1", "ServiceMonitor"): ServiceMonitor,
                    ("monitoring.coreos.com/v1", "PrometheusRule"): PrometheusRule}
 SUBSET_SCHEMAS = {("postgresql.cnpg.io/v1", "Cluster"): "postgresql.cnpg.io-v1-cluster.json",
+                  ("postgresql.cnpg.io/v1", "ScheduledBackup"):
+                      "postgresql.cnpg.io-v1-scheduledbackup.json",
                   ("redis.redis.opstreelabs.in/v1beta2", "RedisCluster"):
                       "redis.redis.opstreelabs.in-v1beta2-rediscluster.json"}
 OVERLAY_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Service", "Deployment",
