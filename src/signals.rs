@@ -1,12 +1,15 @@
-//! Signals: SIGTERM and SIGINT ask the service to stop; SIGHUP reloads the blocklist file.
+//! Signals: SIGTERM and SIGINT ask the service to stop; SIGHUP (or a change of the file)
+//! reloads the blocklist file.
 //! Each handler is a task that ends with the service (its `until` token).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Blocklist;
+use crate::telemetry::metrics::{BlocklistMetrics, ReloadResult};
 
 /// The SIGTERM and SIGINT streams, registered now (a signal that arrives before the task
 /// runs is not lost).
@@ -41,21 +44,45 @@ pub fn hangup() -> std::io::Result<Signal> {
     signal(SignalKind::hangup())
 }
 
-/// Reads the blocklist file again on every SIGHUP until `until` is cancelled, so answering
-/// abuse needs no restart. A file that cannot be read or parsed leaves the list as it was (and
-/// says why); each reload is logged with its count.
-pub async fn reload_blocklist_on_hangup(
+/// Reads the blocklist file again on every SIGHUP, and whenever the file it names changes
+/// (looked at every `watch_every`; `None`: never), until `until` is cancelled, so answering
+/// abuse needs neither a restart nor a shell in the container. A change is what a Kubernetes
+/// ConfigMap update makes (the path is a symlink through `..data`, which the kubelet swaps to a
+/// new directory) as well as an edit in place or a file renamed over it: the file the path
+/// leads to now is compared with the one read last, by device, inode, size and modification
+/// time. A file that cannot be read or parsed leaves the list as it was (and says why, once per
+/// change); each reload is logged with its count.
+pub async fn reload_blocklist(
     mut hangup: Signal,
     path: PathBuf,
     blocklist: Blocklist,
+    watch_every: Option<Duration>,
+    metrics: BlocklistMetrics,
     until: CancellationToken,
 ) {
     let mut reloads: u64 = 0;
+    let mut seen = FileStamp::of(&path);
+    let mut ticks = watch_every.map(|every| {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     loop {
-        tokio::select! {
-            received = hangup.recv() => if received.is_none() { return },
+        let why = tokio::select! {
+            received = hangup.recv() => match received {
+                Some(()) => "SIGHUP",
+                None => return,
+            },
+            _ = tick(&mut ticks) => {
+                let now = FileStamp::of(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "the file changed"
+            }
             _ = until.cancelled() => return,
-        }
+        };
         let read = tokio::fs::read_to_string(&path).await;
         let parsed = match read {
             Ok(text) => Blocklist::parse(&text).map_err(|errors| errors.join("; ")),
@@ -65,11 +92,42 @@ pub async fn reload_blocklist_on_hangup(
             Ok(fresh) => {
                 reloads += 1;
                 blocklist.replace_with(&fresh);
-                tracing::info!(reloads, entries = fresh.len(), path = %path.display(), "blocklist reloaded");
+                metrics.reload(ReloadResult::Reloaded);
+                metrics.entries.set(fresh.len() as f64);
+                tracing::info!(reloads, entries = fresh.len(), path = %path.display(), why, "blocklist reloaded");
             }
             Err(error) => {
-                tracing::error!(%error, path = %path.display(), "blocklist not reloaded; the previous list stays in force");
+                metrics.reload(ReloadResult::Refused);
+                tracing::error!(%error, path = %path.display(), why, "blocklist not reloaded; the previous list stays in force");
             }
         }
+    }
+}
+
+/// The next tick of `ticks`; never, without them.
+async fn tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Which file a path leads to now, and its version: equal stamps are the same contents (as
+/// far as a stat can tell). `None` when the path leads nowhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp(Option<(u64, u64, u64, Option<std::time::SystemTime>)>);
+
+impl FileStamp {
+    fn of(path: &std::path::Path) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        // `metadata` follows every symlink: the ConfigMap's `..data` swap shows as another
+        // inode.
+        FileStamp(
+            std::fs::metadata(path)
+                .ok()
+                .map(|meta| (meta.dev(), meta.ino(), meta.len(), meta.modified().ok())),
+        )
     }
 }

@@ -29,8 +29,8 @@ use crate::ids::{CodeCodec, IdGenerator};
 use crate::lease::LeaseKeeper;
 use crate::limits::RouteLimits;
 use crate::links::{
-    ChangeFeed, CreateWriter, Creator, KeyRing, LinkCache, Manager, QrCodes, RemoteCache, Resolver,
-    SchemaCheck, run_pruner,
+    ChangeFeed, CreateWriter, Creator, KeyRing, LinkCache, Manager, Pruner, QrCodes, RemoteCache,
+    Resolver, SchemaCheck,
 };
 use crate::signals::{self, TerminateSignals};
 use crate::status::{Probes, Status, Watched, run_prober};
@@ -319,14 +319,21 @@ impl Application {
                 tasks.spawn(Arc::clone(&metrics).keep_up(UPKEEP_EVERY, stop_background.clone())),
             );
         }
-        background.push(tasks.spawn(run_pruner(db.clone(), clock, stop_background.clone())));
+        let pruner = Pruner::new(db.clone(), clock, config.retention, metrics.prune.clone());
+        background.push(tasks.spawn(pruner.run(stop_background.clone())));
         background.push(tasks.spawn(keys.keep_fresh(stop_background.clone())));
         background.push(tasks.spawn(feed.run(subscriber, stop_background.clone())));
         if let Some(path) = &config.creates.blocklist_file {
-            background.push(tasks.spawn(signals::reload_blocklist_on_hangup(
+            metrics
+                .blocklist
+                .entries
+                .set(config.creates.policy.blocklist.len() as f64);
+            background.push(tasks.spawn(signals::reload_blocklist(
                 signals::hangup().map_err(BuildError::Signal)?,
                 path.clone(),
                 config.creates.policy.blocklist.clone(),
+                config.creates.blocklist_watch,
+                metrics.blocklist.clone(),
                 stop_background.clone(),
             )));
         }

@@ -190,7 +190,7 @@ async fn the_service_runs_as_the_application_role_and_can_do_nothing_more() {
         "DELETE FROM api_keys",
         "UPDATE audit_log SET actor = 'someone else'",
         "DELETE FROM audit_log",
-        "DELETE FROM link_changes",
+        // The feed is appended to and pruned after a week (ADR 0013), never rewritten.
         "UPDATE link_changes SET version = 1",
         "DELETE FROM refinery_schema_history",
     ] {

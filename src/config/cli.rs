@@ -13,6 +13,7 @@ use super::database::{DatabaseArgs, PrimaryArgs};
 use super::lease::LeaseArgs;
 use super::limits::LimitArgs;
 use super::redis::RedisArgs;
+use super::retention::RetentionArgs;
 use super::server::ServerArgs;
 use super::telemetry::TelemetryArgs;
 use crate::lease::{LeaseConfig, LeaseSettings};
@@ -109,6 +110,8 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub clicks: ClickArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     #[command(flatten)]
     pub lease: LeaseArgs,
     #[command(flatten)]

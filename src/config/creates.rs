@@ -67,6 +67,10 @@ pub struct CreateArgs {
     /// File of blocked hosts, one a line (subdomains are blocked too).
     #[arg(long, env = "SHORTENER_BLOCKLIST_FILE")]
     pub blocklist_file: Option<PathBuf>,
+    /// How often the blocklist file is looked at for a change (a Kubernetes ConfigMap update
+    /// included), e.g. 5s; `0s`: only SIGHUP reloads it.
+    #[arg(long, env = "SHORTENER_BLOCKLIST_WATCH_INTERVAL", default_value = "5s")]
+    pub blocklist_watch_interval: String,
     /// Refuse targets at literal private, loopback and link-local addresses (169.254.169.254
     /// included) and port 0: on for a public instance, off for an intranet shortener.
     #[arg(long, env = "SHORTENER_BLOCK_PRIVATE_TARGETS", default_value = "false")]
@@ -98,6 +102,8 @@ pub struct CreateConfig {
     pub key_source: KeySource,
     /// Where the blocklist was read from: read again on SIGHUP.
     pub blocklist_file: Option<PathBuf>,
+    /// How often that file is looked at for a change; `None`: never.
+    pub blocklist_watch: Option<std::time::Duration>,
     pub writer: WriterSettings,
 }
 
@@ -117,6 +123,10 @@ impl CreateArgs {
             None => Some(Blocklist::default()),
             Some(path) => errors.take("SHORTENER_BLOCKLIST_FILE", read_blocklist(path)),
         };
+        let watch = errors.take(
+            "SHORTENER_BLOCKLIST_WATCH_INTERVAL",
+            parse::duration_or_zero(&self.blocklist_watch_interval),
+        );
         let block_private = errors.take(
             "SHORTENER_BLOCK_PRIVATE_TARGETS",
             parse::switch(&self.block_private_targets),
@@ -151,6 +161,7 @@ impl CreateArgs {
             code_key,
             key_source,
             blocklist_file: self.blocklist_file.clone(),
+            blocklist_watch: Some(watch?).filter(|every| !every.is_zero()),
             writer: WriterSettings {
                 batch_max: batch_max?,
                 linger: linger?,

@@ -12,6 +12,7 @@
 //! | `limits` | per-client rate limits |
 //! | `creates` | public base URL, code key, refused targets, group commit |
 //! | `clicks` | the flush interval |
+//! | `retention` | how long click rows and expired links are kept, how often the pruner runs |
 //! | `lease` | worker id and its lease |
 //! | `telemetry` | metrics, log format and filter |
 
@@ -24,6 +25,7 @@ mod lease;
 mod limits;
 mod parse;
 mod redis;
+mod retention;
 mod server;
 mod telemetry;
 
@@ -42,7 +44,7 @@ use clap::CommandFactory;
 use crate::clicks::FlushSettings;
 use crate::lease::LeaseConfig;
 use crate::limits::LimitSettings;
-use crate::links::CacheSettings;
+use crate::links::{CacheSettings, RetentionSettings};
 
 /// The validated configuration of `shortener serve`.
 #[derive(Debug, Clone)]
@@ -55,6 +57,7 @@ pub struct ServeConfig {
     pub limits: LimitSettings,
     pub creates: CreateConfig,
     pub clicks: FlushSettings,
+    pub retention: RetentionSettings,
     pub lease: LeaseConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -72,6 +75,7 @@ impl ServeArgs {
         let cache = self.cache.parse(&mut errors);
         let limits = self.limits.parse(&mut errors);
         let clicks = self.clicks.parse(&mut errors);
+        let retention = self.retention.parse(&mut errors);
         let lease = self.lease.parse(&mut errors);
         let telemetry = self.telemetry.parse(&mut errors);
         if let (Some(creates), Some(database)) = (&creates, &database)
@@ -91,6 +95,7 @@ impl ServeArgs {
                 limits: limits?,
                 creates: creates?,
                 clicks: clicks?,
+                retention: retention?,
                 lease: lease?,
                 telemetry: telemetry?,
             })

@@ -183,13 +183,7 @@ impl Manager {
             .change(holder, code, &change, &audit, if_match.as_ref())
             .await?
             .ok_or(ManageError::Gone)?;
-        let clicks = self
-            .db
-            .daily_clicks(link.id)
-            .await?
-            .iter()
-            .map(|day| day.clicks)
-            .sum();
+        let clicks = self.db.daily_clicks(link.id).await?.clicks();
         Ok(self.managed(ListedLink { link, clicks }))
     }
 

@@ -46,7 +46,7 @@ pub use qr::{
 };
 pub use remote::RemoteCache;
 pub use resolver::{LinkStats, ResolveError, Resolver, Visit};
-pub use retention::{PRUNE_EVERY, run_pruner};
+pub use retention::{CHUNK_ROWS, PRUNE_EVERY, PassEnd, Pruner, RetentionSettings};
 pub use schema::{EXPAND_ONLY_SUFFIX, SchemaCheck, SchemaState};
 pub use writer::{CreateWriter, WriteError, WriterSettings};
 
@@ -81,6 +81,14 @@ impl ResolvedLink {
     /// The link of a stored row, or `None` when the stored target may not be redirected to
     /// (checked again here, not only when the link was created).
     pub fn from_record(record: LinkRecord) -> Option<Arc<Self>> {
+        // A deleted link never redirects: its target is never sent, and a tombstone made by
+        // retention has none left.
+        if record.deleted_at.is_some() {
+            return Some(Arc::new(ResolvedLink {
+                location: HeaderValue::from_static(""),
+                ..Self::fields_of(&record)
+            }));
+        }
         if !TargetUrl::is_redirectable(&record.target_url) {
             tracing::error!(
                 link_id = record.id,
@@ -88,22 +96,28 @@ impl ResolvedLink {
             );
             return None;
         }
+        let fields = Self::fields_of(&record);
         let location = HeaderValue::from_maybe_shared(bytes::Bytes::from(record.target_url))
             .map_err(|_| {
                 tracing::error!(link_id = record.id, "stored target is not a header value")
             })
             .ok()?;
-        Some(Arc::new(ResolvedLink {
+        Some(Arc::new(ResolvedLink { location, ..fields }))
+    }
+
+    /// Every field of `record`'s link but its `Location` (left empty).
+    fn fields_of(record: &LinkRecord) -> ResolvedLink {
+        ResolvedLink {
             id: record.id,
             version: u32::try_from(record.version).unwrap_or(u32::MAX),
-            location,
+            location: HeaderValue::from_static(""),
             created_at: record.created_at,
             expires_at: record.expires_at,
             disabled: record.disabled_at.is_some(),
             owner: record.owner.map_or(0, |owner| owner.0),
             deleted: record.deleted_at.is_some(),
             visit_limited: record.max_visits.is_some(),
-        }))
+        }
     }
 
     /// A link as a create makes it (its first version, not disabled or deleted).

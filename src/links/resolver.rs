@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use thiserror::Error;
+use time::OffsetDateTime;
 
 use super::{KeyHolder, LinkCache, RemoteCache, ResolvedLink};
 use crate::clicks::{ClickKind, ClickRecorder};
@@ -50,7 +51,12 @@ pub enum ResolveError {
 /// A link and its daily click series.
 pub struct LinkStats {
     pub link: Arc<ResolvedLink>,
+    /// The daily rows kept (`SHORTENER_STATS_RETENTION`), oldest first.
     pub days: Vec<DailyClicks>,
+    /// Totals over the link's life: the days kept and those pruned.
+    pub clicks: i64,
+    pub bot_clicks: i64,
+    pub last_click_at: Option<OffsetDateTime>,
     /// Whether the target may be shown to who asked.
     pub url_shown: bool,
 }
@@ -171,12 +177,24 @@ impl Resolver {
         if link.deleted {
             return Err(ResolveError::Gone);
         }
-        let days = self.db.daily_clicks(link.id).await.map_err(lookup_failed)?;
+        let stored = self.db.daily_clicks(link.id).await.map_err(lookup_failed)?;
+        let (pruned_clicks, pruned_bots, pruned_last) =
+            stored.pruned.map_or((0, 0, None), |(clicks, bots, last)| {
+                (clicks, bots, Some(last))
+            });
+        let days = stored.days;
         let url_shown = !link.visit_limited
             || viewer.is_some_and(|viewer| {
                 viewer.scope == KeyScope::Admin || link.owner() == Some(viewer.id)
             });
         Ok(LinkStats {
+            clicks: pruned_clicks + days.iter().map(|day| day.clicks).sum::<i64>(),
+            bot_clicks: pruned_bots + days.iter().map(|day| day.bot_clicks).sum::<i64>(),
+            last_click_at: days
+                .iter()
+                .map(|day| day.last_click_at)
+                .chain(pruned_last)
+                .max(),
             link,
             days,
             url_shown,

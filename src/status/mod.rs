@@ -152,6 +152,7 @@ impl Status {
             gauges
                 .waiters
                 .set(statistics.get_started.saturating_sub(finished) as f64);
+            gauges.checkouts.absolute(finished);
             gauges.acquire_timeouts.absolute(statistics.get_timed_out);
         }
         sampled.redis_circuit_open.set(

@@ -1,34 +1,199 @@
-//! Pruning of rows that only matter for a while.
+//! Pruning of rows that only matter for a while, one bounded chunk per statement.
+//!
+//! Every chunk is a short transaction that first takes one advisory lock
+//! ([`PRUNE_LOCK_KEY`], transaction-level): while one instance prunes, the others' chunks find
+//! the lock taken and stop their pass, so the fleet prunes one chunk at a time. A chunk picks
+//! at most `limit` rows by an index on the column it is cut by, so its cost does not depend on
+//! how large the backlog is: a backlog of any size is worked off by repeating chunks, each
+//! well within the statement timeout.
 
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use super::{Db, StorageError, pool};
-use crate::telemetry::metrics::DbOperation;
+use crate::telemetry::metrics::{DbOperation, PruneTable};
+
+/// Key of the advisory lock a chunk holds. The value only has to be this program's own (and
+/// not the migration lock's).
+pub const PRUNE_LOCK_KEY: i64 = 0x73_686f_7274_7072; // "shortpr"
+
+/// What a chunk removes, and before when.
+#[derive(Debug, Clone, Copy)]
+pub enum PruneCut {
+    /// Idempotency records stored before it.
+    IdempotencyKeys(OffsetDateTime),
+    /// Click batch ids applied before it (no retry is that late).
+    StatsBatches(OffsetDateTime),
+    /// The change feed's rows older than it.
+    LinkChanges(OffsetDateTime),
+    /// Daily click rows of days before it, folded into the link's totals row.
+    ClickDays(Date),
+    /// Links expired before it (and neither deleted nor disabled): their target, click rows
+    /// and idempotency records go, a tombstone stays, and the change is put in the feed.
+    ExpiredLinks(OffsetDateTime),
+}
+
+impl PruneCut {
+    pub fn table(self) -> PruneTable {
+        match self {
+            PruneCut::IdempotencyKeys(_) => PruneTable::IdempotencyKeys,
+            PruneCut::StatsBatches(_) => PruneTable::StatsBatches,
+            PruneCut::LinkChanges(_) => PruneTable::LinkChanges,
+            PruneCut::ClickDays(_) => PruneTable::ClickDays,
+            PruneCut::ExpiredLinks(_) => PruneTable::ExpiredLinks,
+        }
+    }
+}
+
+/// What one chunk did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// This many rows went (fewer than asked: nothing is left).
+    Pruned(u64),
+    /// Another instance holds the lock: nothing was done.
+    Busy,
+}
+
+/// `ctid`s of at most `$2` rows, by the index on the cut column.
+const IDEMPOTENCY_CHUNK: &str = "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY( \
+     SELECT ctid FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2))";
+const BATCHES_CHUNK: &str = "DELETE FROM stats_batches WHERE ctid = ANY(ARRAY( \
+     SELECT ctid FROM stats_batches WHERE applied_at < $1 ORDER BY applied_at LIMIT $2))";
+const CHANGES_CHUNK: &str = "DELETE FROM link_changes WHERE ctid = ANY(ARRAY( \
+     SELECT ctid FROM link_changes WHERE changed_at < $1 ORDER BY changed_at LIMIT $2))";
+/// One statement: the rows deleted are added to their links' totals in the same snapshot, so
+/// a link's totals are the same before and after.
+const CLICK_DAYS_CHUNK: &str = "WITH gone AS ( \
+       DELETE FROM link_clicks_daily WHERE ctid = ANY(ARRAY( \
+         SELECT ctid FROM link_clicks_daily WHERE day < $1 ORDER BY day LIMIT $2)) \
+       RETURNING link_id, clicks, bot_clicks, last_click_at), \
+     folded AS ( \
+       INSERT INTO link_clicks_total (link_id, clicks, bot_clicks, last_click_at) \
+       SELECT link_id, sum(clicks), sum(bot_clicks), max(last_click_at) FROM gone \
+       GROUP BY link_id \
+       ON CONFLICT (link_id) DO UPDATE SET \
+         clicks = link_clicks_total.clicks + excluded.clicks, \
+         bot_clicks = link_clicks_total.bot_clicks + excluded.bot_clicks, \
+         last_click_at = greatest(link_clicks_total.last_click_at, excluded.last_click_at) \
+       RETURNING 1) \
+     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)";
+/// The tombstone keeps the code (never issued again), the owner and the times; the version
+/// moves and the feed gets the change, so every instance's tiers learn of it.
+const EXPIRED_LINKS_CHUNK: &str = "WITH picked AS ( \
+       SELECT id FROM links \
+       WHERE expires_at < $1 AND deleted_at IS NULL AND disabled_at IS NULL \
+       ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     emptied AS ( \
+       UPDATE links SET target_url = '', deleted_at = now(), reuse_digest = NULL, \
+         max_visits = NULL, visits_left = NULL, version = version + 1 \
+       FROM picked WHERE links.id = picked.id \
+       RETURNING links.id, links.code, links.version), \
+     clicks AS (DELETE FROM link_clicks_daily d USING emptied WHERE d.link_id = emptied.id \
+       RETURNING 1), \
+     totals AS (DELETE FROM link_clicks_total t USING emptied WHERE t.link_id = emptied.id \
+       RETURNING 1), \
+     records AS (DELETE FROM idempotency_keys k USING emptied WHERE k.link_id = emptied.id \
+       RETURNING 1), \
+     fed AS (INSERT INTO link_changes (link_id, code, version) \
+       SELECT id, code, version FROM emptied RETURNING 1) \
+     SELECT (SELECT count(*) FROM emptied), (SELECT count(*) FROM clicks), \
+       (SELECT count(*) FROM totals), (SELECT count(*) FROM records), (SELECT count(*) FROM fed)";
 
 impl Db {
-    /// Deletes idempotency records stored before `keys_stored_before` and stats batch ids past
-    /// any retry. Answers how many rows went.
-    pub async fn prune_expired(
-        &self,
-        keys_stored_before: OffsetDateTime,
-    ) -> Result<u64, StorageError> {
+    /// One chunk of at most `limit` rows of what `cut` names, under the prune lock.
+    pub async fn prune_chunk(&self, cut: PruneCut, limit: i64) -> Result<Chunk, StorageError> {
+        self.bounded(DbOperation::Prune, async {
+            let mut conn = pool::checkout(&self.background).await?;
+            let tx = conn.client.transaction().await?;
+            let locked: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK_KEY])
+                .await?
+                .try_get(0)?;
+            if !locked {
+                return Ok(Chunk::Busy);
+            }
+            let rows = match cut {
+                PruneCut::IdempotencyKeys(before) => {
+                    tx.execute(IDEMPOTENCY_CHUNK, &[&before, &limit]).await?
+                }
+                PruneCut::StatsBatches(before) => {
+                    tx.execute(BATCHES_CHUNK, &[&before, &limit]).await?
+                }
+                PruneCut::LinkChanges(before) => {
+                    tx.execute(CHANGES_CHUNK, &[&before, &limit]).await?
+                }
+                PruneCut::ClickDays(before) => {
+                    let row = tx.query_one(CLICK_DAYS_CHUNK, &[&before, &limit]).await?;
+                    row.try_get::<_, i64>(0)? as u64
+                }
+                PruneCut::ExpiredLinks(before) => {
+                    let row = tx
+                        .query_one(EXPIRED_LINKS_CHUNK, &[&before, &limit])
+                        .await?;
+                    row.try_get::<_, i64>(0)? as u64
+                }
+            };
+            tx.commit().await?;
+            Ok(Chunk::Pruned(rows))
+        })
+        .await
+    }
+
+    /// How long the oldest row `cut` would remove has been past its time, in seconds (0 when
+    /// there is none): how far pruning is behind.
+    pub async fn prune_overdue(&self, cut: PruneCut) -> Result<f64, StorageError> {
         self.bounded(DbOperation::Prune, async {
             let conn = pool::checkout(&self.background).await?;
-            let keys = conn
-                .client
-                .execute(
-                    "DELETE FROM idempotency_keys WHERE created_at < $1",
-                    &[&keys_stored_before],
-                )
-                .await?;
-            let batches = conn
-                .client
-                .execute(
-                    "DELETE FROM stats_batches WHERE applied_at < now() - interval '7 days'",
-                    &[],
-                )
-                .await?;
-            Ok(keys + batches)
+            let oldest: Option<OffsetDateTime> = match cut {
+                PruneCut::IdempotencyKeys(before) => conn
+                    .client
+                    .query_one(
+                        "SELECT min(created_at) FROM idempotency_keys WHERE created_at < $1",
+                        &[&before],
+                    )
+                    .await?
+                    .try_get(0)?,
+                PruneCut::StatsBatches(before) => conn
+                    .client
+                    .query_one(
+                        "SELECT min(applied_at) FROM stats_batches WHERE applied_at < $1",
+                        &[&before],
+                    )
+                    .await?
+                    .try_get(0)?,
+                PruneCut::LinkChanges(before) => conn
+                    .client
+                    .query_one(
+                        "SELECT min(changed_at) FROM link_changes WHERE changed_at < $1",
+                        &[&before],
+                    )
+                    .await?
+                    .try_get(0)?,
+                PruneCut::ClickDays(before) => conn
+                    .client
+                    .query_one(
+                        "SELECT min(day)::timestamptz FROM link_clicks_daily WHERE day < $1",
+                        &[&before],
+                    )
+                    .await?
+                    .try_get(0)?,
+                PruneCut::ExpiredLinks(before) => conn
+                    .client
+                    .query_one(
+                        "SELECT min(expires_at) FROM links WHERE expires_at < $1 \
+                         AND deleted_at IS NULL AND disabled_at IS NULL",
+                        &[&before],
+                    )
+                    .await?
+                    .try_get(0)?,
+            };
+            let cut_at = match cut {
+                PruneCut::IdempotencyKeys(at)
+                | PruneCut::StatsBatches(at)
+                | PruneCut::LinkChanges(at)
+                | PruneCut::ExpiredLinks(at) => at,
+                PruneCut::ClickDays(day) => day.midnight().assume_utc(),
+            };
+            Ok(oldest.map_or(0.0, |oldest| (cut_at - oldest).as_seconds_f64().max(0.0)))
         })
         .await
     }

@@ -32,6 +32,8 @@ impl Db {
                         "SELECT {LINK_COLUMNS}, \
                            coalesce((SELECT sum(d.clicks) FROM link_clicks_daily d \
                                      WHERE d.link_id = links.id), 0)::bigint \
+                           + coalesce((SELECT t.clicks FROM link_clicks_total t \
+                                       WHERE t.link_id = links.id), 0) \
                          FROM links WHERE deleted_at IS NULL \
                            AND ($1::bigint IS NULL OR owner_key_id = $1) \
                            AND ($2::bigint IS NULL OR id < $2) \
@@ -70,7 +72,9 @@ impl Db {
                     &format!(
                         "SELECT DISTINCT ON (reuse_digest) {LINK_COLUMNS}, \
                            coalesce((SELECT sum(d.clicks) FROM link_clicks_daily d \
-                                     WHERE d.link_id = links.id), 0)::bigint, reuse_digest \
+                                     WHERE d.link_id = links.id), 0)::bigint \
+                           + coalesce((SELECT t.clicks FROM link_clicks_total t \
+                                       WHERE t.link_id = links.id), 0), reuse_digest \
                          FROM links WHERE reuse_digest = ANY($1::bytea[]) \
                            AND deleted_at IS NULL AND disabled_at IS NULL \
                          ORDER BY reuse_digest, id DESC"

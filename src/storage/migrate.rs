@@ -90,13 +90,16 @@ pub const APP_ROLE_PRIVILEGES: &[(&str, &str)] = &[
     ("links", "SELECT, INSERT, UPDATE"),
     ("idempotency_keys", "SELECT, INSERT, UPDATE, DELETE"),
     ("link_clicks_daily", "SELECT, INSERT, UPDATE, DELETE"),
+    // Pruned days folded in (retention).
+    ("link_clicks_total", "SELECT, INSERT, UPDATE, DELETE"),
     ("stats_batches", "SELECT, INSERT, UPDATE, DELETE"),
     ("worker_leases", "SELECT, INSERT, UPDATE, DELETE"),
     // Keys are made and revoked by `shortener apikey`, run as the owner; the service reads them.
     ("api_keys", "SELECT"),
     ("api_key_usage", "SELECT, INSERT, UPDATE"),
+    // Appended to, never rewritten; pruned after a week.
+    ("link_changes", "SELECT, INSERT, DELETE"),
     // Appended to, never rewritten.
-    ("link_changes", "SELECT, INSERT"),
     ("audit_log", "SELECT, INSERT"),
     // Which migrations are applied (read to compare with the binary's).
     ("refinery_schema_history", "SELECT"),

@@ -32,6 +32,7 @@ use crate::telemetry::metrics::{DbCause, DbMetrics, DbOperation, PoolName};
 
 pub use batch::{BatchKey, BatchRow, RowOutcome, UnitKey, UnitOutcome};
 pub use changes::{Audit, ChangeRow, Changed, LinkEdit, change_link_once, codes_for_host};
+pub use janitor::{Chunk, PRUNE_LOCK_KEY, PruneCut};
 pub use keys::{
     AuditEntry, KeyListing, KeyRow, audit_log, create_api_key, list_api_keys, revoke_api_key,
 };
@@ -46,7 +47,7 @@ pub use redis::{
     ChangeEvent, ChangeSubscriber, GcraAnswer, RedisError, RedisSettings, RedisStore, RedisTopology,
 };
 pub use seed::SeedLink;
-pub use stats::{ClickRows, DailyClicks};
+pub use stats::{ClickRows, DailyClicks, StoredClicks};
 pub use tls::PgTarget;
 
 use pool::{PgPool, Role};

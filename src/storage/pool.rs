@@ -141,7 +141,9 @@ impl ReadStatements {
             daily_clicks: client
                 .prepare(
                     "SELECT day, clicks, bot_clicks, last_click_at FROM link_clicks_daily \
-                     WHERE link_id = $1 ORDER BY day",
+                     WHERE link_id = $1 \
+                     UNION ALL SELECT NULL, clicks, bot_clicks, last_click_at \
+                     FROM link_clicks_total WHERE link_id = $1 ORDER BY day NULLS FIRST",
                 )
                 .await?,
             // Prepared on replicas too (preparing is allowed there), executed on the primary.

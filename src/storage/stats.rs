@@ -34,6 +34,22 @@ pub struct DailyClicks {
     pub last_click_at: OffsetDateTime,
 }
 
+/// One link's clicks as stored: the daily rows kept, and what the days pruned added up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredClicks {
+    pub days: Vec<DailyClicks>,
+    /// `(clicks, bot_clicks, last_click_at)` of the days pruned, if any were.
+    pub pruned: Option<(i64, i64, OffsetDateTime)>,
+}
+
+impl StoredClicks {
+    /// Clicks by people over the link's life.
+    pub fn clicks(&self) -> i64 {
+        let pruned = self.pruned.map_or(0, |(clicks, _, _)| clicks);
+        pruned + self.days.iter().map(|day| day.clicks).sum::<i64>()
+    }
+}
+
 impl Db {
     /// Adds `rows` to the daily tallies unless `batch_id` was applied before. The batch id is
     /// recorded in the same transaction, so a retry after a lost COMMIT acknowledgement counts
@@ -74,23 +90,27 @@ impl Db {
 
     /// Every day with clicks for `link_id`, oldest first, read from the primary (where the
     /// flusher writes) so the lag stays within one flush interval.
-    pub async fn daily_clicks(&self, link_id: i64) -> Result<Vec<DailyClicks>, StorageError> {
+    pub async fn daily_clicks(&self, link_id: i64) -> Result<StoredClicks, StorageError> {
         self.bounded(DbOperation::Stats, async {
             let conn = pool::checkout(&self.read).await?;
             let rows = conn
                 .client
                 .query(&conn.read()?.daily_clicks, &[&link_id])
                 .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(DailyClicks {
-                        day: row.try_get(0)?,
-                        clicks: row.try_get(1)?,
-                        bot_clicks: row.try_get(2)?,
-                        last_click_at: row.try_get(3)?,
-                    })
-                })
-                .collect()
+            let mut clicks = StoredClicks::default();
+            for row in &rows {
+                let (count, bots, last) = (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+                match row.try_get::<_, Option<Date>>(0)? {
+                    Some(day) => clicks.days.push(DailyClicks {
+                        day,
+                        clicks: count,
+                        bot_clicks: bots,
+                        last_click_at: last,
+                    }),
+                    None => clicks.pruned = Some((count, bots, last)),
+                }
+            }
+            Ok(clicks)
         })
         .await
     }

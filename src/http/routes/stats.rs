@@ -47,9 +47,9 @@ fn render(code: &str, stats: &LinkStats) -> Response {
         url: stats.url_shown.then(|| link.target_url()),
         created_at: rfc3339(link.created_at),
         expires_at: link.expires_at.map(rfc3339),
-        clicks: days.iter().map(|day| day.clicks).sum(),
-        bot_clicks: days.iter().map(|day| day.bot_clicks).sum(),
-        last_click_at: days.iter().map(|day| day.last_click_at).max().map(rfc3339),
+        clicks: stats.clicks,
+        bot_clicks: stats.bot_clicks,
+        last_click_at: stats.last_click_at.map(rfc3339),
         daily: days
             .iter()
             .skip(days.len().saturating_sub(SERIES_DAYS))

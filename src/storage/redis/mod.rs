@@ -258,13 +258,14 @@ impl RedisStore {
         Ok(self.checked(RedisCommand::Get, result)?.and_then(versioned))
     }
 
-    /// Passes `result` on, a failure counted; a timeout against a cluster first starts a
+    /// Passes `result` on, the command counted (and a failure); a timeout against a cluster first starts a
     /// re-read of its slot map.
     fn checked<T>(
         &self,
         command: RedisCommand,
         result: Result<T, fred::error::Error>,
     ) -> Result<T, RedisError> {
+        self.metrics.sent(command);
         if let Err(error) = &result {
             let cause = match error.kind() {
                 ErrorKind::Timeout => RedisCause::Timeout,

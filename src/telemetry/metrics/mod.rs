@@ -24,13 +24,14 @@ mod sampled;
 mod storage;
 mod vocabulary;
 
-pub use pipelines::{ClickMetrics, CreateMetrics, LeaseMetrics};
+pub use pipelines::{BlocklistMetrics, ClickMetrics, CreateMetrics, LeaseMetrics, PruneMetrics};
 pub use requests::{HttpMetrics, LimitMetrics, ResolveMetrics};
 pub use sampled::{PoolGauges, PoolName, Sampled};
 pub use storage::{DbMetrics, RedisMetrics};
 pub use vocabulary::{
     BatchResult, CacheName, ClickLabel, CreateLimitMode, DbCause, DbOperation, HttpMethod,
-    HttpRoute, LimitRoute, RedisCause, RedisCommand, RenewalResult, ResolveOutcome, StatusClass,
+    HttpRoute, LimitRoute, PrunePass, PruneTable, RedisCause, RedisCommand, ReloadResult,
+    RenewalResult, ResolveOutcome, StatusClass,
 };
 
 use registry::Registry;
@@ -78,6 +79,8 @@ pub struct Metrics {
     pub clicks: ClickMetrics,
     pub limits: LimitMetrics,
     pub lease: LeaseMetrics,
+    pub prune: PruneMetrics,
+    pub blocklist: BlocklistMetrics,
     pub sampled: Sampled,
 }
 
@@ -124,6 +127,8 @@ impl Metrics {
             clicks: pipelines::click_metrics(&registry),
             limits: LimitMetrics::register(&registry),
             lease: LeaseMetrics::register(&registry),
+            prune: PruneMetrics::register(&registry),
+            blocklist: BlocklistMetrics::register(&registry),
             sampled: sampled::sampled(&registry, layout),
             handle,
             recording,

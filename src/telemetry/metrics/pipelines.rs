@@ -1,5 +1,5 @@
 //! The background pipelines' series: the group-commit writer, the click flusher, the
-//! worker-id lease.
+//! worker-id lease, the pruner, the blocklist's reloads.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +7,9 @@ use std::time::Duration;
 use ::metrics::{Counter, Gauge, Histogram};
 
 use super::registry::{Registry, noops};
-use super::vocabulary::{BatchResult, ClickLabel, DbCause, RenewalResult};
+use super::vocabulary::{
+    BatchResult, ClickLabel, DbCause, PrunePass, PruneTable, ReloadResult, RenewalResult,
+};
 
 /// The group-commit writer.
 #[derive(Clone)]
@@ -168,5 +170,121 @@ pub(super) fn click_metrics(registry: &Registry) -> ClickMetrics {
             "Click batch writes that failed and will be retried, by cause.",
             "cause",
         ),
+    }
+}
+
+/// The pruner.
+#[derive(Clone)]
+pub struct PruneMetrics {
+    passes: Arc<[Counter]>,
+    rows: Arc<[Counter]>,
+    chunks: Arc<[Counter]>,
+    failures: Arc<[Counter]>,
+    overdue: Arc<[Gauge]>,
+}
+
+impl Default for PruneMetrics {
+    fn default() -> Self {
+        PruneMetrics {
+            passes: noops(PrunePass::COUNT),
+            rows: noops(PruneTable::COUNT),
+            chunks: noops(PruneTable::COUNT),
+            failures: noops(PruneTable::COUNT),
+            overdue: (0..PruneTable::COUNT).map(|_| Gauge::noop()).collect(),
+        }
+    }
+}
+
+impl PruneMetrics {
+    pub fn pass(&self, end: PrunePass) {
+        self.passes[end.index()].increment(1);
+    }
+
+    pub fn chunk(&self, table: PruneTable, rows: u64) {
+        self.chunks[table.index()].increment(1);
+        self.rows[table.index()].increment(rows);
+    }
+
+    pub fn failed(&self, table: PruneTable) {
+        self.failures[table.index()].increment(1);
+    }
+
+    pub fn overdue(&self, table: PruneTable, seconds: f64) {
+        self.overdue[table.index()].set(seconds);
+    }
+
+    pub(super) fn register(registry: &Registry) -> Self {
+        PruneMetrics {
+            passes: registry.counters_by::<PrunePass>(
+                "shortener_prune_passes_total",
+                "Pruning passes of this instance, by how they ended (left_to_another: another \
+                 instance held the lock).",
+                "end",
+            ),
+            rows: registry.counters_by::<PruneTable>(
+                "shortener_prune_rows_total",
+                "Rows pruned (expired links: links made tombstones), by table.",
+                "table",
+            ),
+            chunks: registry.counters_by::<PruneTable>(
+                "shortener_prune_chunks_total",
+                "Chunks of pruning run by this instance, by table.",
+                "table",
+            ),
+            failures: registry.counters_by::<PruneTable>(
+                "shortener_prune_failures_total",
+                "Chunks of pruning that failed (tried again next pass), by table.",
+                "table",
+            ),
+            overdue: PruneTable::ALL
+                .iter()
+                .map(|table| {
+                    registry.gauge(
+                        "shortener_prune_overdue_seconds",
+                        "How long the oldest row pruning would remove has been past its time \
+                         (0: none), by table.",
+                        &[("table", table.label())],
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Reloads of the blocklist file.
+#[derive(Clone)]
+pub struct BlocklistMetrics {
+    reloads: Arc<[Counter]>,
+    pub entries: Gauge,
+}
+
+impl Default for BlocklistMetrics {
+    fn default() -> Self {
+        BlocklistMetrics {
+            reloads: noops(ReloadResult::COUNT),
+            entries: Gauge::noop(),
+        }
+    }
+}
+
+impl BlocklistMetrics {
+    pub fn reload(&self, result: ReloadResult) {
+        self.reloads[result.index()].increment(1);
+    }
+
+    pub(super) fn register(registry: &Registry) -> Self {
+        BlocklistMetrics {
+            reloads: registry.counters_by::<ReloadResult>(
+                "shortener_blocklist_reloads_total",
+                "Reloads of the blocklist file (on SIGHUP or a change of the file), by result \
+                 (refused: unreadable or unparsable, the list in force stays).",
+                "result",
+            ),
+            entries: registry.gauge(
+                "shortener_blocklist_entries",
+                "Hosts on the blocklist in force.",
+                &[],
+            ),
+        }
     }
 }

@@ -22,6 +22,7 @@ pub struct PoolGauges {
     pub connections: Gauge,
     pub idle: Gauge,
     pub waiters: Gauge,
+    pub checkouts: Counter,
     pub acquire_timeouts: Counter,
 }
 
@@ -108,6 +109,12 @@ pub(super) fn sampled(registry: &Registry, layout: &Layout) -> Sampled {
                 waiters: registry.gauge_owned(
                     "shortener_db_pool_waiters",
                     "Checkouts waiting for a connection now.",
+                    labels(),
+                ),
+                checkouts: registry.counter_owned(
+                    "shortener_db_pool_checkouts_total",
+                    "Checkouts finished, with a connection or timed out: the denominator of the \
+                     timeout ratio.",
                     labels(),
                 ),
                 acquire_timeouts: registry.counter_owned(

@@ -1,4 +1,4 @@
-//! Storage's series: Redis commands that failed, storage calls made and failed.
+//! Storage's series: Redis commands sent and failed, storage calls made and failed.
 
 use std::sync::Arc;
 
@@ -7,9 +7,11 @@ use ::metrics::Counter;
 use super::registry::{Registry, noops};
 use super::vocabulary::{DbCause, DbOperation, RedisCause, RedisCommand};
 
-/// Failed Redis commands.
+/// Redis commands, and those that failed.
 #[derive(Clone)]
 pub struct RedisMetrics {
+    /// `[command]`.
+    commands: Arc<[Counter]>,
     /// `[command][cause]`.
     errors: Arc<[Counter]>,
 }
@@ -17,12 +19,17 @@ pub struct RedisMetrics {
 impl Default for RedisMetrics {
     fn default() -> Self {
         RedisMetrics {
+            commands: noops(RedisCommand::COUNT),
             errors: noops(RedisCommand::COUNT * RedisCause::COUNT),
         }
     }
 }
 
 impl RedisMetrics {
+    pub fn sent(&self, command: RedisCommand) {
+        self.commands[command.index()].increment(1);
+    }
+
     pub fn failed(&self, command: RedisCommand, cause: RedisCause) {
         self.errors[command.index() * RedisCause::COUNT + cause.index()].increment(1);
     }
@@ -60,6 +67,12 @@ impl DbMetrics {
 impl RedisMetrics {
     pub(super) fn register(registry: &Registry) -> Self {
         RedisMetrics {
+            commands: registry.counters_by::<RedisCommand>(
+                "shortener_redis_commands_total",
+                "Redis commands sent, by command (the failed ones too): the denominator of the \
+                 error ratio.",
+                "command",
+            ),
             errors: registry.counters_by_pair::<RedisCommand, RedisCause>(
                 "shortener_redis_errors_total",
                 "Redis commands that failed, by command and cause.",

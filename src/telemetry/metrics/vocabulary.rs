@@ -113,6 +113,31 @@ vocabulary!(
     }
 );
 vocabulary!(
+    /// What the pruner removes (`table`).
+    PruneTable {
+        IdempotencyKeys => "idempotency_keys",
+        StatsBatches => "stats_batches",
+        LinkChanges => "link_changes",
+        ClickDays => "link_clicks_daily",
+        ExpiredLinks => "links",
+    }
+);
+vocabulary!(
+    /// How a pruning pass ended (`end`).
+    PrunePass {
+        Done => "done",
+        LeftToAnother => "left_to_another",
+        Failed => "failed",
+    }
+);
+vocabulary!(
+    /// What a reload of the blocklist file did (`result`).
+    ReloadResult {
+        Reloaded => "reloaded",
+        Refused => "refused",
+    }
+);
+vocabulary!(
     /// Why a storage call failed.
     DbCause {
         PoolTimeout => "pool_timeout",
