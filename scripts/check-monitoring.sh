@@ -14,7 +14,8 @@
 # 4. every query of deploy/monitoring/dashboard.json, its Grafana variables replaced by sample
 #    values, parsed by promtool (as recording rules of a temporary rule file)
 # 5. with SCRAPE (a saved `curl -s localhost:9090/metrics`): promtool check metrics on it, and
-#    every metric the rules and the dashboard use present in it (the SLO buckets included)
+#    every metric the rules and the dashboard use present in it (the SLO buckets included),
+#    but the platform series of docs/metrics.md (Kubernetes exports those)
 #
 # Every check runs even when an earlier one failed, so one run lists every problem.
 # Installs promtool (Debian's `prometheus` package) when it is missing, as root or with sudo.
@@ -115,7 +116,9 @@ def read_catalogue(path):
                     values |= {v[:-2] + "_*" for v in values if v.endswith("_1")}
                 labels[label] = values or None
             metrics[name] = {"type": cells[1], "labels": labels, "buckets": buckets,
-                             "refs": re.findall(r"`([a-z_:][a-z0-9_:]*)`", cells[3])}
+                             "refs": re.findall(r"`([a-z_:][a-z0-9_:]*)`", cells[3]),
+                             # Kubernetes' series, never in the service's scrape.
+                             "platform": section.startswith("Platform series")}
     if not metrics:
         die(f"no metric found in {path}")
     # Values given as "as `other_metric`" are that metric's values for the same label.
@@ -462,7 +465,8 @@ def main():
         with open(out_rules, "w") as out:
             json.dump({"groups": [{"name": "dashboard-queries", "rules": records}]}, out, indent=1)
         with open(out_names, "w") as out:
-            out.write("\n".join(sorted(used - recorded)) + "\n")
+            platform = {name for name, info in metrics.items() if info["platform"]}
+            out.write("\n".join(sorted(used - recorded - platform)) + "\n")
         if problems:
             print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
             sys.exit(1)
