@@ -62,6 +62,42 @@ pub enum BuildError {
     /// A signal handler could not be registered.
     #[error("cannot register a signal handler")]
     Signal(#[source] std::io::Error),
+    /// The admin listener's runtime or its thread could not be started.
+    #[error("cannot start the admin runtime")]
+    AdminRuntime(#[source] std::io::Error),
+}
+
+/// The runtime of the admin listener and the readiness prober: one thread of its own, so that
+/// `/healthz`, `/readyz` and `/metrics` answer, and the prober probes, while the main runtime is
+/// saturated by requests or wedged by a task that holds its threads. Its I/O (the admin
+/// listener, the prober's connections) is registered with this runtime's own driver. The
+/// thread ends when `end` is cancelled (the shutdown tree's root).
+struct AdminRuntime {
+    handle: tokio::runtime::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AdminRuntime {
+    fn start(end: CancellationToken) -> std::io::Result<AdminRuntime> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let thread = std::thread::Builder::new()
+            .name("shortener-admin".to_owned())
+            .spawn(move || runtime.block_on(end.cancelled()))?;
+        Ok(AdminRuntime {
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for the thread to end (after the root was cancelled), off the async runtime.
+    async fn join(mut self, tasks: &TaskTracker) {
+        if let Some(thread) = self.thread.take() {
+            let _ = tasks.spawn_blocking(move || thread.join()).await;
+        }
+    }
 }
 
 /// The shutdown tree: cancelled one stage at a time by [`Application::run_until_stopped`], all
@@ -109,8 +145,9 @@ pub struct Application {
     redis: Option<RedisStore>,
     tasks: TaskTracker,
     stages: Stages,
-    /// The admin listener's task.
+    /// The admin listener's task (on `admin_runtime`).
     admin: JoinHandle<()>,
+    admin_runtime: AdminRuntime,
     /// The tasks that stop with [`Stages::background`], waited for in that stage.
     background: Vec<JoinHandle<()>>,
 }
@@ -134,12 +171,18 @@ impl Application {
                 .and_then(|listener| Ok((listener.local_addr()?, listener)))
                 .map_err(|source| BuildError::Listen { address, source })
         };
+        let stages = Stages::new();
+        let admin_runtime =
+            AdminRuntime::start(stages.end.clone()).map_err(BuildError::AdminRuntime)?;
         let (main_address, main) = bind(server.listen)?;
-        let (admin_address, admin) = bind(server.admin_listen)?;
+        // Registered with the admin runtime's driver, which polls it whatever the main one does.
+        let (admin_address, admin) = {
+            let _admin_context = admin_runtime.handle.enter();
+            bind(server.admin_listen)?
+        };
         if config.creates.key_source == KeySource::Development {
             tracing::warn!("SHORTENER_CODE_KEY is not set: using the public development key");
         }
-        let stages = Stages::new();
         let tasks = TaskTracker::new();
 
         let mut db = Db::connect_lazy(
@@ -202,7 +245,15 @@ impl Application {
         policy.listen = main_address;
         // The schema, checked before the first create (and by every probe from then on).
         let schema = Arc::new(SchemaCheck::new(storage::embedded_migrations()));
-        if let Some(applied) = db.applied_migrations(FIRST_REDIS_WAIT).await {
+        // On the admin runtime: the prober's connection, made here, is then driven there.
+        let first_read = tasks.spawn_on(
+            {
+                let db = db.clone();
+                async move { db.applied_migrations(FIRST_REDIS_WAIT).await }
+            },
+            &admin_runtime.handle,
+        );
+        if let Ok(Some(applied)) = first_read.await {
             schema.check(&applied);
         }
         let creator = Creator::new(
@@ -298,12 +349,15 @@ impl Application {
         ));
 
         let stop_background = &stages.background;
-        background.push(tasks.spawn(run_prober(
-            probes,
-            db.clone(),
-            Arc::clone(&cache),
-            stop_background.clone(),
-        )));
+        background.push(tasks.spawn_on(
+            run_prober(
+                probes,
+                db.clone(),
+                Arc::clone(&cache),
+                stop_background.clone(),
+            ),
+            &admin_runtime.handle,
+        ));
         if let Some(remote) = remote {
             background.push(tasks.spawn(remote.run_probe(stop_background.clone())));
         }
@@ -342,16 +396,22 @@ impl Application {
             per_peer: None,
             ..server.connections.clone()
         };
-        let admin = tasks.spawn(http::serve(
-            admin,
-            admin_limits,
-            {
-                let state = Arc::clone(&state);
-                move |request, peer| handle_admin(Arc::clone(&state), request, peer)
-            },
-            stages.admin.clone(),
-            tasks.clone(),
-        ));
+        let admin = tasks.spawn_on(
+            http::serve(
+                admin,
+                admin_limits,
+                {
+                    let state = Arc::clone(&state);
+                    move |request, peer| handle_admin(Arc::clone(&state), request, peer)
+                },
+                stages.admin.clone(),
+                tasks.clone(),
+            ),
+            &admin_runtime.handle,
+        );
+        // The main runtime's heartbeat, which `/healthz` checks from the admin runtime.
+        status.beat();
+        tasks.spawn(Arc::clone(&status).keep_beating(stages.admin.clone()));
 
         let mut lease =
             LeaseKeeper::new(db, ids, &config.lease).with_metrics(metrics.lease.clone());
@@ -371,6 +431,7 @@ impl Application {
             tasks,
             stages,
             admin,
+            admin_runtime,
             background,
         })
     }
@@ -427,6 +488,7 @@ impl Application {
             tasks,
             stages,
             admin,
+            admin_runtime,
             background,
         } = self;
         let serving = tasks.spawn(http::serve(
@@ -469,8 +531,9 @@ impl Application {
         if let Some(redis) = redis {
             redis.quit().await;
         }
-        // The end of every task that waits for it (signal handlers).
+        // The end of every task that waits for it (signal handlers), and of the admin runtime.
         drop(stages);
+        admin_runtime.join(&tasks).await;
         tasks.close();
         if timeout_at(deadline.max(Instant::now()), tasks.wait())
             .await

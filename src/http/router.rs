@@ -591,7 +591,7 @@ pub async fn handle_admin(
         return ApiError::MethodNotAllowed(GET_HEAD).into_response();
     }
     match request.uri().path() {
-        "/healthz" => admin::healthz(),
+        "/healthz" => admin::healthz(&state),
         "/readyz" => admin::readyz(&state),
         "/metrics" if state.metrics.is_on() => admin::metrics(&state),
         _ => ApiError::NotFound.into_response(),

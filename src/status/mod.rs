@@ -1,13 +1,14 @@
-//! What the admin listener reports about this instance: whether it is ready ([`Status::report`],
-//! from the prober's cached results, never a database round trip) and the gauges read from
-//! their sources when `/metrics` is scraped ([`Status::sample_metrics`]). It reads the state
+//! What the admin listener reports about this instance: whether it is alive (the main runtime
+//! beats: [`Status::stalled_for`]), whether it is ready ([`Status::report`], from the prober's
+//! cached results, never a database round trip) and the gauges read from their sources when
+//! `/metrics` is scraped ([`Status::sample_metrics`]). It reads the state
 //! of the other parts; it changes none of them, and it serves nothing itself.
 
 mod probe;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +67,16 @@ pub struct Status {
     started: AtomicBool,
     /// Cancelled when a stop was asked for (SIGTERM): readiness goes 503 at once.
     stopping: CancellationToken,
+    /// When the main runtime last beat, in milliseconds since `born` ([`Status::beat`]).
+    beat_ms: AtomicU64,
+    born: Instant,
 }
+
+/// How often the main runtime beats.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
+/// How long the main runtime may go without a beat before `/healthz` says it is wedged: a
+/// runtime that is only busy still runs its timers within milliseconds.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(5);
 
 impl Status {
     /// `stopping`: the token a stop request cancels.
@@ -75,6 +85,35 @@ impl Status {
             watched,
             started: AtomicBool::new(false),
             stopping,
+            beat_ms: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    /// The main runtime ran just now.
+    pub fn beat(&self) {
+        let now = self.born.elapsed().as_millis() as u64;
+        self.beat_ms.store(now, Ordering::Release);
+    }
+
+    /// How long the main runtime has gone without a beat, when longer than
+    /// [`HEARTBEAT_STALE`]: it is wedged (a task holding its threads), though the admin
+    /// listener, on a runtime of its own, still answers.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        let since = Duration::from_millis(self.beat_ms.load(Ordering::Acquire));
+        let stalled = self.born.elapsed().saturating_sub(since);
+        (stalled > HEARTBEAT_STALE).then_some(stalled)
+    }
+
+    /// Beats every [`HEARTBEAT_EVERY`] on the runtime it runs on (the main one) until `stop`.
+    pub async fn keep_beating(self: Arc<Self>, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(HEARTBEAT_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.beat(),
+                _ = stop.cancelled() => return,
+            }
         }
     }
 

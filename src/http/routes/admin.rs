@@ -10,9 +10,30 @@ use crate::http::{Response, State};
 use crate::limits::LimitMode;
 use crate::status::{CreatesState, Tiers};
 
-/// 200 while the process is alive.
-pub fn healthz() -> Response {
-    json_response(StatusCode::OK, r#"{"status":"ok"}"#)
+/// 200 while the process is alive: the admin listener answers (on its own runtime) and the
+/// main runtime has beaten within `HEARTBEAT_STALE`; 503 when the main runtime is wedged, so
+/// that a liveness probe restarts an instance that can no longer serve.
+pub fn healthz(state: &State) -> Response {
+    match state.status.stalled_for() {
+        None => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
+        Some(stalled) => {
+            let body = serde_json::json!({
+                "type": "urn:shortener:problem:wedged",
+                "title": "The main runtime is not running",
+                "status": 503,
+                "detail": format!(
+                    "the main runtime has not run for {} ms: its threads are held",
+                    stalled.as_millis()
+                ),
+            });
+            let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string());
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/problem+json"),
+            );
+            response
+        }
+    }
 }
 
 /// The readiness body: on 503 a problem (RFC 9457) with the same extension members.
