@@ -13,6 +13,13 @@
 #   scripts/stack.sh drop-test-dbs   drops databases left behind by earlier test runs
 #
 # The replica and the cluster live under $SHORTENER_STACK_DIR (default /var/tmp/shortener-stack).
+# Another stack beside this one (scripts/newcomer-check.sh) takes ports and names of its own:
+# REPLICA_PORT [5433], REDIS_PORT [6379], SHORTENER_CLUSTER_BASE_PORT [7001] (six ports from
+# it), SHORTENER_REPLICA_SLOT [shortener_replica].
+#
+# Runs as root or as a user with sudo: what needs root (packages, the machine's Postgres
+# settings, files of the replica, which belong to postgres) goes through sudo; the rest runs
+# as the user.
 #
 # DEVELOPMENT ONLY: on a machine where this script installs Postgres itself, it lets local TCP
 # connections in without a password (trust on 127.0.0.1 and ::1), and it lets local replication
@@ -26,9 +33,11 @@ PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-5}
 export PGHOST PGPORT PGUSER PGCONNECT_TIMEOUT
 REPLICA_PORT=${REPLICA_PORT:-5433}
 REDIS_PORT=${REDIS_PORT:-6379}
-CLUSTER_PORTS=(7001 7002 7003 7004 7005 7006)
+CLUSTER_BASE_PORT=${SHORTENER_CLUSTER_BASE_PORT:-7001}
+CLUSTER_PORTS=()
+for offset in 0 1 2 3 4 5; do CLUSTER_PORTS+=($((CLUSTER_BASE_PORT + offset))); done
 STACK_DIR=${SHORTENER_STACK_DIR:-/var/tmp/shortener-stack}
-SLOT=shortener_replica
+SLOT=${SHORTENER_REPLICA_SLOT:-shortener_replica}
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 
@@ -94,6 +103,7 @@ allow_replication() {
 # directory, so the copy has none. Hot standby requires these to be at least the primary's.
 write_replica_config() {
   local dir=$1 setting
+  # The directory is postgres's, mode 0700 (pg_basebackup made it): written as postgres.
   {
     echo "port = $REPLICA_PORT"
     echo "listen_addresses = '127.0.0.1'"
@@ -104,9 +114,9 @@ write_replica_config() {
                    max_prepared_transactions max_locks_per_transaction; do
       echo "$setting = $(psql -w -d postgres -Atqc "SHOW $setting")"
     done
-  } >"$dir/postgresql.conf"
-  printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' >"$dir/pg_hba.conf"
-  chown postgres: "$dir/postgresql.conf" "$dir/pg_hba.conf"
+  } | as_postgres tee "$dir/postgresql.conf" >/dev/null
+  printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' |
+    as_postgres tee "$dir/pg_hba.conf" >/dev/null
 }
 
 # A streaming replica of the local primary, rebuilt from a fresh base backup whenever the one
@@ -124,7 +134,8 @@ start_replica() {
   as_root mkdir -p "$STACK_DIR"
   as_root chmod 1777 "$STACK_DIR"
   allow_replication
-  if [ -f "$dir/standby.signal" ] && [ "$(psql -w -d postgres -Atqc \
+  # The data directory is postgres's (mode 0700): looked into as postgres.
+  if as_postgres test -f "$dir/standby.signal" && [ "$(psql -w -d postgres -Atqc \
       "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = 1 ]; then
     log "starting the PostgreSQL replica on $PGHOST:$REPLICA_PORT"
     if as_postgres "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 30 start >/dev/null; then
@@ -146,8 +157,8 @@ start_replica() {
 
 stop_replica() {
   local dir=$STACK_DIR/pg-replica bin
-  [ -f "$dir/postmaster.pid" ] || return 0
-  bin=/usr/lib/postgresql/$(cat "$dir/PG_VERSION")/bin
+  as_postgres test -f "$dir/postmaster.pid" || return 0
+  bin=/usr/lib/postgresql/$(as_postgres cat "$dir/PG_VERSION")/bin
   log "stopping the PostgreSQL replica"
   as_postgres "$bin/pg_ctl" -D "$dir" -m fast -w -t 30 stop >/dev/null || true
 }
@@ -170,7 +181,7 @@ start_redis() {
   log "starting Redis on 127.0.0.1:$REDIS_PORT"
   as_root mkdir -p /var/lib/redis /var/log/redis
   as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
-    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    --appendonly no --dir /var/lib/redis --logfile "/var/log/redis/shortener-$REDIS_PORT.log"
   for _ in $(seq 1 50); do redis_answers "$REDIS_PORT" && return; sleep 0.1; done
   log "Redis did not start"; exit 1
 }
