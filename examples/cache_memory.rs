@@ -11,6 +11,7 @@
 //! | `code-link-nourl` | `moka<Box<str>, Arc<ResolvedLink>>` whose `Location` is empty (no URL) |
 //! | `code-link` | the service's layout: [`LinkCache`] with 60-byte URLs, as the resolver fills it |
 //! | `code-link-hit` | `code-link` after one redirect of every link (see below) |
+//! | `code-link-spread-hit` | `code-link-hit` with targets of a realistic spread of lengths: 30 % 40–59 bytes, 40 % 60–119, 20 % 120–249, 9 % 250–599, 1 % 600–1,999 (mean about 140; `loadtest/storage.sh` uses the same) |
 //! | `id-link` | `moka<u64, Arc<ResolvedLink>>`, keyed by the id the code decodes to |
 //! | `id-link-hit` | `id-link` after one redirect of every link |
 //! | `hashmap-code-link` | a plain `HashMap<Box<str>, Arc<ResolvedLink>>` (no moka) |
@@ -44,12 +45,13 @@ use shortener::links::{CacheSettings, LinkCache, ResolvedLink};
 use shortener::storage::LinkRecord;
 use time::OffsetDateTime;
 
-const LAYOUTS: [&str; 8] = [
+const LAYOUTS: [&str; 9] = [
     "u64-unit",
     "code-unit",
     "code-link-nourl",
     "code-link",
     "code-link-hit",
+    "code-link-spread-hit",
     "id-link",
     "id-link-hit",
     "hashmap-code-link",
@@ -195,6 +197,8 @@ struct Source {
     codec: CodeCodec,
     created_at: OffsetDateTime,
     n: u64,
+    /// Targets of the spread of lengths instead of 60 bytes.
+    spread: Option<fastrand::Rng>,
 }
 
 impl Source {
@@ -204,6 +208,7 @@ impl Source {
             codec: CodeCodec::new(&CodeKey::derive(b"cache-memory measurement key")),
             created_at: OffsetDateTime::now_utc(),
             n: 0,
+            spread: None,
         }
     }
 
@@ -221,13 +226,37 @@ impl Source {
     }
 
     /// The link of the last entry, as the resolver builds it from a row.
-    fn link(&self, id: i64, code: String, with_url: bool) -> Arc<ResolvedLink> {
+    fn link(&mut self, id: i64, code: String, with_url: bool) -> Arc<ResolvedLink> {
         if !with_url {
             return Arc::new(ResolvedLink::new(
                 id,
                 HeaderValue::from_static(""),
                 self.created_at,
             ));
+        }
+        if let Some(rng) = &mut self.spread {
+            let length = match rng.u32(0..100) {
+                0..30 => rng.usize(40..60),
+                30..70 => rng.usize(60..120),
+                70..90 => rng.usize(120..250),
+                90..99 => rng.usize(250..600),
+                _ => rng.usize(600..2000),
+            };
+            let mut target_url = String::with_capacity(length);
+            target_url.push_str(URL_PREFIX);
+            write!(target_url, "{}-", self.n).unwrap();
+            while target_url.len() < length {
+                target_url.push('x');
+            }
+            target_url.truncate(length.max(URL_PREFIX.len()));
+            target_url.shrink_to_fit();
+            return ResolvedLink::from_record(LinkRecord::new(
+                id,
+                code,
+                target_url,
+                self.created_at,
+            ))
+            .expect("a spread target is redirectable");
         }
         // As seeded (`shortener seed`), and as tokio-postgres hands a text column over: a
         // `String` exactly as long as its content.
@@ -312,8 +341,11 @@ async fn run(layout: &str, n: u64, baseline: &mut Reading) -> u64 {
             };
             fill(n, entry, baseline).await
         }
-        "code-link" | "code-link-hit" => {
+        "code-link" | "code-link-hit" | "code-link-spread-hit" => {
             let hit = layout.ends_with("-hit");
+            if layout.contains("-spread") {
+                source.spread = Some(fastrand::Rng::with_seed(42));
+            }
             let cache = LinkCache::new(CacheSettings {
                 capacity: n,
                 ttl: TTL,
