@@ -1,4 +1,5 @@
-//! Bad input (docs/requirements.md B1, B4, B5, B8): refused with a clear error, nothing stored.
+//! Bad input (docs/requirements.md B1, B4, B5, B8, B9): refused with a clear error, nothing
+//! stored.
 
 mod common;
 
@@ -326,6 +327,79 @@ async fn links_back_to_this_service_are_refused_and_private_targets_when_asked()
     }
     assert_eq!(public.count("links").await, 0);
     public.shutdown().await;
+}
+
+/// Everything the server writes on one connection for `raw`, until it closes it (bounded).
+async fn whole_answer(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(raw).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection within 10 s")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// B9: framing a proxy and this server could read differently (request smuggling). With both
+/// `Content-Length` and `Transfer-Encoding: chunked`, hyper reads the body by the chunks and
+/// closes the connection after answering (RFC 9112 §6.1), or refuses it: either way nothing
+/// after the body is read as a second request. Two `Content-Length`s that differ are refused.
+#[tokio::test]
+async fn ambiguous_framing_smuggles_nothing() {
+    let app = spawn_app(&[]).await;
+    let smuggled = "GET /smuggled-code HTTP/1.1\r\nHost: t\r\n\r\n";
+    let body = r#"{"url": "https://example.com/smuggled"}"#;
+    let chunked = |framing: String| {
+        format!(
+            "POST /shorten HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{framing}\r\n\
+             {:x}\r\n{body}\r\n0\r\n\r\n{smuggled}",
+            body.len()
+        )
+    };
+    let mut made = 0;
+    for framing in [
+        format!(
+            "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+            body.len()
+        ),
+        "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n".to_owned(),
+    ] {
+        let answer = whole_answer(app.addr, chunked(framing.clone()).as_bytes()).await;
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{framing:?}: a second request was read from the same connection: {answer}"
+        );
+        if answer.starts_with("HTTP/1.1 201") {
+            // Transfer-Encoding won: the chunked body was the request, and the connection
+            // closed after it.
+            assert!(
+                answer.to_ascii_lowercase().contains("connection: close"),
+                "{answer}"
+            );
+            made += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 400"), "{framing:?}: {answer}");
+        }
+    }
+    for framing in [
+        format!("Content-Length: {}\r\nContent-Length: 2\r\n", body.len()),
+        format!("Content-Length: {}, 2\r\n", body.len()),
+    ] {
+        let raw = format!(
+            "POST /shorten HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{framing}\r\n{body}{smuggled}"
+        );
+        let answer = whole_answer(app.addr, raw.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{framing:?}: {answer}");
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{framing:?}: {answer}"
+        );
+    }
+    assert_eq!(app.count("links").await, made);
+    app.shutdown().await;
 }
 
 #[tokio::test]
