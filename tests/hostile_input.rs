@@ -118,6 +118,77 @@ async fn slow_header_senders_are_cut_off_while_others_are_served() {
     app.shutdown().await;
 }
 
+/// B5 at its rate: 500 connections sending their headers a byte a second are each closed at
+/// the header-read timeout, with nothing but (at most) a 408 read from them, while ordinary
+/// clients meanwhile keep at least 99.9 % of their requests answered.
+#[tokio::test]
+async fn five_hundred_byte_a_second_senders_are_closed_and_others_served() {
+    const SLOW: usize = 500;
+    let timeout = Duration::from_secs(2);
+    let app = spawn_app(&["--header-read-timeout", "2s"]).await;
+    let code = app.create("https://example.com/b5").await;
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let addr = app.addr;
+        slow.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let (mut reader, mut writer) = stream.split();
+            let head = b"GET /b5-slow HTTP/1.1\r\nHost: t\r\nUser-Agent: one-byte-a-second\r\n\r\n";
+            let mut answer = Vec::new();
+            let trickle = async {
+                for byte in head {
+                    if writer.write_all(&[*byte]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            };
+            // Whatever the server sends, until it closes (bounded: a connection never closed
+            // fails the test).
+            let read = tokio::time::timeout(Duration::from_secs(20), async {
+                tokio::select! {
+                    _ = trickle => {}
+                    _ = async {
+                        let mut chunk = [0u8; 1024];
+                        loop {
+                            match reader.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                    } => {}
+                }
+            })
+            .await;
+            (read.is_ok(), answer)
+        }));
+    }
+    // Ordinary clients meanwhile, for as long as the slow ones hold their connections.
+    let (mut asked, mut answered) = (0u32, 0u32);
+    while started.elapsed() < timeout + Duration::from_secs(1) {
+        asked += 1;
+        if app.get(&format!("/{code}")).await.status == 302 {
+            answered += 1;
+        }
+    }
+    for sender in slow {
+        let (closed, answer) = sender.await.unwrap();
+        assert!(closed, "a slow sender's connection was never closed");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "a slow sender got {text:?}"
+        );
+    }
+    assert!(asked >= 10, "only {asked} ordinary requests were made");
+    assert!(
+        f64::from(answered) >= 0.999 * f64::from(asked),
+        "{answered} of {asked} ordinary requests answered"
+    );
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn open_connections_are_capped_and_excess_clients_wait() {
     let app = spawn_app(&["--max-connections", "2"]).await;
