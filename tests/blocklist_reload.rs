@@ -4,54 +4,15 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::logs::Logs;
 use common::{TestApp, eventually, spawn_app};
 
 async fn status_of(app: &TestApp, url: &str) -> u16 {
     app.shorten(&serde_json::json!({ "url": url }).to_string())
         .await
         .status
-}
-
-/// The log lines of this process (the service runs in it), kept in memory: a reload says in
-/// the log that it ran, even when it changed nothing.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    /// Installs the subscriber that keeps every line from now on.
-    fn capture() -> Logs {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .try_init()
-            .expect("the only subscriber of this test binary");
-        logs
-    }
-
-    /// How many lines so far say `text`.
-    fn saying(&self, text: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|line| line.contains(text))
-            .count()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn hang_up() {

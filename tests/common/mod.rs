@@ -2,6 +2,7 @@
 //! a minimal HTTP/1.1 client over a raw socket (so tests can also send what no client would).
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod redis;
 
 use std::net::SocketAddr;
@@ -728,4 +729,65 @@ impl TestApp {
         assert_eq!(response.status, 200, "{}", response.text());
         Scrape::parse(response.text())
     }
+}
+
+/// A blocklist file of this test process holding `hosts`.
+pub fn blocklist_file(hosts: &str) -> std::path::PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "blocklist-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, hosts).unwrap();
+    path
+}
+
+/// B1: the hostile URL corpus, each refused (400 with a detail, or 413 for the one too long
+/// for the body limit), and nothing stored. `app` blocks `blocked.example` and serves `sho.rt`.
+pub async fn assert_hostile_urls_refused(app: &TestApp) {
+    let long = format!("https://example.com/{}", "a".repeat(10 * 1024));
+    let hostile = [
+        "JaVaScRiPt:alert(1)",
+        "javascript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "java\nscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "DATA:text/html;base64,PHNjcmlwdD4=",
+        "file:///etc/passwd",
+        "ftp://example.com/file",
+        "vbscript:msgbox(1)",
+        "https://user:pw@host.example/",
+        "https://bank.com@evil.example/",
+        "http://[::1]:99999/",
+        "https://example.com/\r\nSet-Cookie: a=b",
+        "https://exa\rmple.com/",
+        long.as_str(),
+        "https://pаypal.com/",
+        "https://аррӏе.com/",
+        "http://sho.rt/abc",
+        "https://SHO.RT:443/loop",
+        "https://blocked.example/x",
+        "https://www.blocked.example/x",
+        "/relative/path",
+        "//example.com/protocol-relative",
+        "example.com",
+        "",
+    ];
+    for url in hostile {
+        let body = serde_json::json!({ "url": url }).to_string();
+        if body.len() > 8 * 1024 {
+            // Too long for the body limit: refused before the URL is even parsed.
+            app.shorten(&body).await.assert_problem(413);
+            continue;
+        }
+        let problem = app.shorten(&body).await.assert_problem(400);
+        assert!(!problem["detail"].as_str().unwrap().is_empty(), "{url:?}");
+    }
+    // A long URL under the body limit but over 2048 bytes.
+    let over = serde_json::json!({ "url": format!("https://example.com/{}", "a".repeat(3000)) })
+        .to_string();
+    app.shorten(&over).await.assert_problem(400);
+    assert_eq!(app.count("links").await, 0);
 }
