@@ -29,12 +29,14 @@ impl TerminateSignals {
     /// Cancels `stop` on the first SIGTERM or SIGINT; returns then, or when `until` is
     /// cancelled.
     pub async fn stop_on_first(mut self, stop: CancellationToken, until: CancellationToken) {
-        tokio::select! {
-            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
-            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
+        let signal = tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
             _ = until.cancelled() => return,
-        }
+        };
+        // Logged once the stop is under way: readiness already answers 503.
         stop.cancel();
+        tracing::info!("{signal} received");
     }
 }
 
