@@ -530,12 +530,14 @@ struct OwnService {
     child: std::process::Child,
     addr: std::net::SocketAddr,
     admin: std::net::SocketAddr,
+    /// Its log so far (stderr, JSON lines).
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl OwnService {
     fn start(db_url: &str, worker_id: &str) -> OwnService {
         let (port, admin_port) = (processes::free_port(), processes::free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_shortener"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
             .arg("serve")
             .env_clear()
             .env("DATABASE_URL", db_url)
@@ -550,14 +552,39 @@ impl OwnService {
             .env("SHORTENER_DB_ACQUIRE_TIMEOUT", "2s")
             .env("SHORTENER_RATE_LIMIT_CREATE", "off")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("the shortener binary runs");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (stderr, kept) = (child.stderr.take().unwrap(), std::sync::Arc::clone(&log));
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut log = kept.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         OwnService {
             child,
             addr: ([127, 0, 0, 1], port).into(),
             admin: ([127, 0, 0, 1], admin_port).into(),
+            log,
         }
+    }
+
+    /// Whether its log has said `text` yet.
+    fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().contains(text)
+    }
+
+    /// One series of its `/metrics`.
+    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = send(self.admin, "GET", "/metrics", &[], b"").await.text();
+        common::Scrape::parse(text).value(name, labels)
     }
 
     async fn creates(&self) -> String {
@@ -708,6 +735,25 @@ async fn an_instance_paused_past_its_lease_issues_no_id_once_it_runs_again() {
         .await,
         0
     );
+    // The first instance reports the loss: a log line and the renewal metric.
+    let lost = [("result", "lost")];
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            first.metric("shortener_lease_renewals_total", &lost).await >= 1.0
+                && first.logged("worker id lease lost")
+        })
+        .await,
+        "the loss was not reported: {}",
+        first.log.lock().unwrap()
+    );
+    // Once the worker id is free again (the second instance stops and releases it), the first
+    // leases it again and creates.
+    second.signal(libc::SIGTERM);
+    assert!(
+        first.wait_creates("ready").await,
+        "the first instance never leased again"
+    );
+    assert_eq!(first.shorten("https://example.com/after").await.status, 201);
 }
 
 #[tokio::test]
