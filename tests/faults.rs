@@ -9,7 +9,8 @@
 //!   follows it (reads and writes reach the new master).
 //! - F4 the primary stopped: existing codes redirect, a fresh instance serves from Redis and
 //!   from the replica, creates fail fast, and everything (clicks included) resumes after.
-//! - F5 replica replay paused: a fresh code and a new alias resolve through the primary.
+//! - F5 replica replay paused: a fresh code and a new alias resolve through the primary; over
+//!   a 30 s pause, codes made at its start, middle and end resolve on their first late read.
 //!
 //! And the link-management faults: a change made while Redis is down is served by every
 //! instance within the bound, and by Redis once it is back; a change Redis refused to store (out of memory) reaches it
@@ -1333,4 +1334,84 @@ async fn a_replica_lagging_past_the_bound_never_turns_an_existing_link_into_a_40
     let back = eventually(Duration::from_secs(10), || async { lag().await == 0.0 }).await;
     assert!(back, "the lag never went back to 0 once replay resumed");
     app.shutdown().await;
+}
+
+/// F5 at its length: replay paused for 30 s, codes created at its start, in its middle and near
+/// its end on one instance, each first read on another (nothing cached there) more than
+/// `SHORTENER_REPLICA_LAG_BOUND` after its create, while the replica still lacks it: every one
+/// resolves on its first read (the replica's "no such link" is checked on the primary), and is
+/// not negative-cached.
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn f5_codes_made_during_a_30_s_pause_resolve_on_their_first_late_read() {
+    const PAUSE: Duration = Duration::from_secs(30);
+    const BOUND: Duration = Duration::from_secs(2);
+    let primary = OwnPostgres::start();
+    let replica = OwnPostgres::replica_of(&primary);
+    let db_url = database_on(&primary).await;
+    wait_for_replica(&primary, &replica).await;
+    let replica_url = replica.url("shortener");
+    let flags = [
+        "--database-replica-urls",
+        replica_url.as_str(),
+        "--replica-lag-bound",
+        "2s",
+    ];
+    let (writer, reader) = (
+        spawn_app_on(&db_url, &flags).await,
+        spawn_app_on(&db_url, &flags).await,
+    );
+    let lag = || async {
+        reader.scrape().await.value(
+            "shortener_db_replica_lag_seconds",
+            &[("database", "replica_1")],
+        )
+    };
+    assert!(eventually(Duration::from_secs(10), || async { lag().await == 0.0 }).await);
+
+    let replica_admin = connect(&replica.url("postgres")).await;
+    replica_admin
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let paused_at = tokio::time::Instant::now();
+    // The scenario is a length of time: creates and reads at fixed points of the pause.
+    for (made_at, name) in [(0, "start"), (15, "middle"), (PAUSE.as_secs() - 5, "end")] {
+        tokio::time::sleep_until(paused_at + Duration::from_secs(made_at)).await;
+        let code = writer
+            .create(&format!("https://example.com/f5/{name}"))
+            .await;
+        let made = tokio::time::Instant::now();
+        // First read once the code is older than the bound (so it is not sent straight to the
+        // primary as a young code), with the replica known to be past the bound.
+        tokio::time::sleep_until(made + BOUND + Duration::from_secs(2)).await;
+        assert!(
+            eventually(Duration::from_secs(5), || async { lag().await > 2.0 }).await,
+            "the replica was not measured past the bound: {}",
+            lag().await
+        );
+        let replica_has_it = scalar(
+            &connect(&replica_url).await,
+            &format!("SELECT count(*) FROM links WHERE code = '{code}'"),
+        )
+        .await;
+        assert_eq!(replica_has_it, 0, "the replica replayed the {name} code");
+        for read in ["first", "second"] {
+            let answer = reader.get(&format!("/{code}")).await;
+            assert_eq!(
+                answer.status,
+                302,
+                "the {name} code's {read} read: {}",
+                answer.text()
+            );
+        }
+    }
+    // Replay stays paused until here, whatever the reads took.
+    replica_admin
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || async { lag().await == 0.0 }).await);
+    writer.shutdown().await;
+    reader.shutdown().await;
 }
