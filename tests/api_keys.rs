@@ -227,11 +227,26 @@ async fn a_key_lists_its_own_links_newest_first_in_pages_and_an_admin_key_all() 
         "limit=x",
         "cursor=abc",
         "cursor=-5",
+        "cursor=12345678901234567890",
     ] {
         app.keyed("GET", &format!("/links?{bad}"), &alice, "")
             .await
             .assert_problem(400);
     }
+    // Any decimal of up to 19 digits is a place in the list (openapi.json): past every id,
+    // the first page; 0, nothing.
+    let from_the_top = app
+        .keyed(
+            "GET",
+            "/links?limit=1000&cursor=9999999999999999999",
+            &alice,
+            "",
+        )
+        .await
+        .json();
+    assert_eq!(codes(&from_the_top), newest_first);
+    let nothing = app.keyed("GET", "/links?cursor=0", &alice, "").await.json();
+    assert!(codes(&nothing).is_empty(), "{nothing}");
     app.shutdown().await;
 }
 

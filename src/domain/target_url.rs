@@ -265,6 +265,13 @@ impl TargetUrl {
         }
         match url.host() {
             None => return Err(UrlError::NoHost),
+            // The WHATWG parser keeps characters no host name has (`{`, `` ` ``, `|`…), and
+            // punycodes them with the rest: a target that is then no URI (RFC 3986) at all.
+            Some(Host::Domain(domain)) if !domain.bytes().all(is_host_name_byte) => {
+                return Err(UrlError::Malformed(
+                    "the host is not a host name (letters, digits, '-', '.', '_')".into(),
+                ));
+            }
             Some(Host::Domain(domain)) if is_confusable(domain.trim_end_matches('.')) => {
                 return Err(UrlError::Confusable);
             }
@@ -288,6 +295,12 @@ impl TargetUrl {
     pub fn is_redirectable(target: &str) -> bool {
         target.starts_with("https://") || target.starts_with("http://")
     }
+}
+
+/// A byte of a host name in its ASCII form (IDN labels are `xn--` punycode by then); `_` is
+/// not in DNS host names but is in real ones (service and legacy names), so it is kept.
+fn is_host_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_')
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,8 +521,20 @@ mod tests {
             "http://[::1]:99999/",
             "https://",
             "",
+            // Characters no host name has, which the WHATWG parser keeps (found by schemathesis).
+            "https://{©{/",
+            "https://a`b.example/",
+            "https://a|b.example/",
         ] {
             assert!(matches!(parse(raw), Err(UrlError::Malformed(_))), "{raw}");
+        }
+        // Host names as they are written: letters, digits, '-', '.', '_', and IDNs.
+        for ok in [
+            "https://my_host.example/",
+            "https://bücher.example/",
+            "http://a-b.c/",
+        ] {
+            assert!(parse(ok).is_ok(), "{ok}");
         }
         assert_eq!(
             parse("https://user:pw@host.example/"),

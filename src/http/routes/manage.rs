@@ -88,15 +88,16 @@ fn query(raw: &str) -> Result<(u16, Option<Cursor>), ApiError> {
                         ApiError::InvalidRequest(format!("limit must be 1 to {MAX_PAGE}"))
                     })?;
             }
+            // A link id: the links below it come next. Any decimal of up to 19 digits reads as
+            // one (past the largest id, the first page; 0, nothing), as `openapi.json` says.
             "cursor" => {
-                let id = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|id| *id > 0)
+                let id = Some(value)
+                    .filter(|value| (1..=19).contains(&value.len()))
+                    .and_then(|value| value.parse::<u64>().ok())
                     .ok_or_else(|| {
                         ApiError::InvalidRequest("cursor must be the next_cursor of a page".into())
                     })?;
-                cursor = Some(Cursor(id));
+                cursor = Some(Cursor(i64::try_from(id).unwrap_or(i64::MAX)));
             }
             // Other parameters are left alone, as a redirect's query is.
             _ => {}
