@@ -323,29 +323,54 @@ impl Exchange {
     }
 }
 
-/// The service as `shortener serve` builds it, its database never reached (every redirect
-/// here is a cache hit), configured as in production but without the redirect limit (one
-/// client sends everything). Its listeners are bound and left idle; its background tasks (which
-/// find no database and retry once a second) run on `background`, a runtime of their own, so
-/// that what is measured on the benchmark's runtime is the request alone.
-fn bench_app(background: &tokio::runtime::Runtime) -> Application {
-    let argv = [
+/// The service as `shortener serve` builds it on `database_url`, configured as in production
+/// but with `flags` (limits off: one client sends everything). Its listeners are bound and left
+/// idle; its background tasks run on `background`, a runtime of their own, so that what is
+/// measured on the benchmark's runtime is the request alone.
+fn bench_app(
+    background: &tokio::runtime::Runtime,
+    database_url: &str,
+    flags: &[&str],
+) -> Application {
+    let mut argv = vec![
         "shortener",
         "serve",
         "--database-url",
-        "postgres://bench@127.0.0.1:1/never",
+        database_url,
         "--listen",
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
-        "--rate-limit-redirect",
-        "off",
     ];
+    argv.extend_from_slice(flags);
     let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
         unreachable!()
     };
     let config = args.parse().unwrap();
     background.block_on(Application::build(config)).unwrap()
+}
+
+/// A connection in memory to the service's public handler, served on `runtime`.
+fn connect_public(
+    runtime: &tokio::runtime::Runtime,
+    app: &Arc<shortener::http::State>,
+    peer: std::net::SocketAddr,
+) -> Exchange {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let app = Arc::clone(app);
+    runtime.spawn(async move {
+        let service = service_fn(move |request| {
+            let response = shortener::http::handle_public(Arc::clone(&app), request, peer);
+            async move { Ok::<_, std::convert::Infallible>(response.await) }
+        });
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(server), service)
+            .await;
+    });
+    Exchange {
+        stream: client,
+        buffer: Vec::with_capacity(4096),
+    }
 }
 
 /// One request parsed by hyper, routed and answered, over an in-memory stream (no kernel):
@@ -363,7 +388,12 @@ fn http_exchange(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let application = bench_app(&background);
+    // Its database is never reached: every redirect here is a cache hit.
+    let application = bench_app(
+        &background,
+        "postgres://bench@127.0.0.1:1/never",
+        &["--rate-limit-redirect", "off"],
+    );
     let app = application.state();
     let code = "bench123";
     runtime.block_on(application.link_cache().insert(code, resolved(1)));
@@ -373,35 +403,27 @@ fn http_exchange(c: &mut Criterion) {
     );
     let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
 
-    let connect = |service: bool| {
+    // The floor: hyper alone, answering a fixed 302.
+    let connect_bare = || {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let app = Arc::clone(&app);
         runtime.spawn(async move {
-            let io = TokioIo::new(server);
-            let builder = http1::Builder::new();
-            let _ = if service {
-                let service = service_fn(move |request| {
-                    let response = shortener::http::handle_public(Arc::clone(&app), request, peer);
-                    async move { Ok::<_, std::convert::Infallible>(response.await) }
-                });
-                builder.serve_connection(io, service).await
-            } else {
-                let service = service_fn(|_request| async {
-                    let mut response = http::Response::new(Full::new(Bytes::new()));
-                    *response.status_mut() = http::StatusCode::FOUND;
-                    let headers = response.headers_mut();
-                    headers.insert(
-                        http::header::LOCATION,
-                        http::HeaderValue::from_static("https://example.com/some/long/path"),
-                    );
-                    headers.insert(
-                        http::header::CACHE_CONTROL,
-                        http::HeaderValue::from_static("private, max-age=0"),
-                    );
-                    Ok::<_, std::convert::Infallible>(response)
-                });
-                builder.serve_connection(io, service).await
-            };
+            let service = service_fn(|_request| async {
+                let mut response = http::Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = http::StatusCode::FOUND;
+                let headers = response.headers_mut();
+                headers.insert(
+                    http::header::LOCATION,
+                    http::HeaderValue::from_static("https://example.com/some/long/path"),
+                );
+                headers.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("private, max-age=0"),
+                );
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service)
+                .await;
         });
         Exchange {
             stream: client,
@@ -409,7 +431,11 @@ fn http_exchange(c: &mut Criterion) {
         }
     };
     for (name, service) in [("http_bare_302", false), ("http_redirect_hit", true)] {
-        let mut exchange = connect(service);
+        let mut exchange = if service {
+            connect_public(&runtime, &app, peer)
+        } else {
+            connect_bare()
+        };
         assert_eq!(runtime.block_on(exchange.send(request.as_bytes())), 302);
         c.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -471,24 +497,7 @@ fn creates(c: &mut Criterion) {
             .await
             .unwrap();
     });
-    let argv = [
-        "shortener",
-        "serve",
-        "--database-url",
-        &url,
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--rate-limit-create",
-        "off",
-    ];
-    let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
-        unreachable!()
-    };
-    let application = background
-        .block_on(Application::build(args.parse().unwrap()))
-        .unwrap();
+    let application = bench_app(&background, &url, &["--rate-limit-create", "off"]);
     let app = application.state();
     let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let body = r#"{"url": "https://example.com/a/path/of/an/ordinary/length?utm_source=bench"}"#;
@@ -504,21 +513,7 @@ fn creates(c: &mut Criterion) {
              {authorization}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        let app = Arc::clone(&app);
-        runtime.spawn(async move {
-            let service = service_fn(move |request| {
-                let response = shortener::http::handle_public(Arc::clone(&app), request, peer);
-                async move { Ok::<_, std::convert::Infallible>(response.await) }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(server), service)
-                .await;
-        });
-        let mut exchange = Exchange {
-            stream: client,
-            buffer: Vec::with_capacity(4096),
-        };
+        let mut exchange = connect_public(&runtime, &app, peer);
         // The key set is read at start-up: the first keyed create is already 201.
         assert_eq!(
             runtime.block_on(exchange.send_reading_body(request.as_bytes())),

@@ -10,8 +10,9 @@
 # WARM at the first rate, then runs loadtest/open_loop.rs (95 % redirects of Zipf-popular codes,
 # 4 % creates, 1 % stats; latency from each request's due time) for DURATION at each of RATES,
 # stopping after the first rate whose p99 passes 50 ms or whose errors pass 0.1 %. The
-# service's CPU is utime + stime from /proc over each run; everything shares this machine's
-# CPUs (the generator, Postgres and Redis too).
+# service's, the primary's and the Redis Cluster's CPU are utime + stime from /proc over each
+# run (run as root or postgres: the primary's postmaster.pid is read); everything shares this
+# machine's CPUs (the generator, Postgres and Redis too).
 #
 # Settings: LINKS [1000000], RATES ["5000 10000 15000 20000 25000 30000 35000 40000"],
 # DURATION [10s], WARM [20s], CONNECTIONS [256]. Loopback only, bounded in time; the service on
@@ -57,28 +58,42 @@ env -i PATH="$PATH" DATABASE_URL="$DATABASE_URL" RUST_LOG=warn SHORTENER_CODE_KE
   target/release/shortener serve >"$OUT/service.log" 2>&1 &
 service_pid=$!
 wait_ready "$ADMIN_PORT"
-ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+ticks() { proc_ticks "$service_pid"; }
+# The primary's processes (its postmaster and children: reads its postmaster.pid, so run as
+# root or postgres) and the Redis Cluster's six servers, in clock ticks.
+postmaster=$(head -n 1 "$(psql -w -d "$DB" -Atqc 'SHOW data_directory')/postmaster.pid")
+pg_ticks() {
+  { echo "$postmaster"; ps -o pid= --ppid "$postmaster"; } |
+    while read -r p; do proc_ticks "$p"; done | awk '{s += $1} END {print s + 0}'
+}
+redis_pids=$(for port in 7001 7002 7003 7004 7005 7006; do
+  redis-cli -p "$port" info server | awk -F: '/^process_id:/ {print $2 + 0}'; done)
+redis_ticks() { for p in $redis_pids; do proc_ticks "$p"; done | awk '{s += $1} END {print s + 0}'; }
 TICKS=$(getconf CLK_TCK)
 first=${RATES%% *}
 log "warming at $first/s for $WARM"
 timeout 300 target/release/examples/open_loop "127.0.0.1:$PORT" "$first" "${WARM%s}" \
   "$OUT/codes.txt" "$CONNECTIONS" >"$OUT/warm.json"
-echo "rate,answered,errors,p50_ms,p99_ms,p999_ms,max_ms,late,service_cpu_s" >"$OUT/runs.csv"
+echo "rate,answered,errors,p50_ms,p99_ms,p999_ms,max_ms,late,service_cpu_s,postgres_cpu_s,redis_cpu_s" >"$OUT/runs.csv"
 for rate in $RATES; do
-  before=$(ticks)
+  before=$(ticks); pg_before=$(pg_ticks); redis_before=$(redis_ticks)
   timeout 300 target/release/examples/open_loop "127.0.0.1:$PORT" "$rate" "${DURATION%s}" \
     "$OUT/codes.txt" "$CONNECTIONS" >"$OUT/rate-$rate.json"
   cpu=$(python3 -c "print(($(ticks) - $before) / $TICKS)")
-  line=$(python3 - "$OUT/rate-$rate.json" "$rate" "$cpu" <<'PY'
+  pg_cpu=$(python3 -c "print(($(pg_ticks) - $pg_before) / $TICKS)")
+  redis_cpu=$(python3 -c "print(($(redis_ticks) - $redis_before) / $TICKS)")
+  line=$(python3 - "$OUT/rate-$rate.json" "$rate" "$cpu" "$pg_cpu" "$redis_cpu" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); a = r["all"]
 print(f'{sys.argv[2]},{a["count"]},{a["errors"]},{a["p50_ms"]:.2f},{a["p99_ms"]:.2f},'
-      f'{a["p999_ms"]:.2f},{a["max_ms"]:.1f},{r["late"]},{float(sys.argv[3]):.2f}')
+      f'{a["p999_ms"]:.2f},{a["max_ms"]:.1f},{r["late"]},{float(sys.argv[3]):.2f},'
+      f'{float(sys.argv[4]):.2f},{float(sys.argv[5]):.2f}')
 PY
 )
   echo "$line" >>"$OUT/runs.csv"
   log "rate $rate: $line"
-  IFS=, read -r _ answered errors _ p99 _ _ _ _ <<<"$line"
+  IFS=, read -r _ answered errors _ p99 _ _ _ _ _ _ <<<"$line"
   if python3 -c "import sys; sys.exit(0 if $p99 > 50 or $errors > 0.001 * $answered else 1)"; then
     log "stopping: p99 past 50 ms or errors past 0.1 %"
     break
@@ -87,13 +102,15 @@ done
 python3 - "$OUT/runs.csv" "${DURATION%s}" <<'PY' | tee "$OUT/summary.md"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1]))); seconds = float(sys.argv[2])
-print("| rate/s | answered | errors | p50 ms | p99 ms | p99.9 ms | max ms | sent late | service CPU (cores) | req/s a core |")
-print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| rate/s | answered | errors | p50 ms | p99 ms | p99.9 ms | max ms | sent late | service CPU (cores) | req/s a core | core-s a million: service / Postgres / Redis |")
+print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 best = None
 for r in rows:
     cores = float(r["service_cpu_s"]) / seconds
     per_core = int(r["answered"]) / float(r["service_cpu_s"]) if float(r["service_cpu_s"]) else 0
-    print(f'| {r["rate"]} | {r["answered"]} | {r["errors"]} | {r["p50_ms"]} | {r["p99_ms"]} | {r["p999_ms"]} | {r["max_ms"]} | {r["late"]} | {cores:.2f} | {per_core:,.0f} |')
+    million = lambda cpu: float(cpu) / int(r["answered"]) * 1e6
+    print(f'| {r["rate"]} | {r["answered"]} | {r["errors"]} | {r["p50_ms"]} | {r["p99_ms"]} | {r["p999_ms"]} | {r["max_ms"]} | {r["late"]} | {cores:.2f} | {per_core:,.0f} | '
+          f'{million(r["service_cpu_s"]):.1f} / {million(r["postgres_cpu_s"]):.1f} / {million(r["redis_cpu_s"]):.1f} |')
     if float(r["p99_ms"]) <= 10 and int(r["errors"]) == 0:
         best = (r["rate"], cores, per_core)
 if best:

@@ -9,8 +9,9 @@
 # 2. 100,000 idempotency records with a stored answer as a create writes it: bytes a record.
 # 3. 1,000,000 daily click rows, then 100,000 of them updated and 100,000 inserted the way the
 #    flusher does (INSERT … ON CONFLICT DO UPDATE): bytes a row, WAL an update and an insert.
-# 4. Creates through the service (wrk, POST /shorten, CONNECTIONS connections, DURATION, URLs
-#    of the mean length): WAL a create, and the primary's CPU a create.
+# 4. Creates through the service with Redis (write-through and the shared create limit; wrk,
+#    POST /shorten, CONNECTIONS connections, DURATION, URLs of the mean length): WAL a create,
+#    and the CPU a create of the service, the primary and Redis.
 # 5. Lookups by code as the read path makes them (pgbench, 8 clients, DURATION): the primary's
 #    CPU a lookup.
 #
@@ -53,6 +54,10 @@ pg_ticks() {
     awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true
   done | awk '{s += $1} END {print s + 0}'
 }
+# utime + stime of one process (all its threads), in clock ticks.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The Redis server on PORT's process id.
+redis_pid() { redis-cli -p "$1" info server | awk -F: '/^process_id:/ {print $2 + 0}'; }
 TICKS=$(getconf CLK_TCK)
 report() { echo "$*" | tee -a "$OUT/figures.txt"; }
 
@@ -104,11 +109,14 @@ q "INSERT INTO link_clicks_daily AS d (link_id, day, clicks, bot_clicks, last_cl
    ON CONFLICT (link_id, day) DO UPDATE SET clicks = d.clicks + excluded.clicks"
 report "link_clicks_daily: WAL $(( $(wal_since "$before") / 100000 )) B an inserted row (100,000 in one statement)"
 
-# 4. Creates through the service: WAL and the primary's CPU a create.
+# 4. Creates through the service, with Redis as production has it (write-through, and the
+#    shared create limit, set too high to refuse anything): WAL a create, and the CPU a create
+#    of the service, the primary and Redis.
 trap stop_service EXIT
 env -i PATH="$PATH" DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable" \
   RUST_LOG=warn SHORTENER_LISTEN=127.0.0.1:$PORT SHORTENER_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT \
-  SHORTENER_RATE_LIMIT_CREATE=off SHORTENER_MAX_CONNECTIONS_PER_PEER=100000 \
+  SHORTENER_RATE_LIMIT_CREATE=1000000/s,burst=1000000 SHORTENER_MAX_CONNECTIONS_PER_PEER=100000 \
+  REDIS_URL=redis://127.0.0.1:6379 SHORTENER_REDIS_KEY_PREFIX="storage-$$-creates:" \
   "$BINARY" serve >>"$OUT/service.log" 2>&1 &
 service_pid=$!
 wait_ready "$ADMIN_PORT"
@@ -120,13 +128,15 @@ wrk.body = '{"url": "$url"}'
 LUA
 links_before=$(q "SELECT count(*) FROM links")
 before=$(lsn)
-ticks_before=$(pg_ticks)
+redis=$(redis_pid 6379)
+ticks_before=$(pg_ticks); service_before=$(proc_ticks "$service_pid"); redis_before=$(proc_ticks "$redis")
 timeout 120 wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s "$OUT/create.lua" "http://127.0.0.1:$PORT/shorten" >"$OUT/wrk-creates.txt" 2>&1
 ticks=$(( $(pg_ticks) - ticks_before ))
+service_ticks=$(( $(proc_ticks "$service_pid") - service_before )); redis_ticks=$(( $(proc_ticks "$redis") - redis_before ))
 wal=$(wal_since "$before")
 creates=$(( $(q "SELECT count(*) FROM links") - links_before ))
 stop_service
-report "creates through the service: $creates (target ${#url} B), $(awk '/Requests\/sec/ {print int($2)}' "$OUT/wrk-creates.txt")/s: WAL $((wal / creates)) B a create, primary CPU $(python3 -c "print(round($ticks / $TICKS / $creates * 1e6, 1))") µs a create"
+report "creates through the service: $creates (target ${#url} B), $(awk '/Requests\/sec/ {print int($2)}' "$OUT/wrk-creates.txt")/s: WAL $((wal / creates)) B a create, CPU a create: primary $(python3 -c "print(round($ticks / $TICKS / $creates * 1e6, 1))") µs, service $(python3 -c "print(round($service_ticks / $TICKS / $creates * 1e6, 1))") µs, Redis $(python3 -c "print(round($redis_ticks / $TICKS / $creates * 1e6, 1))") µs"
 
 # 5. Lookups by code on the primary, as a miss makes them.
 cat >"$OUT/lookup.sql" <<SQL
@@ -185,5 +195,7 @@ for name, lengths in (("60-byte targets", [60] * 2000), ("the spread of lengths"
     print(f"redis: {sum(used) / len(used):.0f} B a link by MEMORY USAGE with {name} (mean target {mean_url:.0f} B, {len(used)} keys)")
 PY
 stop_service
-redis-cli -p 6379 --scan --pattern "$prefix*" | xargs -r -n 500 redis-cli -p 6379 UNLINK >/dev/null
+for pattern in "$prefix*" "storage-$$-creates:*"; do
+  redis-cli -p 6379 --scan --pattern "$pattern" | xargs -r -n 500 redis-cli -p 6379 UNLINK >/dev/null
+done
 log "figures in $OUT/figures.txt"

@@ -7,13 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::logs::Logs;
-use common::{TestApp, eventually, spawn_app};
-
-async fn status_of(app: &TestApp, url: &str) -> u16 {
-    app.shorten(&serde_json::json!({ "url": url }).to_string())
-        .await
-        .status
-}
+use common::{eventually, spawn_app};
 
 fn hang_up() {
     // SAFETY: kill(2) on this process; the service's handler is registered (it has answered).
@@ -33,13 +27,13 @@ async fn sighup_reloads_the_blocklist_and_a_broken_file_changes_nothing() {
         "0s",
     ])
     .await;
-    assert_eq!(status_of(&app, "https://evil.example/").await, 400);
-    assert_eq!(status_of(&app, "https://later.example/").await, 201);
+    assert_eq!(app.create_status("https://evil.example/").await, 400);
+    assert_eq!(app.create_status("https://later.example/").await, 201);
 
     std::fs::write(&path, "evil.example\nlater.example # found today\n").unwrap();
     hang_up();
     let blocked = eventually(Duration::from_secs(5), || async {
-        status_of(&app, "https://sub.later.example/").await == 400
+        app.create_status("https://sub.later.example/").await == 400
     })
     .await;
     assert!(blocked, "the reloaded list was not used");
@@ -55,8 +49,8 @@ async fn sighup_reloads_the_blocklist_and_a_broken_file_changes_nothing() {
     })
     .await;
     assert!(refused, "the reload of the broken file was not logged");
-    assert_eq!(status_of(&app, "https://later.example/").await, 400);
-    assert_eq!(status_of(&app, "https://fine.example/").await, 201);
+    assert_eq!(app.create_status("https://later.example/").await, 400);
+    assert_eq!(app.create_status("https://fine.example/").await, 201);
     app.shutdown().await;
     let _ = std::fs::remove_file(&path);
 }

@@ -10,13 +10,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{TestApp, eventually, spawn_app};
-
-async fn status_of(app: &TestApp, url: &str) -> u16 {
-    app.shorten(&serde_json::json!({ "url": url }).to_string())
-        .await
-        .status
-}
+use common::{eventually, spawn_app};
 
 /// A directory laid out as the kubelet mounts a ConfigMap with the key `hosts`.
 struct ConfigMapVolume {
@@ -89,8 +83,8 @@ async fn a_configmap_update_reloads_the_blocklist_and_a_broken_one_changes_nothi
                 .value("shortener_blocklist_reloads_total", &[("result", result)])
         }
     };
-    assert_eq!(status_of(&app, "https://evil.example/").await, 400);
-    assert_eq!(status_of(&app, "https://later.example/").await, 201);
+    assert_eq!(app.create_status("https://evil.example/").await, 400);
+    assert_eq!(app.create_status("https://later.example/").await, 201);
     assert_eq!(
         app.scrape().await.value("shortener_blocklist_entries", &[]),
         1.0
@@ -98,7 +92,7 @@ async fn a_configmap_update_reloads_the_blocklist_and_a_broken_one_changes_nothi
 
     volume.update("evil.example\nlater.example # found today\n");
     let blocked = eventually(Duration::from_secs(5), || async {
-        status_of(&app, "https://sub.later.example/").await == 400
+        app.create_status("https://sub.later.example/").await == 400
     })
     .await;
     assert!(blocked, "the updated ConfigMap was not read");
@@ -116,17 +110,17 @@ async fn a_configmap_update_reloads_the_blocklist_and_a_broken_one_changes_nothi
     })
     .await;
     assert!(refused, "the broken file was not read");
-    assert_eq!(status_of(&app, "https://later.example/").await, 400);
-    assert_eq!(status_of(&app, "https://fine.example/").await, 201);
+    assert_eq!(app.create_status("https://later.example/").await, 400);
+    assert_eq!(app.create_status("https://fine.example/").await, 201);
 
     // Fixed: read again.
     volume.update("fine.example\n");
     let fixed = eventually(Duration::from_secs(5), || async {
-        status_of(&app, "https://fine.example/").await == 400
+        app.create_status("https://fine.example/").await == 400
     })
     .await;
     assert!(fixed, "the fixed ConfigMap was not read");
-    assert_eq!(status_of(&app, "https://later.example/").await, 201);
+    assert_eq!(app.create_status("https://later.example/").await, 201);
     assert_eq!(reloads("reloaded").await, 2.0);
     assert_eq!(reloads("refused").await, 1.0);
     app.shutdown().await;

@@ -276,6 +276,33 @@ async fn master_fails_over(fault: MasterFault) {
 }
 
 /// A migrated database `shortener` on `server`; answers its URL.
+/// The lag the instance measures on its first replica, in seconds.
+async fn replica_lag(app: &TestApp) -> f64 {
+    app.scrape().await.value(
+        "shortener_db_replica_lag_seconds",
+        &[("database", "replica_1")],
+    )
+}
+
+/// The one lookup so far asked the replica and was answered by the primary.
+async fn assert_replica_asked_then_primary(app: &TestApp) {
+    let scrape = app.scrape().await;
+    assert_eq!(
+        scrape.value(
+            "shortener_db_operations_total",
+            &[("operation", "lookup_replica")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        scrape.value(
+            "shortener_link_resolutions_total",
+            &[("outcome", "primary")]
+        ),
+        1.0
+    );
+}
+
 async fn database_on(server: &OwnPostgres) -> String {
     connect(&server.url("postgres"))
         .await
@@ -1216,22 +1243,8 @@ async fn a_replica_holding_the_old_version_puts_it_back_into_no_tier() {
         Some("https://example.com/after"),
         "the replica's old version was served"
     );
-    let scrape = reader.scrape().await;
     // The replica was asked, and its answer passed over for the primary's.
-    assert_eq!(
-        scrape.value(
-            "shortener_db_operations_total",
-            &[("operation", "lookup_replica")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        scrape.value(
-            "shortener_link_resolutions_total",
-            &[("outcome", "primary")]
-        ),
-        1.0
-    );
+    assert_replica_asked_then_primary(&reader).await;
     let filled = eventually(Duration::from_secs(5), || async {
         !redis.cli(&["GET", &redis_key]).trim().is_empty()
     })
@@ -1268,12 +1281,7 @@ async fn a_replica_lagging_past_the_bound_never_turns_an_existing_link_into_a_40
         ],
     )
     .await;
-    let lag = || async {
-        app.scrape().await.value(
-            "shortener_db_replica_lag_seconds",
-            &[("database", "replica_1")],
-        )
-    };
+    let lag = || replica_lag(&app);
     let caught_up = eventually(Duration::from_secs(10), || async { lag().await == 0.0 }).await;
     assert!(
         caught_up,
@@ -1310,21 +1318,7 @@ async fn a_replica_lagging_past_the_bound_never_turns_an_existing_link_into_a_40
         found.header("location"),
         Some("https://example.com/only-on-the-primary")
     );
-    let scrape = app.scrape().await;
-    assert_eq!(
-        scrape.value(
-            "shortener_db_operations_total",
-            &[("operation", "lookup_replica")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        scrape.value(
-            "shortener_link_resolutions_total",
-            &[("outcome", "primary")]
-        ),
-        1.0
-    );
+    assert_replica_asked_then_primary(&app).await;
 
     connect(&replica.url("postgres"))
         .await
@@ -1361,12 +1355,7 @@ async fn f5_codes_made_during_a_30_s_pause_resolve_on_their_first_late_read() {
         spawn_app_on(&db_url, &flags).await,
         spawn_app_on(&db_url, &flags).await,
     );
-    let lag = || async {
-        reader.scrape().await.value(
-            "shortener_db_replica_lag_seconds",
-            &[("database", "replica_1")],
-        )
-    };
+    let lag = || replica_lag(&reader);
     assert!(eventually(Duration::from_secs(10), || async { lag().await == 0.0 }).await);
 
     let replica_admin = connect(&replica.url("postgres")).await;

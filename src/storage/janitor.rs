@@ -143,57 +143,33 @@ impl Db {
     pub async fn prune_overdue(&self, cut: PruneCut) -> Result<f64, StorageError> {
         self.bounded(DbOperation::Prune, async {
             let conn = pool::checkout(&self.background).await?;
-            let oldest: Option<OffsetDateTime> = match cut {
-                PruneCut::IdempotencyKeys(before) => conn
-                    .client
-                    .query_one(
-                        "SELECT min(created_at) FROM idempotency_keys WHERE created_at < $1",
-                        &[&before],
-                    )
-                    .await?
-                    .try_get(0)?,
-                PruneCut::StatsBatches(before) => conn
-                    .client
-                    .query_one(
-                        "SELECT min(applied_at) FROM stats_batches WHERE applied_at < $1",
-                        &[&before],
-                    )
-                    .await?
-                    .try_get(0)?,
-                PruneCut::LinkChanges(before) => conn
-                    .client
-                    .query_one(
-                        "SELECT min(changed_at) FROM link_changes WHERE changed_at < $1",
-                        &[&before],
-                    )
-                    .await?
-                    .try_get(0)?,
-                PruneCut::ClickDays(before) => conn
-                    .client
-                    .query_one(
-                        "SELECT min(day)::timestamptz FROM link_clicks_daily WHERE day < $1",
-                        &[&before],
-                    )
-                    .await?
-                    .try_get(0)?,
-                PruneCut::ExpiredLinks(before) => conn
-                    .client
-                    .query_one(
-                        "SELECT min(expires_at) FROM links WHERE expires_at < $1 \
-                         AND deleted_at IS NULL AND disabled_at IS NULL",
-                        &[&before],
-                    )
-                    .await?
-                    .try_get(0)?,
+            let (sql, at) = match cut {
+                PruneCut::IdempotencyKeys(at) => (
+                    "SELECT min(created_at) FROM idempotency_keys WHERE created_at < $1",
+                    at,
+                ),
+                PruneCut::StatsBatches(at) => (
+                    "SELECT min(applied_at) FROM stats_batches WHERE applied_at < $1",
+                    at,
+                ),
+                PruneCut::LinkChanges(at) => (
+                    "SELECT min(changed_at) FROM link_changes WHERE changed_at < $1",
+                    at,
+                ),
+                PruneCut::ExpiredLinks(at) => (
+                    "SELECT min(expires_at) FROM links WHERE expires_at < $1 \
+                     AND deleted_at IS NULL AND disabled_at IS NULL",
+                    at,
+                ),
+                PruneCut::ClickDays(day) => (
+                    "SELECT min(day)::timestamp AT TIME ZONE 'UTC' FROM link_clicks_daily \
+                     WHERE day < ($1 AT TIME ZONE 'UTC')::date",
+                    day.midnight().assume_utc(),
+                ),
             };
-            let cut_at = match cut {
-                PruneCut::IdempotencyKeys(at)
-                | PruneCut::StatsBatches(at)
-                | PruneCut::LinkChanges(at)
-                | PruneCut::ExpiredLinks(at) => at,
-                PruneCut::ClickDays(day) => day.midnight().assume_utc(),
-            };
-            Ok(oldest.map_or(0.0, |oldest| (cut_at - oldest).as_seconds_f64().max(0.0)))
+            let oldest: Option<OffsetDateTime> =
+                conn.client.query_one(sql, &[&at]).await?.try_get(0)?;
+            Ok(oldest.map_or(0.0, |oldest| (at - oldest).as_seconds_f64().max(0.0)))
         })
         .await
     }

@@ -299,6 +299,13 @@ impl TestApp {
     }
 
     /// Creates a link to `url` and answers its code.
+    /// The status of a create of `url`.
+    pub async fn create_status(&self, url: &str) -> u16 {
+        self.shorten(&serde_json::json!({ "url": url }).to_string())
+            .await
+            .status
+    }
+
     pub async fn create(&self, url: &str) -> String {
         let response = self
             .shorten(&serde_json::json!({ "url": url }).to_string())
