@@ -20,12 +20,15 @@
 mod common;
 #[path = "support/processes.rs"]
 mod processes;
+#[path = "support/service.rs"]
+mod service;
 
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{ListenerSockets, TestApp, connect, eventually, scalar, send, spawn_app_on};
 use processes::{OwnCluster, OwnPostgres, OwnRedis};
+use service::Service;
 use shortener::ids::{CodeCodec, CodeKey, EPOCH_UNIX_MS, compose_id};
 use shortener::links::{CATCH_UP_EVERY, UNTRUSTED_TTL};
 
@@ -552,117 +555,25 @@ async fn f5_with_replay_paused_young_codes_and_new_aliases_resolve_through_the_p
     writer.shutdown().await;
 }
 
-/// `shortener serve` as a process of its own, so that it can be paused; on free ports, with a
-/// fixed worker id and a 3 s lease.
-struct OwnService {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    /// Its log so far (stderr, JSON lines).
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl OwnService {
-    fn start(db_url: &str, worker_id: &str) -> OwnService {
-        let (port, admin_port) = (processes::free_port(), processes::free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
-            .arg("serve")
-            .env_clear()
-            .env("DATABASE_URL", db_url)
-            .env("SHORTENER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SHORTENER_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-            .env("SHORTENER_PUBLIC_BASE_URL", common::PUBLIC_BASE)
-            .env("SHORTENER_CODE_KEY", "integration-test-code-key")
-            .env("SHORTENER_WORKER_ID", worker_id)
-            .env("SHORTENER_LEASE_TTL", "3s")
-            .env("SHORTENER_LEASE_RENEW_EVERY", "1s")
-            .env("SHORTENER_LEASE_SAFETY_MARGIN", "1s")
-            .env("SHORTENER_DB_ACQUIRE_TIMEOUT", "2s")
-            .env("SHORTENER_RATE_LIMIT_CREATE", "off")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("the shortener binary runs");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (stderr, kept) = (child.stderr.take().unwrap(), std::sync::Arc::clone(&log));
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let mut log = kept.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        OwnService {
-            child,
-            addr: ([127, 0, 0, 1], port).into(),
-            admin: ([127, 0, 0, 1], admin_port).into(),
-            log,
-        }
-    }
-
-    /// Whether its log has said `text` yet.
-    fn logged(&self, text: &str) -> bool {
-        self.log.lock().unwrap().contains(text)
-    }
-
-    /// One series of its `/metrics`.
-    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = send(self.admin, "GET", "/metrics", &[], b"").await.text();
-        common::Scrape::parse(text).value(name, labels)
-    }
-
-    async fn creates(&self) -> String {
-        let Ok(stream) = tokio::net::TcpStream::connect(self.admin).await else {
-            return String::new();
-        };
-        drop(stream);
-        let body = send(self.admin, "GET", "/readyz", &[], b"").await.json();
-        body["creates"].as_str().unwrap_or_default().to_owned()
-    }
-
-    async fn wait_creates(&self, state: &str) -> bool {
-        eventually(Duration::from_secs(15), || async {
-            self.creates().await == state
-        })
-        .await
-    }
-
-    async fn shorten(&self, url: &str) -> common::TestResponse {
-        let body = serde_json::json!({ "url": url }).to_string();
-        send(
-            self.addr,
-            "POST",
-            "/shorten",
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
-        .await
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child; no memory is involved.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-}
-
-impl Drop for OwnService {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `shortener serve` as a process of its own, so that it can be paused: a fixed worker id and a
+/// 3 s lease.
+fn leasing_service(db_url: &str, worker_id: &str) -> Service {
+    Service::start(
+        db_url,
+        &[
+            ("SHORTENER_WORKER_ID", worker_id),
+            ("SHORTENER_LEASE_TTL", "3s"),
+            ("SHORTENER_LEASE_RENEW_EVERY", "1s"),
+            ("SHORTENER_LEASE_SAFETY_MARGIN", "1s"),
+        ],
+    )
 }
 
 #[tokio::test]
 #[ignore = "fault injection: run by `make fault`"]
 async fn an_instance_paused_past_its_lease_issues_no_id_once_it_runs_again() {
     let db_url = common::fresh_database().await;
-    let first = OwnService::start(&db_url, "7");
+    let first = leasing_service(&db_url, "7");
     assert!(
         first.wait_creates("ready").await,
         "the first instance got no lease"
@@ -676,7 +587,7 @@ async fn an_instance_paused_past_its_lease_issues_no_id_once_it_runs_again() {
         made.push(created.json()["code"].as_str().unwrap().to_owned());
     }
     // A second instance configured with the same worker id waits for it, and says so.
-    let second = OwnService::start(&db_url, "7");
+    let second = leasing_service(&db_url, "7");
     assert!(second.wait_creates("no_worker_id").await);
     let refused = second.shorten("https://example.com/refused").await;
     assert_eq!(
