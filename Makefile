@@ -39,20 +39,20 @@ else
 	cargo test --all-targets
 endif
 
-## Fault-injection scenarios (tests/faults.rs, and tests/under_load.rs at a tenth of each row's
-## rate), one at a time; each faults only processes it started itself.
+## Fault-injection scenarios (tests/faults.rs; tests/under_load.rs and tests/fleet.rs at a tenth
+## of each row's rate), one at a time; each faults only processes it started itself.
 fault: services
 ifeq ($(COVERAGE),1)
-	./scripts/coverage.sh run --test faults --test under_load -- --ignored --test-threads=1
+	./scripts/coverage.sh run --test faults --test under_load --test fleet -- --ignored --test-threads=1
 else
-	cargo test --test faults --test under_load -- --ignored --test-threads=1
+	cargo test --test faults --test under_load --test fleet -- --ignored --test-threads=1
 endif
 
 ## The faults under load at their full rates and durations against the release binary, their
 ## latency bounds asserted too (docs/reliability.md). Not run by CI: about 6 minutes.
 soak: services build
 	SHORTENER_LOAD_SCALE=1 SHORTENER_SERVICE_BIN=$(abspath $(BIN)) \
-	  cargo test --release --test under_load -- --ignored --test-threads=1 --nocapture
+	  cargo test --release --test under_load --test fleet -- --ignored --test-threads=1 --nocapture
 
 ## The suite and the fault scenarios once, instrumented; then line coverage per file and in
 ## total, failing when a file under src/http/ is below 80 % of its lines.

@@ -145,7 +145,7 @@ impl LeaseKeeper {
         &self,
         call: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        tokio::time::timeout(self.settings.sql_timeout(), call)
+        crate::storage::within(self.settings.sql_timeout(), call)
             .await
             .unwrap_or(Err(StorageError::TimedOut(
                 "the lease statement did not answer within half the safety margin",

@@ -251,7 +251,7 @@ impl Db {
         Fut: Future<Output = Result<T, StorageError>>,
     {
         let commit_sent = Arc::new(AtomicBool::new(false));
-        let result = tokio::time::timeout(self.call_timeout, write(Arc::clone(&commit_sent)))
+        let result = pool::within(self.call_timeout, write(Arc::clone(&commit_sent)))
             .await
             .unwrap_or(Err(StorageError::TimedOut(
                 "the database did not answer in time",

@@ -42,6 +42,7 @@ pub use migrate::{
     APP_ROLE_PRIVILEGES, MIGRATION_LOCK_KEY, Unreachable, database_answers, embedded_migrations,
     grant_app_role, migrate,
 };
+pub use pool::within;
 pub use pool::{OWN_CONNECTIONS_PRIMARY, PgConn, PoolSettings, PoolSizes};
 pub use redis::{
     ChangeEvent, ChangeSubscriber, GcraAnswer, RedisError, RedisSettings, RedisStore, RedisTopology,
@@ -340,11 +341,12 @@ impl Db {
         call: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
         self.metrics.called(operation);
-        let result = tokio::time::timeout(self.call_timeout, call)
-            .await
-            .unwrap_or(Err(StorageError::TimedOut(
-                "the database did not answer in time",
-            )));
+        let result =
+            pool::within(self.call_timeout, call)
+                .await
+                .unwrap_or(Err(StorageError::TimedOut(
+                    "the database did not answer in time",
+                )));
         if let Err(error) = &result {
             self.metrics.failed(operation, error.cause());
         }

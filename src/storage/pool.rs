@@ -86,6 +86,10 @@ pub struct PgConn {
     pub client: Client,
     statements: Statements,
     opened: std::time::Instant,
+    /// A call on it was given up by its time bound ([`within`]): an answer may still be on its
+    /// way, and every later statement would queue behind it (a server that stopped answering
+    /// without closing never sends it), so it is closed instead of reused.
+    abandoned: bool,
 }
 
 enum Statements {
@@ -265,6 +269,7 @@ impl ManageConnection for PgManager {
             client,
             statements,
             opened: std::time::Instant::now(),
+            abandoned: false,
         })
     }
 
@@ -273,7 +278,7 @@ impl ManageConnection for PgManager {
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed() || conn.opened.elapsed() >= MAX_LIFETIME
+        conn.abandoned || conn.client.is_closed() || conn.opened.elapsed() >= MAX_LIFETIME
     }
 }
 
@@ -352,10 +357,58 @@ pub(super) fn build(target: &PgTarget, role: Role, size: u32, settings: &PoolSet
         .build_unchecked(manager)
 }
 
-pub(super) async fn checkout(
-    pool: &PgPool,
-) -> Result<PooledConnection<'_, PgManager>, StorageError> {
-    pool.get().await.map_err(|error| match error {
+thread_local! {
+    /// Set while [`within`] drops a call it gave up on: the connections that call holds are
+    /// marked abandoned as they are dropped (a drop runs on the thread that does it, with no
+    /// await in between).
+    static ABANDONING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `call` for at most `limit`: `None` when the limit passed first. A call given up on is
+/// dropped here, and every connection it held is closed rather than returned to its pool, so a
+/// Postgres that stops answering without closing its connections cannot leave a pool of
+/// connections that each wait for an answer that never comes.
+pub async fn within<T>(limit: Duration, call: impl Future<Output = T>) -> Option<T> {
+    let mut call = Box::pin(call);
+    match tokio::time::timeout(limit, &mut call).await {
+        Ok(result) => Some(result),
+        Err(_) => {
+            ABANDONING.with(|abandoning| abandoning.set(true));
+            drop(call);
+            ABANDONING.with(|abandoning| abandoning.set(false));
+            None
+        }
+    }
+}
+
+/// A connection taken from a pool: back to it when dropped, unless [`within`] gave up on the
+/// call that held it.
+pub(super) struct Checkout<'a>(PooledConnection<'a, PgManager>);
+
+impl std::ops::Deref for Checkout<'_> {
+    type Target = PgConn;
+
+    fn deref(&self) -> &PgConn {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Checkout<'_> {
+    fn deref_mut(&mut self) -> &mut PgConn {
+        &mut self.0
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if ABANDONING.with(std::cell::Cell::get) {
+            self.0.abandoned = true;
+        }
+    }
+}
+
+pub(super) async fn checkout(pool: &PgPool) -> Result<Checkout<'_>, StorageError> {
+    pool.get().await.map(Checkout).map_err(|error| match error {
         RunError::User(error) => StorageError::from(error),
         RunError::TimedOut => StorageError::PoolTimeout,
     })

@@ -42,7 +42,7 @@ impl Db {
     /// The migrations applied to the primary (version, name), read on the prober's connection;
     /// empty when none ever was (no history table).
     pub async fn applied_migrations(&self, timeout: Duration) -> Option<Vec<(i64, String)>> {
-        tokio::time::timeout(timeout, async {
+        pool::within(timeout, async {
             let conn = pool::checkout(&self.probe).await.ok()?;
             let rows = match conn
                 .client
@@ -65,7 +65,6 @@ impl Db {
                 .collect()
         })
         .await
-        .ok()
         .flatten()
     }
 
@@ -79,12 +78,11 @@ impl Db {
 }
 
 async fn probe(pool: &pool::PgPool, timeout: Duration, sql: &str) -> Option<Option<i64>> {
-    tokio::time::timeout(timeout, async {
+    pool::within(timeout, async {
         let conn = pool::checkout(pool).await.ok()?;
         let row = conn.client.query_one(sql, &[]).await.ok()?;
         row.try_get::<_, Option<i64>>(0).ok()
     })
     .await
-    .ok()
     .flatten()
 }

@@ -459,6 +459,16 @@ impl OwnPostgres {
         wait_listening(self.port, Duration::from_secs(10), "postgres");
     }
 
+    /// Promotes it (a replica) to a primary and waits until it takes writes.
+    pub fn promote(&self) {
+        run_checked(
+            as_postgres(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&self.dir)
+                .args(["-w", "-t", "60", "promote"]),
+        );
+    }
+
     /// Stops it at once, as a crash would (`pg_ctl stop -m immediate`).
     pub fn stop(&self) {
         run_checked(
