@@ -1315,3 +1315,108 @@ async fn f5_codes_made_during_a_30_s_pause_resolve_on_their_first_late_read() {
     writer.shutdown().await;
     reader.shutdown().await;
 }
+
+/// Which way the injected clock is stepped.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    None,
+    Ahead(Duration),
+    Back(Duration),
+}
+
+#[tokio::test]
+#[ignore = "fault injection: run by `make fault`"]
+async fn clock_steps_either_way_keep_ids_unique_and_young_codes_read_from_the_primary() {
+    let primary = OwnPostgres::start();
+    let replica = OwnPostgres::replica_of(&primary);
+    let db_url = database_on(&primary).await;
+    let replica_url = replica.url("shortener");
+    // One clock for both instances (as NTP steps every host's), stepped by the test. The lag
+    // bound is long enough that the replica is not found lagging within the test: whether a
+    // code is young decides alone where it is read.
+    let clock = shortener::clock::Clock::adjustable();
+    let flags = [
+        "--database-replica-urls",
+        &replica_url,
+        "--replica-lag-bound",
+        "60s",
+    ];
+    let maker =
+        common::spawn_with_clock(common::config(&db_url, &flags), &db_url, clock.clone()).await;
+    let reader =
+        common::spawn_with_clock(common::config(&db_url, &flags), &db_url, clock.clone()).await;
+    let ready = eventually(Duration::from_secs(10), || async {
+        readiness(&maker).await.1["creates"] == "ready"
+    })
+    .await;
+    assert!(ready, "{:?}", readiness(&maker).await);
+    // From here on the replica lacks every code made: read there, one would be a 404.
+    connect(&replica.url("postgres"))
+        .await
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+
+    let mut made = Vec::new();
+    for (n, step) in [
+        Step::None,
+        Step::Ahead(Duration::from_secs(2 * 3600)),
+        Step::Back(Duration::from_secs(3 * 3600)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A code made just before the step and first read after it, and one made after it.
+        let before = maker
+            .create(&format!("https://example.com/step-{n}/before"))
+            .await;
+        match step {
+            Step::None => {}
+            Step::Ahead(by) => clock.advance(by),
+            Step::Back(by) => clock.rewind(by),
+        }
+        let after = maker
+            .create(&format!("https://example.com/step-{n}/after"))
+            .await;
+        for code in [&before, &after] {
+            let response = send(reader.addr, "HEAD", &format!("/{code}"), &[], b"").await;
+            assert_eq!(
+                response.status, 302,
+                "{code}, made around the step {step:?}, was not read from the primary"
+            );
+        }
+        made.extend([before, after]);
+    }
+    let codec = CodeCodec::new(&CodeKey::derive(TEST_CODE_KEY));
+    let ids: std::collections::BTreeSet<i64> = made
+        .iter()
+        .map(|code| codec.decode(code.as_bytes()).expect("a generated code"))
+        .collect();
+    assert_eq!(ids.len(), made.len(), "an id was issued twice: {made:?}");
+    // The ids keep rising through the step back (they borrow ahead instead of repeating),
+    // and the step is counted.
+    let ordered: Vec<i64> = made
+        .iter()
+        .map(|code| codec.decode(code.as_bytes()).unwrap())
+        .collect();
+    assert!(
+        ordered.windows(2).all(|pair| pair[0] < pair[1]),
+        "{ordered:?}"
+    );
+    let counted = eventually(Duration::from_secs(5), || async {
+        maker
+            .scrape()
+            .await
+            .value("shortener_id_clock_steps_back_total", &[])
+            >= 1.0
+    })
+    .await;
+    assert!(counted, "the step back was not counted");
+    connect(&replica.url("postgres"))
+        .await
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    maker.shutdown().await;
+    reader.shutdown().await;
+}

@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use common::{ListenerSockets, connect, eventually, scalar};
 use load::{Load, Request, Targets};
-use processes::OwnPostgres;
+use processes::{OwnCluster, OwnPostgres};
 use scenario::{
-    FULL_RATE, PgProxy, connections, database_on, failures, old_links, scale, secs, warm,
+    FULL_RATE, PgProxy, connections, database_on, failures, old_links, scale, secs, soak, warm,
 };
 use service::Service;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -457,7 +457,9 @@ async fn a_primary_that_stops_answering_is_left_for_the_promoted_replica() {
     common::wait_for_replay(&primary.url("postgres"), &replica.url("postgres")).await;
 
     // Of every 20: two creates, four codes not in memory (read from the primary), 14 held.
-    let load = Load::start(service.addr, rate, run, connections(rate), move |i| {
+    // Connections enough for every request due while the primary is silent to be waiting at
+    // once (each up to its call's bound): the client is not what holds them back.
+    let load = Load::start(service.addr, rate, run, 1_024, move |i| {
         let n = i as usize;
         match n % 20 {
             0 | 1 => Request::create("create", &format!("https://example.com/silent/{i}")),
@@ -515,10 +517,217 @@ async fn a_primary_that_stops_answering_is_left_for_the_promoted_replica() {
             after.summary()
         );
     }
+    if soak() {
+        // Each waits at most its place in the writer's queue (the acquire timeout) and one
+        // call's bound (acquire timeout + statement timeout + 0.5 s), and a little.
+        let creates = record.of("create");
+        assert!(
+            creates.quantile(1.0) <= Duration::from_millis(250 + 250 + 1_000 + 500 + 250),
+            "a create waited longer than its bounds: {}",
+            creates.summary()
+        );
+    }
     println!(
         "primary silent at {silent_at:?}, replica promoted and the address moved at {moved:?}: {}; creates {}; not in memory {}",
         record.summary(),
         record.of("create").summary(),
         record.of("uncached").summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fault injection under load: run by `make fault` and `make soak`"]
+async fn a_reconnect_storm_against_a_small_max_connections_is_backed_off_and_logged_once() {
+    // A Postgres of its own that takes 20 connections, behind a proxy that counts them.
+    let server = OwnPostgres::init();
+    server.configure(&[
+        ("max_connections", "20"),
+        ("superuser_reserved_connections", "0"),
+    ]);
+    server.start_again();
+    let db_url = database_on(&server).await;
+    let proxy = PgProxy::start(&db_url).await;
+    let codes = Arc::new(old_links(&db_url, "storm", 20_000).await);
+    // Four instances that would each keep 8 connections open from the start (two warm in
+    // each request pool, the lease's, the probe's) and open up to 28: more than it takes.
+    let storm_started = std::time::Instant::now();
+    let instances: Vec<Service> = (0..4)
+        .map(|_| Service::start(&proxy.url, &[("SHORTENER_DB_ACQUIRE_TIMEOUT", "250ms")]))
+        .collect();
+    // Each gets some of the server's places, none all it would keep: the lease and the probes
+    // share the request pools' connections, so every one of them leases and becomes ready.
+    let up = eventually(Duration::from_secs(20), || async {
+        let mut ready = 0;
+        for instance in &instances {
+            if matches!(instance.readiness().await, Some((200, _))) {
+                ready += 1;
+            }
+        }
+        ready == instances.len()
+    })
+    .await;
+    if !up {
+        for instance in &instances {
+            println!("{:?}", instance.readiness().await);
+        }
+    }
+    assert!(up, "an instance never became ready");
+    let targets = Targets::new(instances.iter().map(|instance| instance.addr).collect());
+    let rate = FULL_RATE * scale();
+    let run = secs(30, 12);
+    let load = Load::start(targets, rate, run, connections(rate), {
+        let codes = Arc::clone(&codes);
+        move |i| {
+            if i % 20 == 0 {
+                Request::create("create", &format!("https://example.com/storm/{i}"))
+            } else {
+                Request::get("redirect", &format!("/{}", codes[i as usize % codes.len()]))
+            }
+        }
+    });
+    let record = load.finish().await;
+    let attempts = proxy.connections();
+    let started = storm_started.elapsed();
+
+    // Refused connections are a transient failure: 503 with Retry-After, never a 500.
+    assert_eq!(
+        failures(&record, &[302, 201, 503]),
+        0,
+        "{}",
+        record.summary()
+    );
+    let shed = record.filter(|answer| answer.status == 503);
+    assert!(shed.answers.iter().all(|answer| answer.retry_after));
+    assert!(
+        shed.len() > 0,
+        "the server's limit was never met: the test shows nothing ({})",
+        record.summary()
+    );
+    let refused: Vec<usize> = instances
+        .iter()
+        .map(|instance| {
+            instance
+                .log
+                .lock()
+                .unwrap()
+                .lines()
+                .filter(|line| line.contains("too many clients") || line.contains("53300"))
+                .count()
+        })
+        .collect();
+    println!(
+        "reconnect storm: 4 instances, max_connections 20, {rate}/s for {run:?}: {} connections \
+         opened; refusals logged {refused:?}; {}",
+        attempts,
+        record.summary()
+    );
+    // Backed off: each of the 20 pools (five an instance) tries a refused server at most a
+    // few times in its first second, then once every 2 s; one connect per request would be
+    // thousands.
+    let bound = 20 * (started.as_secs() / 2 + 5);
+    assert!(
+        attempts <= bound,
+        "{attempts} connections tried in {started:?} (at most {bound})"
+    );
+    for instance in &instances {
+        let errors = instance.lines_at("ERROR");
+        assert!(errors.is_empty(), "{errors:?}");
+        // Logged once, then once per interval with the count of those not logged: for each
+        // of its five pools, at most one line every 10 s.
+        let lines = instance
+            .log
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains("postgres connection failed"))
+            .count();
+        assert!(
+            lines <= 5 * (run.as_secs() as usize / 10 + 2),
+            "{lines} lines of refused connections"
+        );
+        assert!(
+            instance.readiness().await.is_some(),
+            "an instance stopped answering"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fault injection under load: run by `make fault` and `make soak`"]
+async fn redis_cluster_resharding_and_a_node_added_under_load_fail_nothing() {
+    let mut cluster = OwnCluster::start();
+    let db_url = common::fresh_database().await;
+    let env = [
+        ("REDIS_CLUSTER_NODES", cluster.seeds()),
+        ("SHORTENER_REDIS_COMMAND_TIMEOUT", "250ms".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let rate = FULL_RATE * scale();
+    let run = secs(60, 30);
+    // Every code read once, from Redis: another instance filled them all in first.
+    let count = (rate * run.as_secs_f64()) as usize + 1;
+    let codes = Arc::new(old_links(&db_url, "resharded", count).await);
+    {
+        let filler = Service::start(&db_url, &env);
+        filler.ready().await;
+        let fill = Arc::clone(&codes);
+        let record = Load::start(
+            filler.addr,
+            2_000.0,
+            Duration::from_secs_f64(count as f64 / 2_000.0),
+            64,
+            move |i| Request::get("fill", &format!("/{}", fill[i as usize])),
+        )
+        .finish()
+        .await;
+        assert_eq!(failures(&record, &[302]), 0, "{}", record.summary());
+    }
+    let service = Service::start(&db_url, &env);
+    service.ready().await;
+    let read = Arc::clone(&codes);
+    let load = Load::start(service.addr, rate, run, connections(rate), move |i| {
+        if i % 20 == 0 {
+            Request::create("create", &format!("https://example.com/resharded/{i}"))
+        } else {
+            Request::get("redirect", &format!("/{}", read[i as usize]))
+        }
+    });
+    // A third of one master's slots move to another, key by key; then a fourth master joins
+    // and takes slots from a third.
+    load.until(secs(5, 3)).await;
+    let masters = cluster.masters();
+    tokio::task::block_in_place(|| cluster.reshard(masters[0], masters[1], 1_800));
+    let moved = load.elapsed();
+    let added = tokio::task::block_in_place(|| {
+        let added = cluster.add_master();
+        cluster.reshard(masters[2], added, 1_200);
+        added
+    });
+    let joined = load.elapsed();
+    let record = load.finish().await;
+
+    assert_eq!(
+        failures(&record, &[302, 201]),
+        0,
+        "a request failed while slots moved: {}",
+        record.summary()
+    );
+    let scrape = service.scrape().await;
+    let redirects = record.of("redirect").len() as f64;
+    let from_redis = scrape.value("shortener_link_resolutions_total", &[("outcome", "redis")]);
+    let errors = scrape.total("shortener_redis_errors_total");
+    // The client followed every ASK and MOVED: Redis answered the reads, not Postgres.
+    assert!(
+        from_redis >= redirects * 0.99,
+        "{from_redis} of {redirects} redirects answered by Redis; {errors} Redis errors"
+    );
+    assert!(cluster.master_of("shortener:link:x").is_some());
+    let in_new = cluster.keys_on(added);
+    assert!(in_new > 0, "the new master took no keys");
+    println!(
+        "resharding under {rate}/s: 1,800 slots moved by {moved:?}, a master added with 1,200 by \
+         {joined:?}: {}; {from_redis} answered by Redis, {errors} Redis errors; new master holds {} keys",
+        record.summary(),
+        in_new
     );
 }

@@ -77,6 +77,7 @@ const BATCHING: WriterSettings = WriterSettings {
     linger: Duration::from_millis(20),
     queue: 1024,
     concurrency: 1,
+    queue_wait: Duration::from_secs(60),
 };
 
 /// Writes every row at once (each from a task of its own); answers their outcomes in order.
@@ -277,6 +278,7 @@ async fn a_full_queue_is_refused_at_once_and_shutdown_writes_what_was_queued() {
         linger: Duration::ZERO,
         queue: 3,
         concurrency: 1,
+        queue_wait: Duration::from_secs(60),
     };
     let (writer, stop, task) = writer_on(&url, settings);
     let locked = LockedLinks::take(&url).await;
@@ -387,6 +389,7 @@ async fn batches_of_two_instances_racing_for_the_same_aliases_never_deadlock() {
     let url = common::fresh_database().await;
     let settings = WriterSettings {
         concurrency: 4,
+        queue_wait: Duration::from_secs(60),
         batch_max: 16,
         ..BATCHING
     };

@@ -167,6 +167,8 @@ impl CreateArgs {
                 linger: linger?,
                 queue: queue?,
                 concurrency: writers?,
+                // SHORTENER_DB_ACQUIRE_TIMEOUT's, set once the database settings are read.
+                queue_wait: std::time::Duration::from_millis(250),
             },
         })
     }

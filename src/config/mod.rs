@@ -86,6 +86,13 @@ impl ServeArgs {
                 "at most SHORTENER_DB_WRITE_POOL_SIZE (each batch holds a connection)",
             );
         }
+        // A create waits for the writer as long as a request waits for a connection.
+        let creates = creates.map(|mut creates| {
+            if let Some(database) = &database {
+                creates.writer.queue_wait = database.pools.acquire_timeout;
+            }
+            creates
+        });
         let config = (|| {
             Some(ServeConfig {
                 server: server?,

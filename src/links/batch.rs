@@ -121,7 +121,7 @@ impl Creator {
                 )));
                 continue;
             }
-            let Some(id) = self.ids.next_id() else {
+            let Some(id) = self.next_id(now) else {
                 return match self
                     .replay_or(CreateError::NoWorkerId, idempotency.as_ref())
                     .await?

@@ -16,7 +16,7 @@ use super::writer::{CreateWriter, WriteError};
 use super::{LinkCache, RemoteCache, ResolvedLink};
 use crate::clock::Clock;
 use crate::domain::{Alias, ExpiresAt, ExpiryError, TargetUrl, UrlError, UrlPolicy};
-use crate::ids::{CodeCodec, IdGenerator};
+use crate::ids::{CodeCodec, EPOCH_UNIX_MS, IdGenerator, monotonic_ms};
 use crate::storage::{
     BatchKey, BatchRow, Db, LinkRecord, ListedLink, RowOutcome, StorageError, StoredAnswer,
 };
@@ -210,6 +210,14 @@ impl Creator {
         self
     }
 
+    /// The next id, its time `now` as the injected clock read it for this create (so a link's
+    /// id and its `created_at` agree, and a test can step the clock under both).
+    pub(super) fn next_id(&self, now: OffsetDateTime) -> Option<i64> {
+        let unix_ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        self.ids
+            .next_id_at(unix_ms.saturating_sub(EPOCH_UNIX_MS), monotonic_ms())
+    }
+
     /// Reads creation times and expiries off `clock`.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
@@ -253,7 +261,7 @@ impl Creator {
             });
         }
         for _ in 0..MAX_ID_ATTEMPTS {
-            let Some(id) = self.ids.next_id() else {
+            let Some(id) = self.next_id(now) else {
                 // Without a worker id no link can be made, but a retry can still be answered.
                 return self
                     .replay_or(CreateError::NoWorkerId, idempotency.as_ref())

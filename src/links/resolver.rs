@@ -15,9 +15,9 @@ use time::OffsetDateTime;
 
 use super::{KeyHolder, LinkCache, RemoteCache, ResolvedLink};
 use crate::clicks::{ClickKind, ClickRecorder};
-use crate::clock::Clock;
+use crate::clock::{Clock, StepWatch};
 use crate::domain::{Code, KeyScope};
-use crate::ids::{CodeCodec, EPOCH_UNIX_MS, split_id};
+use crate::ids::{CodeCodec, EPOCH_UNIX_MS, monotonic_ms, split_id};
 use crate::storage::{DailyClicks, Db, LinkRecord, StorageError};
 use crate::telemetry::metrics::{ResolveMetrics, ResolveOutcome};
 use crate::telemetry::{Chain, request_span};
@@ -73,6 +73,8 @@ pub struct Resolver {
     remote: Option<Arc<RemoteCache>>,
     metrics: ResolveMetrics,
     clock: Clock,
+    /// After a step of the wall clock, an id's time no longer says how old its code is.
+    steps: StepWatch,
 }
 
 impl Resolver {
@@ -92,6 +94,7 @@ impl Resolver {
             remote: None,
             metrics: ResolveMetrics::default(),
             clock: Clock::system(),
+            steps: StepWatch::default(),
         }
     }
 
@@ -358,12 +361,20 @@ impl Resolver {
     }
 
     /// Whether the id was issued within the replica lag bound of now (either side, to
-    /// allow for clocks that differ between instances).
+    /// allow for clocks that differ between instances). Within the bound after the wall clock
+    /// stepped (either way), every id counts as young: a code made a moment before a step
+    /// forward looks old by the clock, and ids issued after a step back carry the time they
+    /// borrowed ahead.
     fn is_younger_than_lag_bound(&self, id: i64) -> bool {
         let (issued_ms, _, _) = split_id(id);
         let issued_unix_ms = EPOCH_UNIX_MS.saturating_add(issued_ms);
         let now_unix_ms = self.clock.unix_ms();
-        now_unix_ms.abs_diff(issued_unix_ms) < self.replica_lag_bound.as_millis() as u64
+        let bound = self.replica_lag_bound.as_millis() as u64;
+        let stepped = self
+            .steps
+            .since_step(now_unix_ms, monotonic_ms())
+            .is_some_and(|since| since < bound);
+        stepped || now_unix_ms.abs_diff(issued_unix_ms) < bound
     }
 }
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::idempotency::KEY_LIFETIME;
 use crate::clock::Clock;
-use crate::storage::{Chunk, Db, PruneCut};
+use crate::storage::{Chunk, Db, PRUNE_FROM_START, PruneCut};
 use crate::telemetry::Chain;
 use crate::telemetry::metrics::{PruneMetrics, PrunePass};
 
@@ -119,16 +119,19 @@ impl Pruner {
         let mut end = PassEnd::Done;
         'cuts: for &cut in &cuts {
             let table = cut.table();
+            // Each chunk starts where the one before it stopped.
+            let mut from = PRUNE_FROM_START;
             loop {
                 if stop.is_cancelled() {
                     return PassEnd::Stopped;
                 }
-                match self.db.prune_chunk(cut, CHUNK_ROWS).await {
-                    Ok(Chunk::Pruned(rows)) => {
+                match self.db.prune_chunk(cut, CHUNK_ROWS, from).await {
+                    Ok(Chunk::Pruned { rows, reached }) => {
                         self.metrics.chunk(table, rows);
                         if rows < CHUNK_ROWS as u64 {
                             break;
                         }
+                        from = reached.unwrap_or(from);
                     }
                     Ok(Chunk::Busy) => {
                         end = PassEnd::LeftToAnother;

@@ -38,6 +38,11 @@ pub struct WriterSettings {
     pub queue: usize,
     /// Batches written at once (the write pool's size: each holds one connection).
     pub concurrency: usize,
+    /// Longest a create waits in the queue for a batch to take it (the pool's acquire
+    /// timeout: like a request waiting for a connection); past it, it is answered 503 instead
+    /// of written, so a database that stops answering costs each create one bounded wait
+    /// rather than every batch's time bound queued before it.
+    pub queue_wait: Duration,
 }
 
 /// Why a row got no outcome. The batch's error is shared by every row of the batch.
@@ -71,6 +76,7 @@ impl Eq for WriteError {}
 struct Pending {
     row: BatchRow,
     reply: oneshot::Sender<Result<RowOutcome, WriteError>>,
+    queued_at: Instant,
 }
 
 /// What waits in the writer's queue: a row for the next batch, or a unit of rows (a batch
@@ -151,7 +157,11 @@ impl CreateWriter {
             return Err(WriteError::Stopped);
         }
         let (reply, outcome) = oneshot::channel();
-        self.enqueue(Work::Row(Pending { row, reply }))?;
+        self.enqueue(Work::Row(Pending {
+            row,
+            reply,
+            queued_at: Instant::now(),
+        }))?;
         outcome.await.unwrap_or(Err(WriteError::Stopped))
     }
 
@@ -281,6 +291,29 @@ async fn run(batching: Batching, mut receiver: mpsc::Receiver<Work>) {
                     Ok(Some(unit)) => held = Some(unit),
                     _ => break,
                 }
+            }
+        }
+        // Those that waited past the bound are answered now, not written.
+        let waited_since = Instant::now().checked_sub(settings.queue_wait);
+        if let Some(since) = waited_since
+            && batch.iter().any(|pending| pending.queued_at < since)
+        {
+            let (stale, fresh): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|pending| pending.queued_at < since);
+            crate::throttled!(
+                warn,
+                rows = stale.len(),
+                "creates answered 503: they waited for the writer past the acquire timeout"
+            );
+            let answer = WriteError::Unavailable(Arc::new(StorageError::PoolTimeout));
+            for pending in stale {
+                let _ = pending.reply.send(Err(answer.clone()));
+            }
+            batch = fresh;
+            if batch.is_empty() {
+                drop(slot);
+                continue;
             }
         }
         counts.batches.fetch_add(1, Ordering::Relaxed);

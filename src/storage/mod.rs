@@ -32,7 +32,7 @@ use crate::telemetry::metrics::{DbCause, DbMetrics, DbOperation, PoolName};
 
 pub use batch::{BatchKey, BatchRow, RowOutcome, UnitKey, UnitOutcome};
 pub use changes::{Audit, ChangeRow, Changed, LinkEdit, change_link_once, codes_for_host};
-pub use janitor::{Chunk, PRUNE_LOCK_KEY, PruneCut};
+pub use janitor::{Chunk, PRUNE_FROM_START, PRUNE_LOCK_KEY, PruneCut};
 pub use keys::{
     AuditEntry, KeyListing, KeyRow, audit_log, create_api_key, list_api_keys, revoke_api_key,
 };

@@ -249,6 +249,83 @@ impl BackgroundStatements {
 pub struct PgManager {
     inner: PostgresConnectionManager<MakeRustlsConnect>,
     role: Role,
+    gate: ConnectGate,
+}
+
+/// The first wait after a connection could not be opened, and the longest.
+const CONNECT_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Backs a pool's connects off while the server refuses them (down, or at its
+/// `max_connections`: SQLSTATE 53300): after a failure, no connection is tried for a while
+/// (100 ms, doubling to 2 s, with up to a quarter more), so a server back is used again within about 2.5 s, then one trial while the others wait for its outcome.
+/// Without it every request that finds no idle connection starts a connect of its own, and an
+/// overloaded server is asked for hundreds of connections a second (each one a backend forked
+/// to refuse it).
+#[derive(Debug)]
+struct ConnectGate {
+    epoch: std::time::Instant,
+    /// Milliseconds since `epoch` before which no connection is tried; 0: open.
+    closed_until: std::sync::atomic::AtomicU64,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+impl ConnectGate {
+    fn new() -> Self {
+        ConnectGate {
+            epoch: std::time::Instant::now(),
+            closed_until: Default::default(),
+            failures: Default::default(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Never 0: that means open.
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Waits until this caller may try to connect.
+    async fn pass(&self, trial_hold: Duration) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let until = self.closed_until.load(Ordering::Acquire);
+            if until == 0 {
+                return;
+            }
+            let now = self.now_ms();
+            if now < until {
+                tokio::time::sleep(Duration::from_millis(until - now)).await;
+                continue;
+            }
+            // The wait is over: one caller tries, the others wait for what it finds.
+            let hold = now + trial_hold.as_millis() as u64;
+            if self
+                .closed_until
+                .compare_exchange(until, hold, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    fn opened(&self) {
+        use std::sync::atomic::Ordering;
+        self.failures.store(0, Ordering::Relaxed);
+        self.closed_until.store(0, Ordering::Release);
+    }
+
+    fn failed(&self) {
+        use std::sync::atomic::Ordering;
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed).min(16);
+        let backoff = CONNECT_BACKOFF_FIRST
+            .saturating_mul(1 << failures)
+            .min(CONNECT_BACKOFF_MAX);
+        // Up to a quarter more, so that instances refused together do not come back together.
+        let jitter = backoff.mul_f64(fastrand::f64() / 4.0);
+        let until = self.now_ms() + (backoff + jitter).as_millis() as u64;
+        self.closed_until.store(until, Ordering::Release);
+    }
 }
 
 impl ManageConnection for PgManager {
@@ -256,7 +333,17 @@ impl ManageConnection for PgManager {
     type Error = tokio_postgres::Error;
 
     async fn connect(&self) -> Result<PgConn, Self::Error> {
-        let client = self.inner.connect().await?;
+        self.gate.pass(CONNECT_BACKOFF_MAX).await;
+        let client = match self.inner.connect().await {
+            Ok(client) => {
+                self.gate.opened();
+                client
+            }
+            Err(error) => {
+                self.gate.failed();
+                return Err(error);
+            }
+        };
         let statements = match self.role {
             Role::Read => Statements::Read(ReadStatements::prepare(&client).await?),
             Role::Write => Statements::Write(WriteStatements::prepare(&client).await?),
@@ -337,6 +424,7 @@ pub(super) fn build(target: &PgTarget, role: Role, size: u32, settings: &PoolSet
     let manager = PgManager {
         inner: PostgresConnectionManager::new(config, tls),
         role,
+        gate: ConnectGate::new(),
     };
     // Request pools keep two connections warm; a task's own connection is opened on first use.
     let min_idle = (role != Role::Own).then_some(size.min(2));
@@ -404,6 +492,21 @@ impl Drop for Checkout<'_> {
         if ABANDONING.with(std::cell::Cell::get) {
             self.0.abandoned = true;
         }
+    }
+}
+
+/// A connection from a task's own pool (the lease's, the prober's), or, when that one cannot
+/// be opened, an idle one of `fallback`, a request pool of the same server. A server at its
+/// `max_connections` refuses new connections (SQLSTATE 53300) while this instance's request
+/// pools hold connections it opened earlier: the lease and the probes then share those rather
+/// than wait, not ready and without a worker id, for a place that other instances hold.
+pub(super) async fn checkout_own<'a>(
+    own: &'a PgPool,
+    fallback: &'a PgPool,
+) -> Result<Checkout<'a>, StorageError> {
+    match checkout(own).await {
+        Ok(conn) => Ok(conn),
+        Err(error) => checkout(fallback).await.map_err(|_| error),
     }
 }
 

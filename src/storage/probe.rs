@@ -19,7 +19,7 @@ impl Db {
     /// position (`None` inside: it is in recovery, not a primary).
     pub async fn probe_primary(&self, timeout: Duration) -> Option<Option<i64>> {
         probe(
-            &self.probe,
+            (&self.probe, &self.read),
             timeout,
             "SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
              ELSE (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint END",
@@ -32,7 +32,7 @@ impl Db {
     pub async fn probe_replica(&self, index: usize, timeout: Duration) -> Option<Option<i64>> {
         let replica = self.replicas.get(index)?;
         probe(
-            &replica.probe,
+            (&replica.probe, &replica.pool),
             timeout,
             "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint",
         )
@@ -43,7 +43,7 @@ impl Db {
     /// empty when none ever was (no history table).
     pub async fn applied_migrations(&self, timeout: Duration) -> Option<Vec<(i64, String)>> {
         pool::within(timeout, async {
-            let conn = pool::checkout(&self.probe).await.ok()?;
+            let conn = pool::checkout_own(&self.probe, &self.read).await.ok()?;
             let rows = match conn
                 .client
                 .query(
@@ -77,9 +77,15 @@ impl Db {
     }
 }
 
-async fn probe(pool: &pool::PgPool, timeout: Duration, sql: &str) -> Option<Option<i64>> {
+/// Asks `sql` on a connection of the prober's own pool, or of the server's read pool when its
+/// own cannot be opened ([`pool::checkout_own`]).
+async fn probe(
+    (own, fallback): (&pool::PgPool, &pool::PgPool),
+    timeout: Duration,
+    sql: &str,
+) -> Option<Option<i64>> {
     pool::within(timeout, async {
-        let conn = pool::checkout(pool).await.ok()?;
+        let conn = pool::checkout_own(own, fallback).await.ok()?;
         let row = conn.client.query_one(sql, &[]).await.ok()?;
         row.try_get::<_, Option<i64>>(0).ok()
     })

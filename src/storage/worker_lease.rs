@@ -33,7 +33,7 @@ impl Db {
         ttl: Duration,
     ) -> Result<Option<Lease>, StorageError> {
         self.bounded(DbOperation::Lease, async {
-            let conn = pool::checkout(&self.lease).await?;
+            let conn = pool::checkout_own(&self.lease, &self.background).await?;
             let (low, high) = (i32::from(*range.start()), i32::from(*range.end()));
             for _ in 0..ACQUIRE_ATTEMPTS {
                 let row = conn
@@ -98,7 +98,7 @@ impl Db {
         ttl: Duration,
     ) -> Result<bool, StorageError> {
         self.bounded(DbOperation::Lease, async {
-            let conn = pool::checkout(&self.lease).await?;
+            let conn = pool::checkout_own(&self.lease, &self.background).await?;
             let updated = conn
             .client
             .execute(
@@ -126,7 +126,7 @@ impl Db {
         high_water_ms: u64,
     ) -> Result<(), StorageError> {
         self.bounded(DbOperation::Lease, async {
-            let conn = pool::checkout(&self.lease).await?;
+            let conn = pool::checkout_own(&self.lease, &self.background).await?;
             conn.client
                 .execute(
                     "UPDATE worker_leases SET expires_at = now(), \

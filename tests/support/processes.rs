@@ -239,6 +239,108 @@ impl OwnCluster {
         None
     }
 
+    /// The ports of the masters now.
+    pub fn masters(&self) -> Vec<u16> {
+        let view = redis_cli(self.live_ports()[0], &["CLUSTER", "NODES"]);
+        view.lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                (fields.len() >= 3 && fields[2].contains("master") && !fields[2].contains("fail"))
+                    .then(|| {
+                    fields[1]
+                        .split('@')
+                        .next()?
+                        .rsplit_once(':')?
+                        .1
+                        .parse()
+                        .ok()
+                })?
+            })
+            .collect()
+    }
+
+    /// Waits until every node agrees on who serves which slot (`redis-cli --cluster check`):
+    /// after a reshard, gossip takes a moment to carry the new owners everywhere.
+    pub fn wait_agreed(&self, timeout: Duration) {
+        let seed = format!("127.0.0.1:{}", self.live_ports()[0]);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let check = Command::new("redis-cli")
+                .args(["--cluster", "check", &seed])
+                .output()
+                .expect("redis-cli runs");
+            if check.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster's nodes do not agree: {}",
+                String::from_utf8_lossy(&check.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Starts a node and adds it to the cluster as a master without slots: its port.
+    pub fn add_master(&mut self) -> u16 {
+        let port = cluster_ports(1)[0];
+        let node_dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let node = OwnRedis::spawn(
+            port,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+            ],
+            Some(&node_dir),
+        );
+        self.wait_agreed(Duration::from_secs(30));
+        let seed = format!("127.0.0.1:{}", self.live_ports()[0]);
+        run_checked(Command::new("redis-cli").args([
+            "--cluster",
+            "add-node",
+            &format!("127.0.0.1:{port}"),
+            &seed,
+        ]));
+        self.nodes.push(Some(node));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !redis_cli(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+            assert!(Instant::now() < deadline, "the new node did not join");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        port
+    }
+
+    /// Moves `slots` hash slots, with their keys, from the master on `from` to the master on
+    /// `to` (`redis-cli --cluster reshard`): while a slot migrates, a client asking for a key
+    /// already moved is answered `ASK`, and `MOVED` once the slot has.
+    pub fn reshard(&self, from: u16, to: u16, slots: u32) {
+        self.wait_agreed(Duration::from_secs(30));
+        let id = |port: u16| redis_cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let seed = format!("127.0.0.1:{}", self.live_ports()[0]);
+        run_checked(Command::new("redis-cli").args([
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            &id(from),
+            "--cluster-to",
+            &id(to),
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-yes",
+        ]));
+    }
+
+    /// The keys the node on `port` holds.
+    pub fn keys_on(&self, port: u16) -> u64 {
+        redis_cli(port, &["DBSIZE"]).trim().parse().unwrap_or(0)
+    }
+
     /// `redis-cli -c` (following redirections) through a live node.
     pub fn cli(&self, args: &[&str]) -> String {
         let port = self.live_ports()[0].to_string();
