@@ -689,3 +689,64 @@ async fn f11_three_instances_on_one_cluster_share_links_ids_and_the_create_limit
         codes.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fault injection under load: run by `make fault` and `make soak`"]
+async fn b7_a_scan_of_unknown_codes_is_limited_as_its_client_and_costs_few_lookups() {
+    let db_url = common::fresh_database().await;
+    // The client may make 100 redirects a second (a burst of 200): 404s count.
+    let service = Service::start(
+        &db_url,
+        &[("SHORTENER_RATE_LIMIT_REDIRECT", "100/s,burst=200")],
+    );
+    service.ready().await;
+    let rate = FULL_RATE * scale();
+    let run = secs(30, 10);
+    // A scanner: 50 generated-looking codes no link has, over and over.
+    let codec =
+        shortener::ids::CodeCodec::new(&shortener::ids::CodeKey::derive(scenario::TEST_CODE_KEY));
+    let scanned: Vec<String> = (0..50)
+        .map(|n| {
+            let id = shortener::ids::compose_id(1_000_000 + n, 1000, 0);
+            String::from_utf8(codec.encode(id).to_vec()).unwrap()
+        })
+        .collect();
+    let before = service.scrape().await;
+    let load = Load::start(service.addr, rate, run, connections(rate), move |i| {
+        Request::get("scan", &format!("/{}", scanned[i as usize % scanned.len()]))
+    });
+    let record = load.finish().await;
+    let after = service.scrape().await;
+
+    assert_eq!(failures(&record, &[404, 429]), 0, "{}", record.summary());
+    let allowed = 200.0 + 100.0 * run.as_secs_f64() * 1.1;
+    let not_found = record.with_status(404) as f64;
+    assert!(
+        not_found <= allowed,
+        "{not_found} 404s allowed to one client in {run:?} (at most {allowed:.0}): {}",
+        record.summary()
+    );
+    assert!(record.with_status(429) > 0);
+    // A refused request is refused before any lookup, and an allowed one often answered
+    // from memory (the negative cache): fewer lookups than 404s.
+    let outcome = |scrape: &common::Scrape, outcome: &str| {
+        scrape.value("shortener_link_resolutions_total", &[("outcome", outcome)])
+    };
+    let lookups = outcome(&after, "not_found") - outcome(&before, "not_found");
+    let from_memory = outcome(&after, "negative") - outcome(&before, "negative");
+    let looked_up = after.total("shortener_db_operations_total")
+        - before.total("shortener_db_operations_total");
+    assert!(
+        lookups + from_memory <= not_found,
+        "{lookups} lookups and {from_memory} from memory for {not_found} 404s"
+    );
+    assert!(
+        from_memory > 0.0,
+        "no unknown code was answered from memory"
+    );
+    println!(
+        "B7: a scan of 50 unknown codes at {rate}/s for {run:?}: {}; {lookups} lookups, \
+         {from_memory} from memory, {looked_up} database calls",
+        record.summary()
+    );
+}

@@ -401,3 +401,25 @@ async fn send(
         }
     }
 }
+
+/// Zipf (s = 1) over `n` ranks, 0 the most popular: the cumulative weights, searched with a
+/// uniform draw.
+pub struct Zipf(Vec<f64>);
+
+impl Zipf {
+    pub fn new(n: usize) -> Zipf {
+        let mut total = 0.0;
+        let cumulative: Vec<f64> = (1..=n)
+            .map(|k| {
+                total += 1.0 / k as f64;
+                total
+            })
+            .collect();
+        Zipf(cumulative.into_iter().map(|c| c / total).collect())
+    }
+
+    pub fn sample(&self, rng: &mut fastrand::Rng) -> usize {
+        let u = rng.f64();
+        self.0.partition_point(|&c| c < u).min(self.0.len() - 1)
+    }
+}
