@@ -245,6 +245,7 @@ async fn run(batching: Batching, mut receiver: mpsc::Receiver<Work>) {
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut in_flight: Vec<JoinHandle<()>> = Vec::new();
     let mut stopping = false;
+    let refusing = Arc::new(Refusing::default());
     // A unit met while gathering a batch: it waits for the next slot.
     let mut held: Option<Work> = None;
     loop {
@@ -293,6 +294,19 @@ async fn run(batching: Batching, mut receiver: mpsc::Receiver<Work>) {
                 }
             }
         }
+        // Right after a batch the database could not take, the batch is refused at once: the
+        // primary is down, and each create should learn it in milliseconds, not after its
+        // own batch's bounds. The first batch after the pause tries again.
+        if refusing.now() && !stopping {
+            let answer = WriteError::Unavailable(Arc::new(StorageError::Unavailable(
+                "a create batch could not be written moments ago".to_owned(),
+            )));
+            for pending in batch {
+                let _ = pending.reply.send(Err(answer.clone()));
+            }
+            drop(slot);
+            continue;
+        }
         // Those that waited past the bound are answered now, not written.
         let waited_since = Instant::now().checked_sub(settings.queue_wait);
         if let Some(since) = waited_since
@@ -321,8 +335,9 @@ async fn run(batching: Batching, mut receiver: mpsc::Receiver<Work>) {
         let db = db.clone();
         let metrics = metrics.clone();
         in_flight.retain(|batch| !batch.is_finished());
+        let refusing = Arc::clone(&refusing);
         in_flight.push(tasks.spawn(async move {
-            write_batch(&db, batch, &metrics).await;
+            write_batch(&db, batch, &metrics, &refusing).await;
             drop(slot);
         }));
     }
@@ -367,7 +382,33 @@ fn refused(error: StorageError, rows: usize) -> WriteError {
     }
 }
 
-async fn write_batch(db: &Db, batch: Vec<Pending>, metrics: &CreateMetrics) {
+/// After a batch the database could not take, how long new batches are refused at once (503)
+/// instead of each waiting out its own bounds; the first batch after it tries again.
+const REFUSE_AFTER_UNAVAILABLE: Duration = Duration::from_millis(500);
+
+/// Until when batches are refused at once after one the database could not take.
+#[derive(Default)]
+struct Refusing(std::sync::Mutex<Option<Instant>>);
+
+impl Refusing {
+    fn now(&self) -> bool {
+        let until = *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        until.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn start(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some(Instant::now() + REFUSE_AFTER_UNAVAILABLE);
+    }
+}
+
+async fn write_batch(db: &Db, batch: Vec<Pending>, metrics: &CreateMetrics, refusing: &Refusing) {
     let started = std::time::Instant::now();
     let (rows, replies): (Vec<BatchRow>, Vec<_>) = batch
         .into_iter()
@@ -384,6 +425,9 @@ async fn write_batch(db: &Db, batch: Vec<Pending>, metrics: &CreateMetrics) {
         }
         Err(error) => {
             let answer = refused(error, rows.len());
+            if matches!(answer, WriteError::Unavailable(_)) {
+                refusing.start();
+            }
             for reply in replies {
                 let _ = reply.send(Err(answer.clone()));
             }

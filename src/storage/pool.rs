@@ -79,7 +79,18 @@ pub(super) enum Role {
     Own,
 }
 
-pub(super) type PgPool = Pool<PgManager>;
+/// A pool, and the gate its connects go through ([`ConnectGate`]).
+#[derive(Clone)]
+pub(super) struct PgPool {
+    pool: Pool<PgManager>,
+    gate: Arc<ConnectGate>,
+}
+
+impl PgPool {
+    pub(super) fn state(&self) -> bb8::State {
+        self.pool.state()
+    }
+}
 
 /// A connection and the statements prepared on it for its role.
 pub struct PgConn {
@@ -249,7 +260,7 @@ impl BackgroundStatements {
 pub struct PgManager {
     inner: PostgresConnectionManager<MakeRustlsConnect>,
     role: Role,
-    gate: ConnectGate,
+    gate: Arc<ConnectGate>,
 }
 
 /// The first wait after a connection could not be opened, and the longest.
@@ -307,6 +318,12 @@ impl ConnectGate {
                 return;
             }
         }
+    }
+
+    /// Whether connects are being held back now (after a failure, or while one trial runs).
+    fn is_closed(&self) -> bool {
+        let until = self.closed_until.load(std::sync::atomic::Ordering::Acquire);
+        until != 0 && self.now_ms() < until
     }
 
     fn opened(&self) {
@@ -421,14 +438,15 @@ pub(super) fn build(target: &PgTarget, role: Role, size: u32, settings: &PoolSet
                 ""
             }
         ));
+    let gate = Arc::new(ConnectGate::new());
     let manager = PgManager {
         inner: PostgresConnectionManager::new(config, tls),
         role,
-        gate: ConnectGate::new(),
+        gate: Arc::clone(&gate),
     };
     // Request pools keep two connections warm; a task's own connection is opened on first use.
     let min_idle = (role != Role::Own).then_some(size.min(2));
-    Pool::builder()
+    let pool = Pool::builder()
         .max_size(size)
         // No reaper task (see MAX_LIFETIME).
         .idle_timeout(None)
@@ -442,7 +460,8 @@ pub(super) fn build(target: &PgTarget, role: Role, size: u32, settings: &PoolSet
             server,
             throttle: Arc::new(Throttle::new(CONNECT_FAILURE_LOG_EVERY)),
         }))
-        .build_unchecked(manager)
+        .build_unchecked(manager);
+    PgPool { pool, gate }
 }
 
 thread_local! {
@@ -511,10 +530,22 @@ pub(super) async fn checkout_own<'a>(
 }
 
 pub(super) async fn checkout(pool: &PgPool) -> Result<Checkout<'_>, StorageError> {
-    pool.get().await.map(Checkout).map_err(|error| match error {
-        RunError::User(error) => StorageError::from(error),
-        RunError::TimedOut => StorageError::PoolTimeout,
-    })
+    // The server refused a connection a moment ago and none is idle: waiting the acquire
+    // timeout for a connect that is held back would only delay the same 503 (a create must be
+    // refused within half a second while the primary is down).
+    if pool.gate.is_closed() && pool.pool.state().idle_connections == 0 {
+        return Err(StorageError::Unavailable(
+            "the server refused a connection moments ago".to_owned(),
+        ));
+    }
+    pool.pool
+        .get()
+        .await
+        .map(Checkout)
+        .map_err(|error| match error {
+            RunError::User(error) => StorageError::from(error),
+            RunError::TimedOut => StorageError::PoolTimeout,
+        })
 }
 
 impl PgConn {
