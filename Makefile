@@ -49,7 +49,7 @@ else
 endif
 
 ## The faults under load at their full rates and durations against the release binary, their
-## latency bounds asserted too (docs/reliability.md). Not run by CI: about 6 minutes.
+## latency bounds asserted too (docs/reliability.md). Not run by CI: about 15 minutes.
 soak: services build
 	SHORTENER_LOAD_SCALE=1 SHORTENER_SERVICE_BIN=$(abspath $(BIN)) \
 	  cargo test --release --test under_load --test fleet -- --ignored --test-threads=1 --nocapture

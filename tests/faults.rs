@@ -18,8 +18,12 @@
 //! instance started after the change, and so to no tier.
 
 mod common;
+#[path = "support/load.rs"]
+mod load;
 #[path = "support/processes.rs"]
 mod processes;
+#[path = "support/scenario.rs"]
+mod scenario;
 #[path = "support/service.rs"]
 mod service;
 
@@ -28,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{ListenerSockets, TestApp, connect, eventually, scalar, send, spawn_app_on};
 use processes::{OwnCluster, OwnPostgres, OwnRedis};
+use scenario::database_on;
 use service::Service;
 use shortener::ids::{CodeCodec, CodeKey, EPOCH_UNIX_MS, compose_id};
 use shortener::links::{CATCH_UP_EVERY, UNTRUSTED_TTL};
@@ -304,19 +309,6 @@ async fn assert_replica_asked_then_primary(app: &TestApp) {
         ),
         1.0
     );
-}
-
-async fn database_on(server: &OwnPostgres) -> String {
-    connect(&server.url("postgres"))
-        .await
-        .batch_execute("CREATE DATABASE shortener")
-        .await
-        .unwrap();
-    let url = server.url("shortener");
-    shortener::storage::migrate(&common::target(&url))
-        .await
-        .unwrap();
-    url
 }
 
 /// Waits until `replica` has replayed everything `primary` has written so far.

@@ -32,6 +32,43 @@ use scenario::{
 };
 use service::Service;
 
+/// Links for the Redis faults' mix: 1,000 held in the service's memory, and as many never
+/// read as the run's redirects of unread codes need.
+async fn held_and_unread(
+    service: &Service,
+    db_url: &str,
+    rate: f64,
+    run: Duration,
+) -> (Vec<String>, Vec<String>) {
+    let held = old_links(db_url, "cached", 1_000).await;
+    warm(service, &held).await;
+    let unread = old_links(
+        db_url,
+        "uncached",
+        (rate * run.as_secs_f64() * 0.2) as usize,
+    )
+    .await;
+    (held, unread)
+}
+
+/// Request `i` of the Redis faults' mix: of every 20, a create, three redirects of codes not
+/// yet read (each asks Redis, then Postgres), 16 of codes in memory; `kinds` names the
+/// redirects (held, unread) in the record.
+fn redis_mix(
+    i: u64,
+    label: &str,
+    held: &[String],
+    unread: &[String],
+    kinds: (&'static str, &'static str),
+) -> Request {
+    let n = i as usize;
+    match n % 20 {
+        0 => Request::create("create", &format!("https://example.com/{label}/{i}")),
+        1..=3 => Request::get(kinds.1, &format!("/{}", unread[n / 20 * 3 + n % 20 - 1])),
+        _ => Request::get(kinds.0, &format!("/{}", held[n % held.len()])),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault injection under load: run by `make fault` and `make soak`"]
 async fn f1_redis_killed_under_load_fails_no_cached_redirect_and_the_limit_follows_it() {
@@ -48,32 +85,11 @@ async fn f1_redis_killed_under_load_fails_no_cached_redirect_and_the_limit_follo
         ],
     );
     service.ready().await;
-    let cached = old_links(&db_url, "cached", 1_000).await;
-    warm(&service, &cached).await;
     let rate = FULL_RATE * scale();
     let (run, kill_at, back_at) = (secs(30, 12), secs(10, 3), secs(20, 7));
-    let uncached = old_links(
-        &db_url,
-        "uncached",
-        (rate * run.as_secs_f64() * 0.2) as usize,
-    )
-    .await;
-
-    // Of every 20: a create, three codes not yet read (Redis, then Postgres), 16 held in memory.
-    let (cached_codes, uncached_codes) = (cached.clone(), uncached.clone());
+    let (cached, uncached) = held_and_unread(&service, &db_url, rate, run).await;
     let load = Load::start(service.addr, rate, run, connections(rate), move |i| {
-        let n = i as usize;
-        match n % 20 {
-            0 => Request::create("create", &format!("https://example.com/f1/{i}")),
-            1..=3 => Request::get(
-                "uncached",
-                &format!("/{}", uncached_codes[n / 20 * 3 + n % 20 - 1]),
-            ),
-            _ => Request::get(
-                "cached",
-                &format!("/{}", cached_codes[n % cached_codes.len()]),
-            ),
-        }
+        redis_mix(i, "f1", &cached, &uncached, ("cached", "uncached"))
     });
     assert_eq!(service.creates().await, "ready");
     let shared = readiness_says(
@@ -161,27 +177,11 @@ async fn f2_redis_paused_under_load_hangs_no_request() {
         ],
     );
     service.ready().await;
-    let cached = old_links(&db_url, "cached", 1_000).await;
-    warm(&service, &cached).await;
     let rate = FULL_RATE * scale();
     let (run, pause_at, resume_at) = (secs(30, 12), secs(10, 3), secs(20, 7));
-    let uncached = old_links(
-        &db_url,
-        "uncached",
-        (rate * run.as_secs_f64() * 0.2) as usize,
-    )
-    .await;
-    // Of every 20: a create, three codes not yet read (each asks Redis first), 16 in memory.
+    let (cached, uncached) = held_and_unread(&service, &db_url, rate, run).await;
     let load = Load::start(service.addr, rate, run, connections(rate), move |i| {
-        let n = i as usize;
-        match n % 20 {
-            0 => Request::create("create", &format!("https://example.com/f2/{i}")),
-            1..=3 => Request::get(
-                "redirect",
-                &format!("/{}", uncached[n / 20 * 3 + n % 20 - 1]),
-            ),
-            _ => Request::get("redirect", &format!("/{}", cached[n % cached.len()])),
-        }
+        redis_mix(i, "f2", &cached, &uncached, ("redirect", "redirect"))
     });
     load.until(pause_at).await;
     redis.signal(libc::SIGSTOP);
@@ -520,22 +520,34 @@ async fn f7_clicks_database_away_under_load_loses_no_count_unreported() {
     let peak = peak.stop();
 
     assert_eq!(failures(&record, &[302]), 0, "{}", record.summary());
-    // Every click is written or counted as dropped, exactly.
-    let written = eventually(Duration::from_secs(20), || async {
+    // Every click is written or counted as dropped, exactly: the last ones are sealed into a
+    // batch at the next flush after the load ends, so the service's counters are waited for.
+    let produced = record.len() as f64;
+    let accounted = eventually(Duration::from_secs(20), || async {
         let scrape = service.scrape().await;
-        scrape.value("shortener_click_batches_pending", &[]) == 0.0
-            && scrape.value("shortener_click_rows_pending", &[]) == 0.0
+        scrape.total("shortener_clicks_flushed_total")
+            + scrape.value("shortener_clicks_dropped_total", &[])
+            >= produced
     })
     .await;
-    assert!(written, "clicks still pending");
+    let scrape = service.scrape().await;
+    let flushed = scrape.total("shortener_clicks_flushed_total") as i64;
+    let dropped = scrape.value("shortener_clicks_dropped_total", &[]) as i64;
+    assert!(
+        accounted,
+        "flushed {flushed} + dropped {dropped} never reached the {produced} produced"
+    );
     let db = connect(&db_url).await;
     let persisted = scalar(
         &db,
         "SELECT coalesce(sum(clicks + bot_clicks), 0)::bigint FROM link_clicks_daily",
     )
     .await;
-    let dropped = service.metric("shortener_clicks_dropped_total", &[]).await as i64;
-    let produced = record.len() as i64;
+    assert_eq!(
+        persisted, flushed,
+        "a flushed batch was counted twice or not at all"
+    );
+    let produced = produced as i64;
     assert!(
         dropped > 0,
         "the outage never passed the bound of {pending} rows"

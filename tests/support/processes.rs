@@ -133,24 +133,7 @@ impl OwnCluster {
         let ports = cluster_ports(6);
         let mut nodes = Vec::new();
         for port in &ports {
-            let node_dir = dir.join(port.to_string());
-            std::fs::create_dir_all(&node_dir).unwrap();
-            nodes.push(Some(OwnRedis::spawn(
-                *port,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "1000",
-                    // A replica that never synced cannot take over: let the first full sync
-                    // start at once instead of after the default 5 s delay.
-                    "--repl-diskless-sync-delay",
-                    "0",
-                ],
-                Some(&node_dir),
-            )));
+            nodes.push(Some(cluster_node(*port, &dir)));
         }
         let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         run_checked(
@@ -284,20 +267,7 @@ impl OwnCluster {
     /// Starts a node and adds it to the cluster as a master without slots: its port.
     pub fn add_master(&mut self) -> u16 {
         let port = cluster_ports(1)[0];
-        let node_dir = self.dir.join(port.to_string());
-        std::fs::create_dir_all(&node_dir).unwrap();
-        let node = OwnRedis::spawn(
-            port,
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "1000",
-            ],
-            Some(&node_dir),
-        );
+        let node = cluster_node(port, &self.dir);
         self.wait_agreed(Duration::from_secs(30));
         let seed = format!("127.0.0.1:{}", self.live_ports()[0]);
         run_checked(Command::new("redis-cli").args([
@@ -381,6 +351,29 @@ impl Drop for OwnCluster {
         self.paused.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A Redis Cluster node on `port`, its files in a folder of `dir`, with a node timeout of one
+/// second.
+fn cluster_node(port: u16, dir: &Path) -> OwnRedis {
+    let node_dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&node_dir).unwrap();
+    OwnRedis::spawn(
+        port,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "1000",
+            // A replica that never synced cannot take over: let the first full sync start at
+            // once instead of after the default 5 s delay.
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+        Some(&node_dir),
+    )
 }
 
 /// `count` free ports whose cluster bus ports (port + 10000) are free too.
