@@ -376,11 +376,13 @@ fn cluster_node(port: u16, dir: &Path) -> OwnRedis {
     )
 }
 
-/// `count` free ports whose cluster bus ports (port + 10000) are free too.
+/// `count` free ports whose cluster bus ports (port + 10000) are free too, both below the
+/// kernel's ephemeral range (32768 and up): a bus port in it can be taken by any outgoing
+/// connection between this check and the node's start, and the node then fails to start.
 fn cluster_ports(count: usize) -> Vec<u16> {
     let mut ports = Vec::new();
     while ports.len() < count {
-        let port = fastrand::u16(20_000..30_000);
+        let port = fastrand::u16(12_000..22_000);
         let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
         if !ports.contains(&port) && free(port) && free(port + 10_000) {
             ports.push(port);
