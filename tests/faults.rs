@@ -1319,9 +1319,7 @@ enum Step {
 #[tokio::test]
 #[ignore = "fault injection: run by `make fault`"]
 async fn clock_steps_either_way_keep_ids_unique_and_young_codes_read_from_the_primary() {
-    let primary = OwnPostgres::start();
-    let replica = OwnPostgres::replica_of(&primary);
-    let db_url = database_on(&primary).await;
+    let (_primary, replica, db_url) = scenario::primary_with_replica().await;
     let replica_url = replica.url("shortener");
     // One clock for both instances (as NTP steps every host's), stepped by the test. The lag
     // bound is long enough that the replica is not found lagging within the test: whether a

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use common::{DbProxy, connect, eventually, scalar};
 use load::{Load, Record, Request};
-use processes::{OwnCluster, OwnPostgres, OwnRedis};
+use processes::{OwnCluster, OwnRedis};
 use scenario::{
-    FULL_RATE, PeakRss, PgProxy, RSS_BOUND, connections, database_on, failures, old_links,
-    p99_bound, readiness_says, scale, secs, soak, warm,
+    FULL_RATE, PeakRss, PgProxy, RSS_BOUND, connections, failures, old_links, p99_bound,
+    primary_with_replica, readiness_says, scale, secs, soak, warm,
 };
 use service::Service;
 
@@ -241,10 +241,8 @@ async fn f2_redis_paused_under_load_hangs_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault injection under load: run by `make fault` and `make soak`"]
 async fn f4_primary_stopped_under_mixed_load_fails_no_redirect_and_creates_resume() {
-    let primary = OwnPostgres::start();
-    let replica = OwnPostgres::replica_of(&primary);
+    let (primary, replica, db_url) = primary_with_replica().await;
     let redis = OwnRedis::start();
-    let db_url = database_on(&primary).await;
     let service = Service::start(
         &db_url,
         &[
@@ -585,10 +583,8 @@ async fn f7_clicks_database_away_under_load_loses_no_count_unreported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault injection under load: run by `make fault` and `make soak`"]
 async fn f11_three_instances_on_one_cluster_share_links_ids_and_the_create_limit() {
-    let primary = OwnPostgres::start();
-    let replica = OwnPostgres::replica_of(&primary);
+    let (_primary, replica, db_url) = primary_with_replica().await;
     let cluster = OwnCluster::start();
-    let db_url = database_on(&primary).await;
     let (replica_url, seeds) = (replica.url("shortener"), cluster.seeds());
     // One bucket for the client, shared by the three through the Cluster: a burst of `burst`,
     // then one token a second.

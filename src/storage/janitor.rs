@@ -10,6 +10,7 @@
 //! well within the statement timeout.
 
 use time::{Date, OffsetDateTime};
+use tokio_postgres::types::ToSql;
 
 use super::{Db, StorageError, pool};
 use crate::telemetry::metrics::{DbOperation, PruneTable};
@@ -138,35 +139,17 @@ impl Db {
             if !locked {
                 return Ok(Chunk::Busy);
             }
-            let (row, reached_at) = match cut {
-                PruneCut::IdempotencyKeys(before) => (
-                    tx.query_one(IDEMPOTENCY_CHUNK, &[&before, &limit, &from])
-                        .await?,
-                    1,
-                ),
-                PruneCut::StatsBatches(before) => (
-                    tx.query_one(BATCHES_CHUNK, &[&before, &limit, &from])
-                        .await?,
-                    1,
-                ),
-                PruneCut::LinkChanges(before) => (
-                    tx.query_one(CHANGES_CHUNK, &[&before, &limit, &from])
-                        .await?,
-                    1,
-                ),
-                PruneCut::ClickDays(before) => (
-                    tx.query_one(CLICK_DAYS_CHUNK, &[&before, &limit, &from])
-                        .await?,
-                    2,
-                ),
-                PruneCut::ExpiredLinks(before) => (
-                    tx.query_one(EXPIRED_LINKS_CHUNK, &[&before, &limit, &from])
-                        .await?,
-                    5,
-                ),
+            let (sql, before): (&str, &(dyn ToSql + Sync)) = match &cut {
+                PruneCut::IdempotencyKeys(before) => (IDEMPOTENCY_CHUNK, before),
+                PruneCut::StatsBatches(before) => (BATCHES_CHUNK, before),
+                PruneCut::LinkChanges(before) => (CHANGES_CHUNK, before),
+                PruneCut::ClickDays(before) => (CLICK_DAYS_CHUNK, before),
+                PruneCut::ExpiredLinks(before) => (EXPIRED_LINKS_CHUNK, before),
             };
+            // Each statement answers the rows it removed first and where it reached last.
+            let row = tx.query_one(sql, &[before, &limit, &from]).await?;
             let rows = row.try_get::<_, i64>(0)? as u64;
-            let reached = row.try_get::<_, Option<OffsetDateTime>>(reached_at)?;
+            let reached = row.try_get::<_, Option<OffsetDateTime>>(row.len() - 1)?;
             tx.commit().await?;
             Ok(Chunk::Pruned { rows, reached })
         })

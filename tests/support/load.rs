@@ -363,6 +363,15 @@ async fn send(
         .write_all(request)
         .await
         .map_err(|e| format!("write: {e}"))?;
+    read_answer(stream, buffer).await
+}
+
+/// Reads one answer (a head and a `Content-Length` body) into `buffer`: its status, whether it
+/// has `Retry-After`, and whether the server said it closes the connection.
+pub async fn read_answer(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> Result<(u16, bool, bool), String> {
     buffer.clear();
     let mut chunk = [0u8; 4096];
     loop {

@@ -147,6 +147,15 @@ pub fn p99_bound(before: Duration) -> Duration {
     (before.mul_f64(1.1)).max(before + Duration::from_millis(1))
 }
 
+/// A Postgres primary of the test's own with a streaming replica of it, and the URL of a
+/// migrated database `shortener` on the primary.
+pub async fn primary_with_replica() -> (OwnPostgres, OwnPostgres, String) {
+    let primary = OwnPostgres::start();
+    let replica = OwnPostgres::replica_of(&primary);
+    let db_url = database_on(&primary).await;
+    (primary, replica, db_url)
+}
+
 /// A database `shortener` on `server`, migrated: its URL.
 pub async fn database_on(server: &OwnPostgres) -> String {
     connect(&server.url("postgres"))
